@@ -1,0 +1,245 @@
+"""Flattened device tree for a guest, modelled on what QEMU's hw/arm/virt.c emits for `-M virt`.
+
+Built with the `fdt` library (pyFDT). Quirks of that library that shape this code:
+  * `FDT()` has no header version, so `to_dtb()` raises unless a version is passed;
+  * `FDT.__init__(entries=[])` is a shared mutable default that `parse_dtb` appends
+    /memreserve/ entries to, so we always pass our own list;
+  * `PropWords` holds 32-bit cells only: 64-bit addresses/sizes are split by hand;
+  * its value checks are `assert`s (gone under `python -O`) and strings must be
+    printable ASCII, so bootargs are validated here first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import fdt
+
+from armvirt.layout import (
+    DTB_MAX_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE, GIC_DIST_BASE, GIC_DIST_SIZE,
+    GIC_REDIST_BASE, GIC_REDIST_SIZE, GIC_REDIST_STRIDE, INTID_HYP_TIMER,
+    INTID_MAINTENANCE, INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
+    PPI_BASE, UART_BASE, UART_SIZE, UART_SPI,
+)
+
+# Phandles as QEMU allocates them (any unique non-zero value would do).
+CLK_PHANDLE = 0x8000
+GIC_PHANDLE = 0x8002
+
+# GIC DT binding: first interrupt cell is the type, third the flags.
+_SPI, _PPI = 0, 1
+_LEVEL_HI = 4
+_MPIDR_AFF_MASK = 0xFF_00FF_FFFF   # Aff3..Aff0, dropping U/MT/RES1 bits
+_PAGE = 0x1000
+
+
+@dataclass(frozen=True)
+class DtbConfig:
+    ram_base: int
+    ram_size: int
+    mpidrs: tuple[int, ...]          # one per vCPU, boot CPU first
+    gic_version: int                 # 2 or 3
+    cpu_clock_hz: int                # guests derive cycles from counter ticks with it
+    timer_freq_hz: int               # not emitted by default: the guest reads CNTFRQ_EL0
+    bootargs: str = ""
+    initrd: tuple[int, int] | None = None   # (start, end) guest physical
+    cpu_compatible: str = "arm,cortex-a57"
+    timer_freq_in_dt: bool = False   # Linux binding: only for firmware that leaves CNTFRQ unset
+
+
+def _cells64(*values: int) -> list[int]:
+    """Split 64-bit values into (hi, lo) 32-bit cells for #address-cells = #size-cells = 2."""
+    out: list[int] = []
+    for v in values:
+        out += [(v >> 32) & 0xFFFF_FFFF, v & 0xFFFF_FFFF]
+    return out
+
+
+def _node(name: str, *props: fdt.Property) -> fdt.Node:
+    return fdt.Node(name, *props)
+
+
+def _words(name: str, *cells: int) -> fdt.PropWords:
+    return fdt.PropWords(name, *cells)
+
+
+def _strs(name: str, *values: str) -> fdt.PropStrings:
+    return fdt.PropStrings(name, *values)
+
+
+def _flag(name: str) -> fdt.Property:
+    return fdt.Property(name)     # empty (boolean) property
+
+
+def _check(cfg: DtbConfig) -> None:
+    if cfg.gic_version not in (2, 3):
+        raise ValueError(f"gic_version must be 2 or 3, got {cfg.gic_version}")
+    n = len(cfg.mpidrs)
+    if n == 0:
+        raise ValueError("at least one vCPU (MPIDR) is required")
+    affs = [m & _MPIDR_AFF_MASK for m in cfg.mpidrs]
+    if len(set(affs)) != n:
+        raise ValueError(f"duplicate MPIDR affinities: {[hex(a) for a in affs]}")
+    if any(a > 0xFFFF_FFFF for a in affs):
+        raise ValueError("MPIDR with Aff3 set needs /cpus #address-cells = 2 (unsupported)")
+    if cfg.gic_version == 2 and n > 8:
+        raise ValueError(f"GICv2 supports at most 8 CPUs, got {n}")
+    if cfg.gic_version == 3 and n * GIC_REDIST_STRIDE > GIC_REDIST_SIZE:
+        raise ValueError(f"{n} redistributors do not fit the {GIC_REDIST_SIZE:#x} region")
+    if cfg.ram_size <= 0 or cfg.cpu_clock_hz <= 0 or cfg.timer_freq_hz <= 0:
+        raise ValueError("ram_size, cpu_clock_hz and timer_freq_hz must be positive")
+    if not all(32 <= ord(c) < 127 for c in cfg.bootargs):
+        raise ValueError(f"bootargs must be printable ASCII: {cfg.bootargs!r}")
+
+
+def build_dtb(cfg: DtbConfig) -> bytes:
+    """Return the DTB blob (version 17) describing the VM in `cfg`."""
+    _check(cfg)
+    ncpus = len(cfg.mpidrs)
+    uart = f"/pl011@{UART_BASE:x}"
+
+    root = fdt.Node("/")
+    root.append(_strs("compatible", "linux,dummy-virt"))
+    root.append(_strs("model", "linux,dummy-virt"))
+    root.append(_words("#address-cells", 2))
+    root.append(_words("#size-cells", 2))
+    root.append(_words("interrupt-parent", GIC_PHANDLE))
+
+    root.append(_node(
+        "psci",
+        _strs("compatible", "arm,psci-1.0", "arm,psci-0.2", "arm,psci"),
+        _strs("method", "hvc"),
+        # SMCCC function IDs, 64-bit variants where the call takes addresses.
+        _words("cpu_suspend", 0xC400_0001),
+        _words("cpu_off", 0x8400_0002),
+        _words("cpu_on", 0xC400_0003),
+        _words("migrate", 0xC400_0005),
+    ))
+
+    root.append(_node(
+        f"memory@{cfg.ram_base:x}",
+        _strs("device_type", "memory"),
+        _words("reg", *_cells64(cfg.ram_base, cfg.ram_size)),
+    ))
+
+    cpus = _node("cpus", _words("#address-cells", 1), _words("#size-cells", 0))
+    # clock-frequency may be 1 or 2 cells (DT spec); use 2 only when needed.
+    hz = [cfg.cpu_clock_hz] if cfg.cpu_clock_hz <= 0xFFFF_FFFF else _cells64(cfg.cpu_clock_hz)
+    for mpidr in cfg.mpidrs:
+        aff = mpidr & _MPIDR_AFF_MASK   # unit address must match reg, so both use aff
+        cpus.append(_node(
+            f"cpu@{aff:x}",
+            _strs("device_type", "cpu"),
+            _strs("compatible", cfg.cpu_compatible),
+            _words("reg", aff),
+            _strs("enable-method", "psci"),
+            _words("clock-frequency", *hz),
+        ))
+    root.append(cpus)
+
+    # GICv2 PPI flags carry a target-CPU mask in bits [15:8]; GICv3 has none.
+    ppi_flags = _LEVEL_HI
+    if cfg.gic_version == 2:
+        ppi_flags |= ((1 << ncpus) - 1) << 8
+    timer_irqs: list[int] = []
+    for intid in (INTID_SEC_PHYS_TIMER, INTID_PHYS_TIMER, INTID_VIRT_TIMER, INTID_HYP_TIMER):
+        timer_irqs += [_PPI, intid - PPI_BASE, ppi_flags]
+    timer = _node(
+        "timer",
+        _strs("compatible", "arm,armv8-timer"),
+        _words("interrupts", *timer_irqs),
+        _flag("always-on"),
+    )
+    if cfg.timer_freq_in_dt:
+        timer.append(_words("clock-frequency", cfg.timer_freq_hz))
+    root.append(timer)
+
+    if cfg.gic_version == 2:
+        gic_compat = "arm,cortex-a15-gic"     # the binding's name for a GICv2
+        gic_reg = _cells64(GIC_DIST_BASE, GIC_DIST_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE)
+    else:
+        gic_compat = "arm,gic-v3"
+        gic_reg = _cells64(GIC_DIST_BASE, GIC_DIST_SIZE,
+                           GIC_REDIST_BASE, GIC_REDIST_STRIDE * ncpus)
+    gic = _node(
+        f"intc@{GIC_DIST_BASE:x}",
+        _strs("compatible", gic_compat),
+        _words("#interrupt-cells", 3),
+        _flag("interrupt-controller"),
+        _words("#address-cells", 2),
+        _words("#size-cells", 2),
+        _flag("ranges"),
+        _words("reg", *gic_reg),
+        # QEMU flags the maintenance PPI plain level-high, with no CPU mask, on both GICs.
+        _words("interrupts", _PPI, INTID_MAINTENANCE - PPI_BASE, _LEVEL_HI),
+        _words("phandle", GIC_PHANDLE),
+    )
+    if cfg.gic_version == 3:
+        gic.append(_words("#redistributor-regions", 1))
+    root.append(gic)
+
+    root.append(_node(
+        "apb-pclk",
+        _strs("compatible", "fixed-clock"),
+        _words("#clock-cells", 0),
+        _words("clock-frequency", 24_000_000),
+        _strs("clock-output-names", "clk24mhz"),
+        _words("phandle", CLK_PHANDLE),
+    ))
+
+    root.append(_node(
+        uart.lstrip("/"),
+        _strs("compatible", "arm,pl011", "arm,primecell"),
+        _words("reg", *_cells64(UART_BASE, UART_SIZE)),
+        _words("interrupts", _SPI, UART_SPI, _LEVEL_HI),
+        _words("clocks", CLK_PHANDLE, CLK_PHANDLE),
+        _strs("clock-names", "uartclk", "apb_pclk"),
+    ))
+
+    chosen = _node("chosen", _strs("stdout-path", uart))
+    if cfg.bootargs:              # PropStrings refuses "", and QEMU omits it when empty
+        chosen.append(_strs("bootargs", cfg.bootargs))
+    if cfg.initrd is not None:
+        start, end = cfg.initrd
+        if not cfg.ram_base <= start <= end <= cfg.ram_base + cfg.ram_size:
+            raise ValueError(f"initrd [{start:#x}, {end:#x}) is not inside RAM")
+        chosen.append(_words("linux,initrd-start", *_cells64(start)))
+        chosen.append(_words("linux,initrd-end", *_cells64(end)))
+    root.append(chosen)
+
+    tree = fdt.FDT(entries=[])     # own list: the default one is shared (see module doc)
+    tree.root = root
+    blob = tree.to_dtb(version=17)
+    if len(blob) > DTB_MAX_SIZE:
+        raise ValueError(f"DTB is {len(blob)} bytes, more than DTB_MAX_SIZE ({DTB_MAX_SIZE})")
+    return blob
+
+
+def _overlaps(a: int, b: int, occupied: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """First occupied [start, end) range that intersects [a, b), or None."""
+    for start, end in occupied:
+        if start < end and start < b and a < end:   # empty ranges occupy nothing
+            return start, end
+    return None
+
+
+def dtb_load_address(ram_base: int, ram_size: int, blob_len: int,
+                     occupied: list[tuple[int, int]]) -> int:
+    """Where to put the DTB: RAM base if its DTB_MAX_SIZE window is free (QEMU's
+    convention), else the highest 4 KiB-aligned spot that holds `blob_len` bytes
+    below the end of RAM without touching an occupied [start, end) range."""
+    if not 0 < blob_len <= DTB_MAX_SIZE:
+        raise ValueError(f"DTB length {blob_len} not in (0, {DTB_MAX_SIZE:#x}]")
+    ram_end = ram_base + ram_size
+    if ram_base + DTB_MAX_SIZE <= ram_end and \
+            _overlaps(ram_base, ram_base + DTB_MAX_SIZE, occupied) is None:
+        return ram_base
+    addr = (ram_end - blob_len) & ~(_PAGE - 1)
+    while addr >= ram_base:
+        hit = _overlaps(addr, addr + blob_len, occupied)
+        if hit is None:
+            return addr
+        # Nothing between here and the clashing range's start can fit: jump below it.
+        addr = (hit[0] - blob_len) & ~(_PAGE - 1)
+    raise ValueError(f"no free {blob_len:#x}-byte slot for the DTB in RAM "
+                     f"[{ram_base:#x}, {ram_end:#x})")

@@ -1,0 +1,47 @@
+"""Guest physical memory map of the `virt` board (QEMU hw/arm/virt.c, base_memmap).
+
+    0x0000_0000 +--------------------+
+                | flash (not fitted) |  accesses: synchronous external abort
+    0x0800_0000 +--------------------+
+                | GIC distributor    |  in-kernel device (MMIO exit, stays in host kernel)
+    0x0801_0000 | GICv2 CPU iface    |  stage-2 maps GICV here when the vGIC is on
+    0x0803_0000 | GICv2 GICH (host)  |  never mapped for a guest
+    0x0804_0000 | GICv2 GICV (host)  |
+    0x080A_0000 | GICv3 redists      |  0x20000 per CPU
+    0x0900_0000 +--------------------+
+                | PL011 UART         |  user-space device (MMIO exit to the VMM)
+    0x0A00_0000 | virtio-mmio x32    |
+    0x4000_0000 +--------------------+
+                | RAM (-m)           |  memory slot, stage-2 mapped on first touch
+                +--------------------+
+    2^39        end of the guest IPA space (VTCR_EL2.T0SZ = 25)
+    0x80_0000_0000 host memory (stage-2 tables): outside every guest IPA
+"""
+
+FLASH_BASE, FLASH_SIZE = 0x0000_0000, 0x0800_0000
+GIC_DIST_BASE, GIC_DIST_SIZE = 0x0800_0000, 0x0001_0000
+GIC_CPU_BASE, GIC_CPU_SIZE = 0x0801_0000, 0x0001_0000
+GIC_HYP_BASE, GIC_HYP_SIZE = 0x0803_0000, 0x0001_0000
+GIC_VCPU_BASE, GIC_VCPU_SIZE = 0x0804_0000, 0x0001_0000
+GIC_REDIST_BASE, GIC_REDIST_SIZE = 0x080A_0000, 0x00F6_0000
+GIC_REDIST_STRIDE = 0x2_0000
+UART_BASE, UART_SIZE = 0x0900_0000, 0x0000_1000
+VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_COUNT = 0x0A00_0000, 0x200, 32
+RAM_BASE = 0x4000_0000
+RAM_MAX = 255 * 1024**3          # QEMU virt: RAM ends below 256 GiB
+IPA_BITS = 39
+HOST_MEM_BASE = 0x80_0000_0000    # host-private physical memory (stage-2 tables)
+HOST_MEM_SIZE = 0x0100_0000
+
+# Where loaders put things inside RAM (QEMU hw/arm/boot.c conventions).
+KERNEL_TEXT_OFFSET = 0x8_0000     # raw binary / Image load offset
+DTB_MAX_SIZE = 0x20_0000          # the DTB sits at RAM base, below the kernel
+
+# Interrupt IDs (GIC INTID) as on `virt`.
+PPI_BASE, SPI_BASE = 16, 32
+INTID_MAINTENANCE = 25
+INTID_HYP_TIMER = 26
+INTID_VIRT_TIMER = 27
+INTID_SEC_PHYS_TIMER = 29
+INTID_PHYS_TIMER = 30
+UART_SPI = 1                      # INTID 33

@@ -1,0 +1,191 @@
+"""A physical CPU: one Unicorn instance, its exact instruction counter and
+virtual counter (C fast path), and architectural exception entry.
+
+The engine is the hardware.  It executes the guest at EL1/EL0, walks stage-1
+and stage-2 tables and raises exceptions.  What Unicorn does not do, a real
+core would, so it is done here: vectoring an exception into the guest at
+VBAR_EL1, and handing an EL2-targeted exception to whoever installed the EL2
+vector (the lowvisor) - as a core jumps to VBAR_EL2.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+from typing import Callable, Optional
+
+import unicorn
+from unicorn import arm64_const as A
+from unicorn.unicorn_py3 import unicorn as _ucmod
+
+from engine import aarch64
+from engine.excrecord import ExceptionRecord
+from engine.fastpath import ffi, lib
+from engine.regbank import RegBank
+from engine.sysreg import SPSR_EL1, SysReg
+
+UC = _ucmod.uclib
+UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
+EL2Vector = Callable[[int, int, int, int], None]   # (intno, syndrome, vaddress, pc)
+
+# Unicorn exception numbers (QEMU EXCP_*), for traces.
+EXCP_NAMES = {1: "UDEF", 2: "SWI", 3: "PREFETCH_ABORT", 4: "DATA_ABORT", 5: "IRQ", 6: "FIQ",
+              7: "BKPT", 11: "HVC", 12: "HYP_TRAP", 13: "SMC", 14: "VIRQ", 15: "VFIQ"}
+
+
+class EngineFault(RuntimeError):
+    """The engine stopped on something that is armvirt's bug, not the guest's."""
+
+
+class PhysicalCpu:
+    def __init__(self, index: int, *, cpi: int, cnt_mul: int, cnt_div: int, cntfrq: int,
+                 model: int = A.UC_CPU_ARM64_A57):
+        self.index = index
+        self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
+        self.uc.ctl_set_cpu_model(model)
+        self.uch = self.uc._uch
+        st = self.st = ffi.new("struct av_cpu *")
+        st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
+        st.insn_limit = 2**64 - 1
+        self._hooks = []
+        self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
+        self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
+        self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_msr_hook, A.UC_ARM64_INS_MSR)
+        self.exc = ExceptionRecord(self.uc)
+        self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
+        self.el2_vector: Optional[EL2Vector] = None
+        self.guest_exception_cost = 0          # cycles charged for an exception taken to EL1
+        self.on_guest_exception: Optional[Callable[[int, int, int, int], None]] = None
+        self._pcs = RegBank(["pc", "pstate"], [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE])
+        # Exception entry to EL1; SPSR_EL1 (a CP_REG write) last, because only a
+        # CP_REG write rebuilds the core's cached EL flags after PSTATE changes.
+        self._el1_entry = RegBank(
+            ["ELR_EL1", "ESR_EL1", "FAR_EL1", "pstate", "pc", "SPSR_EL1"],
+            [A.UC_ARM64_REG_ELR_EL1, A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_FAR_EL1,
+             A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC, SPSR_EL1])
+        self._mem = []
+
+    # --- hooks ---------------------------------------------------------------
+    def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
+        h = ctypes.c_size_t()
+        args = [self.uch, ctypes.byref(h), htype,
+                ctypes.c_void_p(int(ffi.cast("uintptr_t", fn))),
+                ctypes.c_void_p(int(ffi.cast("uintptr_t", self.st))),
+                ctypes.c_uint64(1), ctypes.c_uint64(0)]
+        if insn is not None:
+            args.append(ctypes.c_int(insn))
+        err = UC.uc_hook_add(*args)
+        if err:
+            raise EngineFault(f"uc_hook_add({htype}) failed: {err}")
+        self._hooks.append(h)
+
+    def _on_intr(self, uc, intno: int, _ud) -> None:
+        syndrome, vaddress, target_el = self.exc.read()
+        self._pcs.read(self.uch)
+        pc, pstate = self._pcs[0], self._pcs[1]
+        self._retire_before(pc)
+        if target_el == 2 and self.el2_vector is not None:
+            self.el2_vector(intno, syndrome, vaddress, pc)
+        elif target_el == 1:
+            self.take_exception_el1(syndrome, vaddress, pc, pstate, intno in (3, 4))
+            if self.on_guest_exception is not None:
+                self.on_guest_exception(intno, syndrome, vaddress, pc)
+        else:
+            self.fault = EngineFault(f"exception {EXCP_NAMES.get(intno, intno)} to EL{target_el} "
+                                     f"at pc={pc:#x} (ESR {syndrome:#x}) has no handler")
+            self.uc.emu_stop()
+
+    def _retire_before(self, pc: int) -> None:
+        """Uncount the instructions of the current block from `pc` on: the block
+        hook counted the whole block, but an exception stopped it at `pc`."""
+        st = self.st
+        if st.block_start <= pc < st.block_end:
+            st.insns -= (st.block_end - pc) >> 2
+        st.block_start = st.block_end = 0
+
+    # --- architecture --------------------------------------------------------
+    def take_exception_el1(self, esr: int, far: int, elr: int, pstate: int, has_far: bool) -> None:
+        """ARM ARM D1.10: exception entry to EL1 from EL0 or EL1 (AArch64)."""
+        b = self._el1_entry
+        b.read(self.uch)
+        vbar = self.uc.reg_read(A.UC_ARM64_REG_VBAR_EL1)
+        b[0] = elr
+        b[1] = esr
+        if has_far:
+            b[2] = far
+        b[3] = aarch64.el1_entry_pstate(pstate)
+        b[4] = vbar + aarch64.vector_offset_el1(pstate)
+        b[5] = pstate
+        b.write(self.uch)
+        self.st.charged += self.guest_exception_cost
+
+    # --- time ----------------------------------------------------------------
+    @property
+    def insns(self) -> int:
+        return self.st.insns
+
+    @property
+    def cycles(self) -> int:
+        return self.st.insns * self.st.cpi + self.st.charged
+
+    def charge(self, cycles: int) -> None:
+        self.st.charged += cycles
+
+    def retire(self, n: int = 1) -> None:
+        """Count instructions the hypervisor completed on the guest's behalf (an emulated access)."""
+        self.st.insns += n
+
+    def ticks(self) -> int:
+        return self.cycles * self.st.cnt_mul // self.st.cnt_div
+
+    def set_insn_limit(self, limit: int) -> None:
+        self.st.insn_limit = limit
+        self.st.limit_hit = 0
+
+    @property
+    def limit_hit(self) -> bool:
+        return bool(self.st.limit_hit)
+
+    # --- state ---------------------------------------------------------------
+    def read_sysreg(self, reg: SysReg) -> int:
+        return self.uc.reg_read(A.UC_ARM64_REG_CP_REG, reg.uc)
+
+    def write_sysreg(self, reg: SysReg, value: int) -> None:
+        self.uc.reg_write(A.UC_ARM64_REG_CP_REG, reg.uc + (value,))
+
+    def map_memory(self, pa: int, size: int) -> mmap.mmap:
+        """Back [pa, pa+size) of the physical address space with host memory."""
+        buf = mmap.mmap(-1, size)
+        ptr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        self.uc.mem_map_ptr(pa, size, unicorn.UC_PROT_ALL, ptr)
+        self._mem.append(buf)
+        return buf
+
+    def map_shared(self, pa: int, buf: mmap.mmap) -> None:
+        """Map memory another pCPU already backs (guest RAM is shared by all pCPUs)."""
+        ptr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+        self.uc.mem_map_ptr(pa, len(buf), unicorn.UC_PROT_ALL, ptr)
+
+    def flush_tlb(self) -> None:
+        """uc_ctl_flush_tlb (not wrapped by the Python binding); it drops translated code too."""
+        err = UC.uc_ctl(self.uch, unicorn.UC_CTL_TLB_FLUSH | (unicorn.UC_CTL_IO_WRITE << 30))
+        if err:
+            raise EngineFault(f"TLB flush failed: {err}")
+
+    def flush_code(self, start: int, end: int) -> None:
+        """Translated code is not invalidated by host writes (unicorn-facts.md)."""
+        self.uc.ctl_remove_cache(start, end)
+
+    # --- execution -----------------------------------------------------------
+    def run(self, pc: int) -> None:
+        """Execute from `pc` until something stops the engine (an EL2 exception, the limit)."""
+        self.fault = None
+        try:
+            self.uc.emu_start(pc, UNTIL)
+        except unicorn.UcError as e:
+            self._pcs.read(self.uch)
+            raise EngineFault(f"engine stopped: {e} at pc={self._pcs[0]:#x}") from None
+        if self.fault is not None:
+            raise self.fault
+
+    def stop(self) -> None:
+        self.uc.emu_stop()

@@ -1,0 +1,101 @@
+"""GICv2 virtual interface control registers, GICH_* (IHI 0048B, 5.3).
+
+This is the hardware the lowvisor programs through MMIO (slow on GICv2: the
+cost profile charges gich_mmio_read/write per access).  Derived registers
+(MISR, EISR, ELRSR) are computed from the list registers, never stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gic.lr import LR_STATE_PENDING, lr_empty, lr_eoi_maintenance
+
+GICH_HCR, GICH_VTR, GICH_VMCR, GICH_MISR = 0x00, 0x04, 0x08, 0x10
+GICH_EISR0, GICH_EISR1, GICH_ELRSR0, GICH_ELRSR1 = 0x20, 0x24, 0x30, 0x34
+GICH_APR, GICH_LR0 = 0xF0, 0x100
+
+HCR_EN, HCR_UIE, HCR_LRENPIE, HCR_NPIE = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+MISR_EOI, MISR_U, MISR_LRENP, MISR_NP = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+
+PRI_BITS = 5
+PRE_BITS = 5
+
+
+@dataclass
+class VgicV2CpuIf:
+    """Saved copy of one vCPU's GICH state (KVM struct vgic_v2_cpu_if)."""
+    nr_lr: int
+    hcr: int = 0
+    vmcr: int = 0
+    misr: int = 0
+    eisr: int = 0
+    elrsr: int = 0
+    apr: int = 0
+    lr: list = field(default_factory=list)
+    used_lrs: int = 0
+
+    def __post_init__(self):
+        if not self.lr:
+            self.lr = [0] * self.nr_lr
+        self.elrsr = (1 << self.nr_lr) - 1
+
+
+class GichV2:
+    """The per-pCPU hypervisor interface of a GIC-400-like GICv2."""
+
+    def __init__(self, nr_lr: int = 4):
+        if not 1 <= nr_lr <= 64:
+            raise ValueError(f"GICv2 supports 1 to 64 list registers, got {nr_lr}")
+        self.nr_lr = nr_lr
+        self.hcr = 0
+        self.vmcr = 0
+        self.apr = 0
+        self.lr = [0] * nr_lr
+
+    @property
+    def vtr(self) -> int:
+        return (PRI_BITS - 1) << 29 | (PRE_BITS - 1) << 26 | (self.nr_lr - 1)
+
+    @property
+    def elrsr(self) -> int:
+        return sum(1 << i for i, v in enumerate(self.lr) if lr_empty(v))
+
+    @property
+    def eisr(self) -> int:
+        return sum(1 << i for i, v in enumerate(self.lr) if lr_eoi_maintenance(v))
+
+    @property
+    def misr(self) -> int:
+        """Maintenance interrupt status (IHI 0048B 5.3.4), each condition gated by HCR."""
+        valid = [v for v in self.lr if (v >> 28) & 3]
+        m = 0
+        if self.eisr:
+            m |= MISR_EOI
+        if self.hcr & HCR_UIE and len(valid) <= 1:
+            m |= MISR_U
+        if self.hcr & HCR_LRENPIE and self.hcr >> 27:
+            m |= MISR_LRENP
+        if self.hcr & HCR_NPIE and not any((v >> 28) & 3 == LR_STATE_PENDING for v in self.lr):
+            m |= MISR_NP
+        return m
+
+    def read(self, offset: int) -> int:
+        """32-bit MMIO read of GICH_* at `offset`."""
+        if GICH_LR0 <= offset < GICH_LR0 + 4 * self.nr_lr:
+            return self.lr[(offset - GICH_LR0) // 4]
+        return {GICH_HCR: lambda: self.hcr, GICH_VTR: lambda: self.vtr, GICH_VMCR: lambda: self.vmcr,
+                GICH_MISR: lambda: self.misr, GICH_EISR0: lambda: self.eisr & 0xFFFFFFFF,
+                GICH_EISR1: lambda: self.eisr >> 32, GICH_ELRSR0: lambda: self.elrsr & 0xFFFFFFFF,
+                GICH_ELRSR1: lambda: self.elrsr >> 32, GICH_APR: lambda: self.apr}.get(offset, lambda: 0)()
+
+    def write(self, offset: int, value: int) -> None:
+        value &= 0xFFFFFFFF
+        if GICH_LR0 <= offset < GICH_LR0 + 4 * self.nr_lr:
+            self.lr[(offset - GICH_LR0) // 4] = value
+        elif offset == GICH_HCR:
+            self.hcr = value
+        elif offset == GICH_VMCR:
+            self.vmcr = value
+        elif offset == GICH_APR:
+            self.apr = value
+        # VTR, MISR, EISR, ELRSR are read-only

@@ -1,0 +1,82 @@
+"""Exit dispatch keyed by ESR_EL2.EC (KVM handle_exit.c).  Every class without
+a handler falls back to one function that logs and injects UNDEF."""
+from __future__ import annotations
+
+from engine.ledger import HIGHVISOR
+from el2 import syndrome as syn
+from el2.lowvisor import ARM_EXCEPTION_TRAP, EXIT_INSN_LIMIT, Exit
+from host_kernel import inject, psci, sys_regs
+from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fault
+
+
+def handle_hvc(vcpu, ex: Exit) -> int:
+    ctx, led = vcpu.ctx, vcpu.ledger
+    fid = ctx.x(0) & 0xFFFFFFFF
+    led.charge_named(HIGHVISOR, f"kvm_hvc_call_handler: SMCCC function {fid:#010x}", "hvc_handler")
+    res = psci.call(vcpu, fid)
+    if res is None:
+        vcpu.trace.log("psci", f"vcpu{vcpu.index}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
+        res = psci.NOT_SUPPORTED
+    if isinstance(res, psci.SystemEvent):
+        vcpu.trace.log("psci", f"vcpu{vcpu.index}: system event {res.type}")
+        vcpu.kvm_run.system_event(res.type)
+        return EXIT_TO_USER
+    ctx.set_x(0, res & 0xFFFF_FFFF_FFFF_FFFF)
+    return RESUME
+
+
+def handle_smc(vcpu, ex: Exit) -> int:
+    """SMCCC over SMC is not offered (the DTB says hvc): UNDEF, as KVM does."""
+    vcpu.guest_error(f"SMC #{ex.esr & 0xFFFF:#x} at {ex.elr:#x}: UNDEF injected")
+    return inject_fault(vcpu, inject.inject_undef)
+
+
+def handle_sys64(vcpu, ex: Exit) -> int:
+    p = syn.SysRegAccess.decode(ex.esr)
+    desc = sys_regs.find(p)
+    if desc is None:
+        vcpu.guest_error(f"unhandled {'MRS' if p.is_read else 'MSR'} S{p.op0}_{p.op1}_C{p.crn}_C{p.crm}_{p.op2} "
+                         f"at {ex.elr:#x}: UNDEF injected")
+        return inject_fault(vcpu, inject.inject_undef)
+    vcpu.ledger.charge_named(HIGHVISOR, f"emulate {desc.reg}", "sysreg_emulate")
+    value = desc.access(vcpu, p, desc)
+    if p.is_read:
+        vcpu.ctx.set_x(p.rt, value or 0)
+    vcpu.skip_instruction(f"{'MRS' if p.is_read else 'MSR'} {desc.reg} (emulated)")
+    return RESUME
+
+
+def handle_wfx(vcpu, ex: Exit) -> int:
+    vcpu.skip_instruction("WFI (trapped)")
+    return vcpu.block_in_wfi()
+
+
+def handle_unknown_ec(vcpu, ex: Exit) -> int:
+    vcpu.guest_error(f"unknown exception class {ex.ec:#x} (ESR_EL2 {ex.esr:#x}) at {ex.elr:#x}: UNDEF injected")
+    return inject_fault(vcpu, inject.inject_undef)
+
+
+ARM_EXIT_HANDLERS = {
+    syn.EC_WFX: handle_wfx,
+    syn.EC_HVC64: handle_hvc,
+    syn.EC_SMC64: handle_smc,
+    syn.EC_SYS64: handle_sys64,
+    syn.EC_IABT_LOW: handle_guest_abort,
+    syn.EC_DABT_LOW: handle_guest_abort,
+}
+
+
+def exit_name(ex: Exit) -> str:
+    if ex.code == ARM_EXCEPTION_TRAP:
+        return syn.EC_NAMES.get(ex.ec, f"EC_{ex.ec:#x}")
+    return "IRQ" if ex.code == 0 else "LIMIT"
+
+
+def handle_exit(vcpu, ex: Exit) -> int:
+    """> 0: resume the guest; 0: return to user space (KVM's convention)."""
+    if ex.code == EXIT_INSN_LIMIT:
+        vcpu.kvm_run.insn_limit()
+        return EXIT_TO_USER
+    vcpu.ledger.charge_named(HIGHVISOR, f"handle_exit: dispatch EC {ex.ec:#x} ({exit_name(ex)})",
+                             "handle_exit")
+    return ARM_EXIT_HANDLERS.get(ex.ec, handle_unknown_ec)(vcpu, ex)

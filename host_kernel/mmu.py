@@ -1,0 +1,69 @@
+"""Stage-2 fault handling (KVM mmu.c kvm_handle_guest_abort / user_mem_abort /
+io_mem_abort): map RAM on first touch, turn device accesses into MMIO."""
+from __future__ import annotations
+
+from engine.ledger import HIGHVISOR
+from el2 import syndrome as syn
+from el2.lowvisor import Exit
+from el2.stage2 import PAGE_SIZE
+from host_kernel import inject
+from host_kernel.mmio import MmioAccess
+
+RESUME, EXIT_TO_USER = 1, 0
+_MAPPABLE = {syn.FSC_TRANSLATION + lvl for lvl in range(4)} | {syn.FSC_ACCESS + lvl for lvl in range(4)}
+
+
+def handle_guest_abort(vcpu, ex: Exit) -> int:
+    vm, led = vcpu.vm, vcpu.ledger
+    ipa = syn.hpfar_to_ipa(ex.hpfar, ex.far)
+    fsc = ex.esr & 0x3F
+    is_iabt = ex.ec == syn.EC_IABT_LOW
+    slot = vm.memslots.find(ipa)
+    if slot is not None and fsc in _MAPPABLE:
+        page = ipa & ~(PAGE_SIZE - 1)
+        vm.stage2.map_page(page, slot.to_host_pa(page))
+        vm.counters["stage2_faults"] += 1
+        led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
+        vcpu.trace.log("stage2", f"vcpu{vcpu.index}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
+        return RESUME
+    if is_iabt:
+        vcpu.guest_error(f"instruction fetch from IPA {ipa:#x} (no RAM): prefetch abort injected")
+        return inject_fault(vcpu, lambda ctx: inject.inject_pabt(ctx, ex.far))
+    if slot is not None or not vm.stage2.in_range(ipa):
+        why = "permission" if slot is not None else "outside the IPA space"
+        vcpu.guest_error(f"data abort at IPA {ipa:#x} ({why}, FSC {fsc:#x}): external abort injected")
+        wnr = bool(ex.esr >> 6 & 1)
+        return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, wnr))
+    return io_mem_abort(vcpu, ex, ipa)
+
+
+def inject_fault(vcpu, how) -> int:
+    how(vcpu.ctx)
+    vcpu.ledger.charge_named(HIGHVISOR, "inject a synchronous exception into the guest", "inject_fault")
+    return RESUME
+
+
+def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
+    da = syn.DataAbort.decode(ex.esr)
+    if not da.isv or da.s1ptw:
+        # KVM gives up (-ENOSYS) on an MMIO access it cannot decode; the guest gets an abort here.
+        vcpu.guest_error(f"MMIO access at IPA {ipa:#x} without a valid syndrome (ISV=0, e.g. LDP or "
+                         f"writeback): external abort injected")
+        return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, da.wnr))
+    led = vcpu.ledger
+    led.charge_named(HIGHVISOR, "io_mem_abort: decode ISV/SAS/SRT/WnR", "mmio_decode")
+    acc = MmioAccess(ipa, da.size, da.wnr, rt=da.srt, sign_extend=da.sse, sixty_four=da.sf)
+    if da.wnr:
+        acc.data = vcpu.ctx.x(da.srt) & ((1 << (8 * da.size)) - 1)
+    hit = vcpu.vm.kernel_bus.find(ipa)
+    if hit is not None:
+        dev, off = hit
+        led.charge_named(HIGHVISOR, f"in-kernel device {dev.name}", "kernel_mmio_device")
+        if da.wnr:
+            dev.write(off, da.size, acc.data)
+        else:
+            acc.data = dev.read(off, da.size)
+        vcpu.complete_mmio(acc)
+        return RESUME
+    vcpu.start_user_mmio(acc)
+    return EXIT_TO_USER

@@ -1,0 +1,54 @@
+"""Trapped system-register accesses (EC 0x18) as a sorted table keyed by
+(op0, op1, CRn, CRm, op2), each entry with an accessor and a reset value
+(KVM sys_regs.c).  The order is checked at import."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from engine.sysreg import ACTLR_EL1, SysReg
+from el2.syndrome import SysRegAccess
+
+Accessor = Callable[["object", SysRegAccess, "SysRegDesc"], Optional[int]]
+
+
+@dataclass(frozen=True)
+class SysRegDesc:
+    reg: SysReg
+    access: Accessor
+    reset: int = 0
+
+
+def access_actlr(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+    """ACTLR_EL1 (trapped by HCR_EL2.TACR): reads its value, writes are ignored, as KVM."""
+    return vcpu.ctx.el1.get("ACTLR_EL1") if p.is_read else None
+
+
+def access_dcsw(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+    """DC ISW/CSW/CISW (HCR_EL2.TSW): set/way maintenance is meaningless to a guest whose
+    caches are virtual; the engine models no caches, so there is nothing to clean."""
+    if p.is_read:
+        return None
+    vcpu.vm.counters["dc_sw"] += 1
+    return None
+
+
+def _sys(name: str, op0, op1, crn, crm, op2) -> SysReg:
+    return SysReg(op0, op1, crn, crm, op2, name)
+
+
+SYS_REG_DESCS = (
+    SysRegDesc(_sys("DC ISW", 1, 0, 7, 6, 2), access_dcsw),
+    SysRegDesc(_sys("DC CSW", 1, 0, 7, 10, 2), access_dcsw),
+    SysRegDesc(_sys("DC CISW", 1, 0, 7, 14, 2), access_dcsw),
+    SysRegDesc(ACTLR_EL1, access_actlr),
+)
+
+for _a, _b in zip(SYS_REG_DESCS, SYS_REG_DESCS[1:]):
+    assert _a.reg.key < _b.reg.key, f"sys_reg table out of order at {_a.reg} / {_b.reg}"
+
+BY_KEY = {d.reg.key: d for d in SYS_REG_DESCS}
+
+
+def find(p: SysRegAccess) -> SysRegDesc | None:
+    return BY_KEY.get(p.key)

@@ -1,0 +1,160 @@
+"""A vCPU and its KVM_RUN loop (KVM arm.c kvm_arch_vcpu_ioctl_run)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine import aarch64
+from engine.ledger import GUEST, HIGHVISOR, USER
+from el2.context import TrapConfig, VcpuContext
+from el2.hcr import CNTHCTL_EL1PCEN, CNTHCTL_EL1PCTEN, HCR_GUEST_FLAGS
+from el2.lowvisor import Lowvisor
+from gic.v2_hyp import VgicV2CpuIf
+from host_kernel import inject, psci
+from host_kernel.handle_exit import exit_name, handle_exit
+from host_kernel.mmio import MmioAccess, complete_read_value
+from host_kernel.stats import ExitStats
+
+# struct kvm_run exit reasons (the ones armvirt produces).
+KVM_EXIT_MMIO = "MMIO"
+KVM_EXIT_SYSTEM_EVENT = "SYSTEM_EVENT"
+KVM_EXIT_INSN_LIMIT = "INSN_LIMIT"
+KVM_EXIT_HALTED = "HALTED"
+
+
+@dataclass
+class KvmRun:
+    exit_reason: str = ""
+    mmio: MmioAccess | None = None
+    system_event_type: int = 0
+    message: str = ""
+
+    def system_event(self, type_: int) -> None:
+        self.exit_reason, self.system_event_type = KVM_EXIT_SYSTEM_EVENT, type_
+
+    def insn_limit(self) -> None:
+        self.exit_reason = KVM_EXIT_INSN_LIMIT
+
+
+@dataclass
+class BootState:
+    entry: int
+    x0: int = 0
+
+
+class Vcpu:
+    def __init__(self, vm, index: int, mpidr: int, lowvisor: Lowvisor, nr_lr: int):
+        self.vm, self.index, self.mpidr = vm, index, mpidr
+        self.lowvisor = lowvisor
+        self.ledger = lowvisor.ledger
+        self.cpu = lowvisor.cpu
+        self.trace = vm.trace
+        self.nr_lr = nr_lr
+        self.kvm_run = KvmRun()
+        self.stats = ExitStats()
+        self.powered_on = False
+        self._pending_sample: tuple[str, int] | None = None
+        self._mmio: MmioAccess | None = None
+        self._ext_dabt: int | None = None
+        self.ctx = self._reset_context()
+
+    # --- state --------------------------------------------------------------------
+    def _reset_context(self) -> VcpuContext:
+        trap = TrapConfig(hcr=HCR_GUEST_FLAGS)
+        ctx = VcpuContext(VgicV2CpuIf(self.nr_lr), trap, self.vm.stage2.vttbr)
+        ctx.el1.load(self.vm.host.el1_reset)     # architectural reset values, from the core
+        ctx.fp.load(self.vm.host.fp_reset)
+        ctx.el1.set("VMPIDR_EL2", (1 << 31) | self.mpidr)   # MPIDR_EL1 bit 31 is RES1
+        ctx.timer.cnthctl = CNTHCTL_EL1PCTEN | CNTHCTL_EL1PCEN
+        return ctx
+
+    def reset(self, boot: BootState) -> None:
+        """Boot contract: EL1h, MMU off, DAIF masked, x0 = DTB, x1-x3 = 0."""
+        self.ctx = self._reset_context()
+        self.ctx.gp.load([0] * len(self.ctx.gp))
+        self.ctx.set_x(0, boot.x0)
+        self.ctx.pc = boot.entry
+        self.ctx.pstate = aarch64.RESET_PSTATE
+        self.ctx.gp.set("SPSR_EL1", 0)
+        self.powered_on = True
+
+    def power_off(self) -> None:
+        self.powered_on = False
+
+    def power_on_request(self, entry: int, context_id: int) -> int:
+        if self.powered_on:
+            return psci.ALREADY_ON
+        self.reset(BootState(entry=entry, x0=context_id))
+        return psci.SUCCESS
+
+    def affinity_state(self) -> int:
+        return psci.AFF_ON if self.powered_on else psci.AFF_OFF
+
+    # --- helpers for exit handlers -----------------------------------------------------
+    def skip_instruction(self, what: str) -> None:
+        """kvm_incr_pc: the trapped instruction completed by emulation retires."""
+        self.ctx.pc += 4
+        self.cpu.retire(1)
+        self.ledger.note(GUEST, f"{what}: 1 instruction", self.cpu.st.cpi)
+
+    def guest_error(self, msg: str) -> None:
+        self.vm.counters["guest_errors"] += 1
+        self.vm.guest_errors.append(f"vcpu{self.index}: {msg}")
+        self.trace.log("guest_errors", f"vcpu{self.index}: {msg}")
+
+    def block_in_wfi(self) -> int:
+        # No interrupt source exists yet (the vGIC and timers arrive with issue 3),
+        # so nothing could ever wake this vCPU: say so instead of spinning.
+        self.kvm_run.exit_reason = KVM_EXIT_HALTED
+        self.kvm_run.message = "vCPU executed WFI with no interrupt that could wake it"
+        return 0
+
+    def complete_mmio(self, acc: MmioAccess) -> None:
+        if not acc.is_write:
+            self.ctx.set_x(acc.rt, complete_read_value(acc))
+        self.skip_instruction(f"{'STR' if acc.is_write else 'LDR'} {acc.size * 8}-bit MMIO (emulated)")
+
+    def start_user_mmio(self, acc: MmioAccess) -> None:
+        self._mmio = acc
+        self.kvm_run.exit_reason, self.kvm_run.mmio = KVM_EXIT_MMIO, acc
+        self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
+
+    def set_external_abort(self, addr: int) -> None:
+        """KVM_SET_VCPU_EVENTS ext_dabt_pending: user space found no device."""
+        self._ext_dabt = addr
+
+    # --- KVM_RUN -------------------------------------------------------------------------
+    def run(self) -> KvmRun:
+        led = self.ledger
+        if self._mmio is not None:          # kvm_handle_mmio_return
+            led.charge_named(USER, "ioctl(KVM_RUN): re-enter the kernel", "kvm_run_ioctl")
+            acc, self._mmio = self._mmio, None
+            if self._ext_dabt is not None:
+                inject.inject_dabt(self.ctx, self._ext_dabt, acc.is_write)
+                led.charge_named(HIGHVISOR, "inject external abort (no device)", "inject_fault")
+                self._ext_dabt = None
+            else:
+                self.complete_mmio(acc)
+        self.kvm_run = KvmRun()
+        while True:
+            led.charge_named(HIGHVISOR, "run loop: signals, requests, preemption", "run_loop")
+            led.charge_named(HIGHVISOR, "vGIC flush (kvm_vgic_flush_hwstate)", "vgic_flush")
+            led.charge_named(HIGHVISOR, "timer flush (kvm_timer_flush_hwstate)", "timer_flush")
+            ex = self.lowvisor.run(self.ctx)
+            if self._pending_sample is not None:
+                name, t = self._pending_sample
+                self.stats.add(name, self.lowvisor.entered_at - t)
+            led.charge_named(HIGHVISOR, "vGIC sync (kvm_vgic_sync_hwstate)", "vgic_sync")
+            led.charge_named(HIGHVISOR, "timer sync (kvm_timer_sync_hwstate)", "timer_sync")
+            name = exit_name(ex)
+            self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
+                                    f"far={ex.far:#x} cycles={ex.t_trap}")
+            self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
+            if handle_exit(self, ex) <= 0:
+                return self.kvm_run
+
+    def finish(self) -> None:
+        """Close the last exit's sample when the run ends (nothing re-enters the guest)."""
+        if self._pending_sample is not None:
+            name, t = self._pending_sample
+            self.stats.add(name, self.cpu.cycles - t)
+            self._pending_sample = None

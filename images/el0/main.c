@@ -1,0 +1,241 @@
+/*
+ * el0: stage-1 MMU, an EL0 program, system calls and a demand-paged fault.
+ *
+ * EL1 builds an identity map (4 KiB granule, 39-bit VA, level-1 start):
+ *   L1[0]  0x00000000-0x3fffffff  device block, EL1 only, XN
+ *   L1[1]  -> L2: RAM as 2 MiB normal WB blocks, EL1 RW, EL1-executable,
+ *          except the 2 MiB EL0 area -> L3: 4 KiB EL0 RW pages (the code page
+ *          EL0-executable, all PXN), with the data page at +0x1000 INVALID.
+ * It copies the EL0 blob there, erets to EL0, serves svc calls (1 write,
+ * 2 getel, 93 exit), maps the data page when EL0 faults on it, and checks the
+ * whole exchange.
+ */
+#include "runtime.h"
+
+#define SYS_WRITE 1
+#define SYS_GETEL 2
+#define SYS_EXIT  93
+
+#define SZ_4K  0x1000UL
+#define SZ_2M  0x200000UL
+#define SZ_1G  0x40000000UL
+
+/* descriptor bits */
+#define D_VALID     (1UL << 0)
+#define D_TABLE     (1UL << 1)      /* L1/L2: next-level table; L3: page */
+#define D_PAGE      (1UL << 1)
+#define D_ATTR(i)   ((uint64_t)(i) << 2)
+#define D_AP_EL0_RW (1UL << 6)      /* AP = 01 */
+#define D_SH_INNER  (3UL << 8)
+#define D_AF        (1UL << 10)
+#define D_PXN       (1UL << 53)
+#define D_UXN       (1UL << 54)
+#define ATTR_NORMAL 0               /* MAIR attr0 = 0xff */
+#define ATTR_DEVICE 1               /* MAIR attr1 = 0x00 (Device-nGnRnE) */
+
+#define EL0_DATA_OFFSET  0x1000UL
+#define EL0_STACK_TOP    0x4000UL
+#define EL0_DATA_VALUE   0x0123456789abcdefULL
+
+/* TCR_EL1 */
+#define TCR_T0SZ(n)      ((uint64_t)(n) << 0)
+#define TCR_IRGN0_WBWA   (1UL << 8)
+#define TCR_ORGN0_WBWA   (1UL << 10)
+#define TCR_SH0_INNER    (3UL << 12)
+#define TCR_TG0_4K       (0UL << 14)
+#define TCR_T1SZ(n)      ((uint64_t)(n) << 16)
+#define TCR_EPD1         (1UL << 23)
+#define TCR_TG1_4K       (2UL << 30)
+#define TCR_IPS_40BIT    (2UL << 32)
+
+/* SCTLR_EL1 */
+#define SCTLR_M    (1UL << 0)
+#define SCTLR_C    (1UL << 2)
+#define SCTLR_I    (1UL << 12)
+#define SCTLR_WXN  (1UL << 19)
+#define SCTLR_SPAN (1UL << 23)
+
+#define SPSR_EL1H_DAIF 0x3c5UL
+
+extern char el0_blob_start[], el0_blob_end[];
+uint64_t el0_enter(uint64_t entry, uint64_t sp_el0);
+void el0_return(void);
+
+static uint64_t l1[512] __attribute__((aligned(4096)));
+static uint64_t l2[512] __attribute__((aligned(4096)));
+static uint64_t l3[512] __attribute__((aligned(4096)));
+
+static uint64_t el0_base;                   /* 2 MiB EL0 area */
+static unsigned svc_calls, page_faults, bad_events;
+static uint64_t fault_esr, fault_far, fault_elr;
+static uint64_t exit_code = ~0UL;
+
+#define sysreg_write(reg, v) __asm__ volatile("msr " #reg ", %0" :: "r"((uint64_t)(v)) : "memory")
+#define sysreg_read(reg) ({ uint64_t _v; __asm__ volatile("mrs %0, " #reg : "=r"(_v)); _v; })
+
+static void build_tables(uint64_t ram_base, uint64_t ram_size)
+{
+    l1[0] = 0x0 | D_VALID | D_ATTR(ATTR_DEVICE) | D_AF | D_PXN | D_UXN;
+    l1[1] = (uint64_t)(uintptr_t)l2 | D_VALID | D_TABLE;
+
+    /* RAM in 1 GiB..2 GiB as 2 MiB blocks (only what the DTB says exists) */
+    uint64_t ram_end = ram_base + ram_size;
+    if (ram_end > 2 * SZ_1G)
+        ram_end = 2 * SZ_1G;
+    for (uint64_t a = SZ_1G; a < ram_end; a += SZ_2M)
+        l2[(a - SZ_1G) / SZ_2M] = a | D_VALID | D_ATTR(ATTR_NORMAL) | D_SH_INNER | D_AF | D_UXN;
+
+    /* the EL0 area through a level-3 table */
+    for (unsigned i = 0; i < 512; i++) {
+        uint64_t pa = el0_base + i * SZ_4K;
+        uint64_t d = pa | D_VALID | D_PAGE | D_ATTR(ATTR_NORMAL) | D_SH_INNER | D_AF |
+                     D_AP_EL0_RW | D_PXN;
+        if (i != 0)
+            d |= D_UXN;             /* only the code page is EL0-executable */
+        l3[i] = d;
+    }
+    l3[EL0_DATA_OFFSET / SZ_4K] = 0;    /* INVALID until EL0 faults on it */
+    l2[(el0_base - SZ_1G) / SZ_2M] = (uint64_t)(uintptr_t)l3 | D_VALID | D_TABLE;
+}
+
+static void mmu_on(void)
+{
+    __asm__ volatile("dsb sy" ::: "memory");   /* tables written with the MMU off */
+    sysreg_write(mair_el1, 0x00ffUL);          /* attr0 = 0xff normal, attr1 = 0x00 device */
+    sysreg_write(tcr_el1, TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER |
+                              TCR_TG0_4K | TCR_T1SZ(25) | TCR_EPD1 | TCR_TG1_4K |
+                              TCR_IPS_40BIT);
+    sysreg_write(ttbr0_el1, (uint64_t)(uintptr_t)l1);
+    __asm__ volatile("isb\n\t"
+                     "dsb ish\n\t"
+                     "tlbi vmalle1\n\t"
+                     "dsb ish\n\t"
+                     "ic iallu\n\t"
+                     "dsb ish\n\t"
+                     "isb" ::: "memory");
+    uint64_t sctlr = sysreg_read(sctlr_el1);
+    sctlr |= SCTLR_M | SCTLR_C | SCTLR_I | SCTLR_SPAN;
+    sctlr &= ~SCTLR_WXN;
+    sysreg_write(sctlr_el1, sctlr);
+    __asm__ volatile("isb" ::: "memory");
+}
+
+static void sync_icache(uint64_t start, uint64_t end)
+{
+    for (uint64_t a = start & ~63UL; a < end; a += 64)
+        __asm__ volatile("dc cvau, %0" :: "r"(a) : "memory");
+    __asm__ volatile("dsb ish" ::: "memory");
+    for (uint64_t a = start & ~63UL; a < end; a += 64)
+        __asm__ volatile("ic ivau, %0" :: "r"(a) : "memory");
+    __asm__ volatile("dsb ish\n\tisb" ::: "memory");
+}
+
+static int in_el0_area(uint64_t p, uint64_t len)
+{
+    return p >= el0_base && len <= SZ_2M && p + len <= el0_base + SZ_2M && p + len >= p;
+}
+
+static void do_svc(struct exc_frame *f)
+{
+    svc_calls++;
+    switch (f->x[8]) {
+    case SYS_WRITE: {
+        uint64_t p = f->x[0], n = f->x[1];
+        if (!in_el0_area(p, n) || n > SZ_4K) {
+            f->x[0] = (uint64_t)-14;    /* -EFAULT: EL0 may only pass its own memory */
+            bad_events++;
+            break;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            putc(((const volatile char *)(uintptr_t)p)[i]);
+        f->x[0] = n;
+        break;
+    }
+    case SYS_GETEL:
+        f->x[0] = current_el();
+        break;
+    case SYS_EXIT:
+        exit_code = f->x[0];
+        /* resume EL1 in el0_return (x0 = code), not EL0 */
+        f->elr = (uint64_t)(uintptr_t)el0_return;
+        f->spsr = SPSR_EL1H_DAIF;
+        break;
+    default:
+        f->x[0] = (uint64_t)-38;        /* -ENOSYS */
+        bad_events++;
+        break;
+    }
+}
+
+static int sync(struct exc_frame *f)
+{
+    uint64_t ec = ESR_EC(f->esr);
+    if ((f->spsr & 0xf) != 0)           /* only exceptions taken from EL0t */
+        return 0;
+    if (ec == EC_SVC64) {
+        do_svc(f);
+        return 1;
+    }
+    uint64_t data_page = el0_base + EL0_DATA_OFFSET;
+    if (ec == EC_DABT_LOWER && ESR_FSC(f->esr) == 0x07 &&
+        (f->far & ~(SZ_4K - 1)) == data_page && page_faults == 0) {
+        page_faults++;
+        fault_esr = f->esr;
+        fault_far = f->far;
+        fault_elr = f->elr;
+        print("el0: data abort from EL0 ESR=0x%lx FAR=0x%lx ELR=0x%lx "
+              "(EC=0x%lx DFSC=0x%lx WnR=%u): mapping the page\n",
+              f->esr, f->far, f->elr, ec, ESR_FSC(f->esr), (f->esr & ESR_WNR) ? 1u : 0u);
+        l3[EL0_DATA_OFFSET / SZ_4K] = data_page | D_VALID | D_PAGE | D_ATTR(ATTR_NORMAL) |
+                                      D_SH_INNER | D_AF | D_AP_EL0_RW | D_PXN | D_UXN;
+        __asm__ volatile("dsb ishst\n\t"
+                         "tlbi vae1, %0\n\t"
+                         "dsb ish\n\t"
+                         "isb" :: "r"(data_page >> 12) : "memory");
+        return 1;                       /* ELR still points at the store: retry */
+    }
+    return 0;
+}
+
+int main(void)
+{
+    uint64_t ram_base, ram_size;
+    fdt_memory(&ram_base, &ram_size);
+    el0_base = ((uint64_t)(uintptr_t)_end + SZ_2M - 1) & ~(SZ_2M - 1);
+    if (ram_base != SZ_1G || el0_base + SZ_2M > ram_base + ram_size || el0_base >= 2 * SZ_1G) {
+        print("el0: ERROR: unexpected RAM 0x%lx+0x%lx for EL0 area 0x%lx\n", ram_base,
+              ram_size, el0_base);
+        return 1;
+    }
+    uint64_t blob_len = (uint64_t)(el0_blob_end - el0_blob_start);
+    if (blob_len > EL0_DATA_OFFSET) {
+        print("el0: ERROR: EL0 blob too big (%lu bytes)\n", blob_len);
+        return 1;
+    }
+
+    build_tables(ram_base, ram_size);
+    mmu_on();
+    print("el0: MMU on (SCTLR_EL1=0x%lx TCR_EL1=0x%lx TTBR0_EL1=0x%lx), EL0 area 0x%lx-0x%lx\n",
+          sysreg_read(sctlr_el1), sysreg_read(tcr_el1), sysreg_read(ttbr0_el1), el0_base,
+          el0_base + SZ_2M);
+
+    memcpy((void *)(uintptr_t)el0_base, el0_blob_start, blob_len);
+    sync_icache(el0_base, el0_base + blob_len);
+
+    sync_handler = sync;
+    uint64_t code = el0_enter(el0_base, el0_base + EL0_STACK_TOP);
+    sync_handler = 0;
+
+    uint64_t value = *(volatile uint64_t *)(uintptr_t)(el0_base + EL0_DATA_OFFSET);
+    uint64_t data_page = el0_base + EL0_DATA_OFFSET;
+    int fault_ok = page_faults == 1 && ESR_EC(fault_esr) == EC_DABT_LOWER &&
+                   ESR_FSC(fault_esr) == 0x07 && (fault_esr & ESR_WNR) && fault_far == data_page;
+    int value_ok = code == 0 && value == EL0_DATA_VALUE;
+    print("el0: back at EL%u: exit code=%lu, data page holds 0x%016lx, fault ESR=0x%lx FAR=0x%lx%s\n",
+          current_el(), code, value, fault_esr, fault_far,
+          fault_ok ? " (EC 0x24, DFSC 0x07 translation fault L3, WnR)" : " (UNEXPECTED)");
+    int ok = fault_ok && value_ok && code == exit_code && svc_calls == 4 && bad_events == 0;
+    print("el0: svc_calls=%u page_faults=%u el0_value_ok=%u %s\n", svc_calls, page_faults,
+          value_ok ? 1u : 0u, ok ? "OK" : "FAIL");
+    return ok ? 0 : 1;
+}
