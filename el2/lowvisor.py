@@ -62,6 +62,7 @@ class Lowvisor:
     def _el2_vector(self, intno: int, syndrome: int, vaddress: int, pc: int) -> None:
         t = self.cpu.cycles
         led = self.ledger
+        led.begin_segment()
         if syn.ec_of(syndrome) == syn.EC_HVC64:
             led.note(GUEST, f"HVC #{syndrome & 0xFFFF:#x} (1 instruction)", self.cpu.st.cpi)
         led.charge(HW, "exception entry to EL2", self._c_trap)

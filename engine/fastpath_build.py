@@ -10,7 +10,6 @@ import unicorn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UC_DIR = os.path.dirname(unicorn.__file__)
-UC_LIB = os.path.join(UC_DIR, "lib")
 
 with open(os.path.join(HERE, "fastpath.h")) as f:
     HEADER = f.read()
@@ -26,9 +25,9 @@ uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
 ffibuilder.set_source(
     "engine._fastpath", SOURCE,
     include_dirs=[os.path.join(UC_DIR, "include")],
-    library_dirs=[UC_LIB], libraries=[":libunicorn.so.2"],
-    extra_compile_args=["-O2"],
-    extra_link_args=["-Wl,-rpath," + UC_LIB])
+    # Not linked against libunicorn: engine.fastpath loads the binding's own copy
+    # RTLD_GLOBAL first, so the uc_* symbols resolve to the library the binding uses.
+    extra_compile_args=["-O2"])
 
 if __name__ == "__main__":
     ffibuilder.compile(tmpdir=os.path.dirname(HERE), verbose=False)

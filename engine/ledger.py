@@ -47,10 +47,33 @@ class Ledger:
         if self.steps is not None:
             self.steps.append(Step(where, what, cycles))
 
-    def start_recording(self) -> list[Step]:
-        self.steps = []
-        return self.steps
+    # Recording: the step stream is cut into one segment per trap, from the trapping
+    # instruction to the ERET back into the guest, so a table shows one real path.
+    segments: Optional[list["Segment"]] = None
 
-    def stop_recording(self) -> list[Step]:
-        steps, self.steps = self.steps or [], None
-        return steps
+    def start_recording(self) -> list["Segment"]:
+        self.segments = []
+        return self.segments
+
+    def begin_segment(self) -> None:
+        if self.segments is not None:
+            self.steps = []
+            self.segments.append(Segment(self.steps))
+
+    def tag(self, tag: str) -> None:
+        if self.segments:
+            self.segments[-1].tag = tag
+
+    def stop_recording(self) -> list["Segment"]:
+        segs, self.segments, self.steps = self.segments or [], None, None
+        return segs
+
+
+@dataclass
+class Segment:
+    steps: list
+    tag: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(s.cycles for s in self.steps)

@@ -12,6 +12,7 @@ from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fau
 def handle_hvc(vcpu, ex: Exit) -> int:
     ctx, led = vcpu.ctx, vcpu.ledger
     fid = ctx.x(0) & 0xFFFFFFFF
+    led.tag(f"hvc:{fid:#x}")
     led.charge_named(HIGHVISOR, f"kvm_hvc_call_handler: SMCCC function {fid:#010x}", "hvc_handler")
     res = psci.call(vcpu, fid)
     if res is None:
@@ -77,6 +78,7 @@ def handle_exit(vcpu, ex: Exit) -> int:
     if ex.code == EXIT_INSN_LIMIT:
         vcpu.kvm_run.insn_limit()
         return EXIT_TO_USER
+    vcpu.ledger.tag(exit_name(ex))
     vcpu.ledger.charge_named(HIGHVISOR, f"handle_exit: dispatch EC {ex.ec:#x} ({exit_name(ex)})",
                              "handle_exit")
     return ARM_EXIT_HANDLERS.get(ex.ec, handle_unknown_ec)(vcpu, ex)

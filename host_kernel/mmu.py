@@ -52,6 +52,7 @@ def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
         return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, da.wnr))
     led = vcpu.ledger
     led.charge_named(HIGHVISOR, "io_mem_abort: decode ISV/SAS/SRT/WnR", "mmio_decode")
+    led.tag(f"mmio:{ipa:#x}")
     acc = MmioAccess(ipa, da.size, da.wnr, rt=da.srt, sign_extend=da.sse, sixty_four=da.sf)
     if da.wnr:
         acc.data = vcpu.ctx.x(da.srt) & ((1 << (8 * da.size)) - 1)

@@ -1,0 +1,5 @@
+import sys
+
+from armvirt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""armvirt's command line, with QEMU's habits for `run`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+from armvirt import paths, profile as profiles, report
+from armvirt.console import Console
+from armvirt.loader import BadImage
+from armvirt.machine import ConfigError, Machine, MachineConfig
+from engine.trace import CATEGORIES, Tracer
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):             # one line, exit code 2, like every other bad input
+        raise UsageError(message)
+
+
+def parse_size(text: str) -> int:
+    """QEMU -m syntax: a number with an optional K/M/G/T suffix; no suffix means MiB."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)[bB]?\s*", text or "")
+    if not m:
+        raise UsageError(f"-m {text!r}: expected a size such as 128M or 1G")
+    n = int(m.group(1)) << {"": 20, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
+    if n == 0:
+        raise UsageError(f"-m {text!r}: RAM size must be positive")
+    return n
+
+
+def parse_machine(text: str) -> int:
+    """-M virt[,gic-version=2|3]: returns the GIC version."""
+    name, *opts = text.split(",")
+    if name != "virt":
+        raise UsageError(f"-M {name!r}: unknown machine type (armvirt emulates 'virt')")
+    gic = 2
+    for o in opts:
+        k, _, v = o.partition("=")
+        if k == "gic-version":
+            if v not in ("2", "3"):
+                raise UsageError(f"-M virt,gic-version={v}: must be 2 or 3")
+            gic = int(v)
+        else:
+            raise UsageError(f"-M virt: unknown property {k!r}")
+    return gic
+
+
+def parse_count(text: str, what: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*", text or "")
+    if not m:
+        raise UsageError(f"{what} {text!r}: expected a positive integer")
+    return int(m.group(1))
+
+
+def parse_debug(text: str | None) -> set[str]:
+    if not text:
+        return set()
+    cats = {c.strip() for c in text.split(",") if c.strip()}
+    bad = cats - set(CATEGORIES)
+    if bad:
+        raise UsageError(f"-d {','.join(sorted(bad))}: unknown log item (known: {', '.join(CATEGORIES)})")
+    return cats
+
+
+def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
+    p.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
+    p.add_argument("--format", default="simple", choices=formats, help="table format")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="armvirt", description="ARMv8 virtualization platform: a KVM/ARM split-mode model "
+                                             "on the Unicorn engine")
+    sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="boot a guest image (QEMU-style options)")
+    r.add_argument("image", nargs="?", help="guest image (same as -kernel)")
+    r.add_argument("-kernel", dest="kernel")
+    r.add_argument("-M", "-machine", dest="machine", default="virt")
+    r.add_argument("-cpu", dest="cpu", default="cortex-a57")
+    r.add_argument("-smp", dest="smp", default="1")
+    r.add_argument("-m", dest="mem", default="128M")
+    r.add_argument("-append", dest="append", default="")
+    r.add_argument("-d", dest="debug", default=None, help=f"log items: {','.join(CATEGORIES)}")
+    r.add_argument("-D", dest="logfile", default=None, help="write the -d log to this file")
+    r.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
+    r.add_argument("-no-reboot", "--no-reboot", dest="no_reboot", action="store_true",
+                   help="exit instead of rebooting on PSCI SYSTEM_RESET")
+    r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
+    r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
+    r.add_argument("--quiet", action="store_true", help="no run summary")
+    _add_common(r, ("simple", "github", "json", "plain", "grid"))
+    w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
+    _add_common(w)
+    t = sub.add_parser("trap-path", help="the ordered steps of a trap path and their cycles")
+    t.add_argument("path", choices=sorted(paths.PATHS))
+    _add_common(t)
+    d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
+    d.add_argument("--profile", default="xgene")
+    p = sub.add_parser("profiles", help="list cost profiles and their sources")
+    p.add_argument("--show", default=None, help="print every cost of one profile with its source")
+    return ap
+
+
+def _load_profile(name: str):
+    try:
+        return profiles.load(name)
+    except profiles.ProfileError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_run(a) -> int:
+    image = a.kernel or a.image
+    if not image:
+        raise UsageError("run: no guest image (give IMAGE or -kernel IMAGE)")
+    if a.kernel and a.image:
+        raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
+    if a.cpu not in ("cortex-a57", "host", "max"):
+        raise UsageError(f"-cpu {a.cpu!r}: armvirt models a cortex-a57 class core")
+    cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
+                        gic_version=parse_machine(a.machine), append=a.append,
+                        nr_lr=parse_count(a.lrs, "--lrs"), no_reboot=a.no_reboot,
+                        max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
+    cats = parse_debug(a.debug)
+    prof = _load_profile(a.profile)
+    log = open(a.logfile, "w") if a.logfile else None
+    try:
+        as_json = a.format == "json"
+        m = Machine(cfg, prof, console=Console(echo=not as_json), trace=Tracer(cats, log))
+        res = m.run()
+    finally:
+        if log:
+            log.close()
+    if as_json:
+        print(json.dumps({"status": res.status, "reason": res.reason, "message": res.message,
+                          "console": res.console.lines, "guest_instructions": res.insns,
+                          "cycles": res.cycles, "profile": res.profile, "exits": res.stats,
+                          "counters": res.counters, "guest_errors": res.guest_errors,
+                          "stage2_pages": res.extra["stage2_pages"], "resets": res.resets}, indent=2))
+    elif not a.quiet:
+        out = sys.stdout
+        out.write(f"\n==== armvirt: {res.reason}, exit status {res.status}, profile {res.profile}\n")
+        out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
+                  f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
+        out.write(report.table(res.stats, a.format) + "\n")
+        for e in res.guest_errors[:10]:
+            out.write(f"guest error: {e}\n")
+        if len(res.guest_errors) > 10:
+            out.write(f"guest error: ... {len(res.guest_errors) - 10} more\n")
+    if res.message:
+        print(f"armvirt: {res.message}", file=sys.stderr)
+    return res.status
+
+
+def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
+    return json.dumps({"path": run.spec.name, "profile": run.result.profile, "steps": rows,
+                       "total_cycles": run.total, "guest_measured_avg_cycles": run.guest_avg,
+                       "iterations": run.iterations, **extra}, indent=2)
+
+
+def cmd_trap_path(a) -> int:
+    run = paths.run_path(a.path, _load_profile(a.profile))
+    rows = paths.trap_path_rows(run)
+    if a.format == "json":
+        print(_path_json(run, rows, {}))
+        return 0
+    rows = rows + [{"step": "", "where": "", "what": "total", "cycles": run.total}]
+    print(report.table(rows, a.format, title=f"Trap path: {a.path} ({run.spec.description}), profile {run.result.profile}"))
+    if a.format in ("simple", "plain", "grid"):
+        print(f"guest-measured (CNTVCT, {run.iterations} iterations): {run.guest_avg} cycles; table total: {run.total}")
+    return 0
+
+
+def cmd_world_switch(a) -> int:
+    run = paths.run_path("hypercall", _load_profile(a.profile))
+    rows = paths.world_switch_rows(run.segment)
+    if a.format == "json":
+        print(json.dumps({"profile": run.result.profile, "rows": rows, "hypercall_total_cycles": run.total},
+                         indent=2))
+        return 0
+    print(report.table(rows, a.format, title=f"World switch of one hypercall round trip, profile {run.result.profile}"))
+    if a.format in ("simple", "plain", "grid"):
+        ws = rows[-1]["save"] + rows[-1]["restore"]
+        print(f"world switch {ws:,} of the hypercall's {run.total:,} cycles; the rest is host software "
+              f"(`armvirt trap-path hypercall`)")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    prof = _load_profile(a.profile)
+    img = paths.image_path("hypercall.elf")
+    print(f"$ armvirt run {os.path.relpath(img)}")
+    m = Machine(MachineConfig(kernel=img, max_insns=500_000_000), prof)
+    res = m.run()
+    print(report.table(res.stats, "simple"))
+    print()
+    ns = argparse.Namespace(profile=a.profile, format="simple")
+    cmd_world_switch(ns)
+    print()
+    ns.path = "hypercall"
+    cmd_trap_path(ns)
+    return res.status
+
+
+def cmd_profiles(a) -> int:
+    if a.show:
+        p = _load_profile(a.show)
+        print(f"{p.name}: {p.description}\n  cpu {p.cpu_hz / 1e9:g} GHz, counter {p.cntfrq_hz / 1e6:g} MHz, CPI {p.cpi}")
+        print(report.table([{"cost": k, "cycles": v, "source": p.sources[k]} for k, v in p.costs.items()], "simple"))
+        return 0
+    for name in profiles.available():
+        p = profiles.load(name)
+        print(f"{name:10} {p.description}  ({p.path})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "trap-path": cmd_trap_path, "world-switch": cmd_world_switch,
+            "demo": cmd_demo, "profiles": cmd_profiles}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = build_parser().parse_args(argv)
+        return COMMANDS[a.cmd](a)
+    except (UsageError, BadImage, ConfigError) as e:
+        print(f"armvirt: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except paths.PathError as e:
+        print(f"armvirt: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:                 # an armvirt bug: one line, the traceback on request
+        if os.environ.get("ARMVIRT_DEBUG"):
+            raise
+        print(f"armvirt: internal error: {type(e).__name__}: {e} (set ARMVIRT_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Trap paths measured by running a guest: each path names the image that
+exercises it, the exit whose recorded steps form the table, and the BENCH line
+the guest prints for the same operation (the invariant: they agree)."""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from armvirt.console import Console
+from armvirt.machine import Machine, MachineConfig, RunResult
+from armvirt.profile import CostProfile
+from engine.ledger import GUEST, HW, Segment
+from el2.world_switch import GROUPS
+
+IMAGES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
+BENCH_RE = re.compile(r"^BENCH (\S+) avg_cycles=(\d+) iterations=(\d+)")
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    name: str
+    image: str
+    tag: str            # the recorded exit that is this path
+    bench: str          # the guest's BENCH name
+    description: str
+
+
+PATHS = {
+    "hypercall": PathSpec("hypercall", "hypercall.elf", "hvc:0x4b000000", "hypercall",
+                          "guest HVC of an unknown SMCCC function, full exit to the highvisor and back"),
+    "mmio-user": PathSpec("mmio-user", "mmio-user.elf", "mmio:0x9000018", "mmio_user",
+                          "guest read of a PL011 register: stage-2 fault, exit to the user-space device"),
+}
+
+
+def image_path(name: str) -> str:
+    return os.path.join(IMAGES_DIR, name)
+
+
+def bench_lines(console: Console) -> dict[str, tuple[int, int]]:
+    out = {}
+    for line in console.lines:
+        m = BENCH_RE.match(line)
+        if m:
+            out[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+@dataclass
+class PathRun:
+    spec: PathSpec
+    segment: Segment
+    result: RunResult
+    guest_avg: int | None
+    iterations: int | None
+
+    @property
+    def total(self) -> int:
+        return self.segment.total
+
+
+class PathError(RuntimeError):
+    pass
+
+
+def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None) -> PathRun:
+    spec = PATHS[name]
+    cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000, **(cfg_overrides or {}))
+    m = Machine(cfg, profile, console=Console(echo=False))
+    ledger = m.vcpus[0].ledger
+    segments = ledger.start_recording()
+    result = m.run()
+    ledger.stop_recording()
+    if result.status != 0:
+        raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")
+    chosen = [s for s in segments if s.tag == spec.tag]
+    if not chosen:
+        raise PathError(f"{spec.image} never took the {spec.tag} exit")
+    # Every measured iteration took the same path; the last one is steady state.
+    seg = chosen[-1]
+    bench = bench_lines(result.console).get(spec.bench)
+    return PathRun(spec, seg, result, bench[0] if bench else None, bench[1] if bench else None)
+
+
+def trap_path_rows(run: PathRun) -> list[dict]:
+    return [{"step": i + 1, "where": s.where, "what": s.what, "cycles": s.cycles}
+            for i, s in enumerate(run.segment.steps)]
+
+
+def world_switch_rows(seg: Segment) -> list[dict]:
+    """One row per register group (save = guest save + host save, restore likewise),
+    then the exception entries and ERETs of the round trip, then the total."""
+    rows = []
+    for g in GROUPS:
+        steps = [s for s in seg.steps if s.group == g]
+        save = sum(s.cycles for s in steps if s.kind == "save")
+        restore = sum(s.cycles for s in steps if s.kind == "restore")
+        guest_regs = max((s.regs for s in steps if "host" not in s.what and s.kind == "save"), default=0)
+        host_regs = max((s.regs for s in steps if "host" in s.what and s.kind == "save"), default=0)
+        rows.append({"group": g, "registers": guest_regs, "host registers": host_regs,
+                     "save": save, "restore": restore})
+    traps = [s for s in seg.steps if s.where == HW and "exception entry" in s.what]
+    erets = [s for s in seg.steps if s.where == HW and s.what.startswith("ERET")]
+    rows.append({"group": f"trap to EL2 (x{len(traps)})", "registers": 0, "host registers": 0,
+                 "save": sum(s.cycles for s in traps), "restore": 0})
+    rows.append({"group": f"ERET (x{len(erets)})", "registers": 0, "host registers": 0,
+                 "save": 0, "restore": sum(s.cycles for s in erets)})
+    rows.append({"group": "total", "registers": sum(r["registers"] for r in rows),
+                 "host registers": sum(r["host registers"] for r in rows),
+                 "save": sum(r["save"] for r in rows), "restore": sum(r["restore"] for r in rows)})
+    return rows
+
+
+def guest_steps_cycles(seg: Segment) -> int:
+    return sum(s.cycles for s in seg.steps if s.where == GUEST)

@@ -1,0 +1,90 @@
+"""Highvisor pieces: PSCI/SMCCC, the MMIO bus, exit dispatch, fault injection."""
+import pytest
+
+from el2 import syndrome as syn
+from el2.lowvisor import ARM_EXCEPTION_TRAP, Exit
+from host_kernel import psci
+from host_kernel.handle_exit import handle_exit
+from host_kernel.mmio import MmioAccess, MmioBus, complete_read_value
+from tests.harness import ENTRY, Harness, hvc
+
+
+def call(h, fid, *args):
+    h.ctx.set_x(0, fid)
+    for i, a in enumerate(args, 1):
+        h.ctx.set_x(i, a)
+    return psci.call(h.vcpu, fid)
+
+
+@pytest.mark.parametrize("fid,args,want", [
+    (psci.PSCI_VERSION, (), psci.PSCI_VERSION_1_0),
+    (psci.PSCI_MIGRATE_INFO_TYPE, (), psci.MIGRATE_INFO_TYPE_NO_TOS),
+    (psci.PSCI_FEATURES, (psci.PSCI_SYSTEM_OFF,), psci.SUCCESS),
+    (psci.PSCI_FEATURES, (0x12345678,), psci.NOT_SUPPORTED),
+    (psci.PSCI_CPU_ON64, (0x5, ENTRY, 0), psci.INVALID_PARAMETERS),
+    (psci.PSCI_CPU_ON64, (0x0, ENTRY, 0), psci.ALREADY_ON),
+    (psci.PSCI_AFFINITY_INFO64, (0x0, 0), psci.AFF_ON),
+    (psci.PSCI_AFFINITY_INFO64, (0x9, 0), psci.INVALID_PARAMETERS),
+    (psci.SMCCC_VERSION, (), psci.SMCCC_VERSION_1_1),
+])
+def test_psci_return_codes(fid, args, want):
+    h = Harness([hvc(0)])
+    got = call(h, fid, *args)
+    assert got == want, f"fid {fid:#x}{args}: expected {want}, got {got}"
+
+
+def test_system_off_is_a_system_event():
+    h = Harness([hvc(0)])
+    assert call(h, psci.PSCI_SYSTEM_OFF) == psci.SystemEvent(psci.SYSTEM_EVENT_SHUTDOWN)
+
+
+def test_unknown_smccc_leaves_x1_to_x30():
+    h = Harness([hvc(0)])
+    for i in range(1, 31):
+        h.ctx.set_x(i, 0xA000 + i)
+    h.ctx.set_x(0, 0x4B000000)
+    ex = h.next_exit()
+    assert handle_exit(h.vcpu, ex) == 1
+    assert h.ctx.x(0) == 2**64 - 1, f"x0 expected -1, got {h.ctx.x(0):#x}"
+    assert [h.ctx.x(i) for i in range(1, 31)] == [0xA000 + i for i in range(1, 31)]
+
+
+def test_unknown_ec_injects_undef():
+    h = Harness([hvc(0)])
+    h.next_exit()
+    vbar = 0x4000_8000
+    h.ctx.el1.set("VBAR_EL1", vbar)
+    pc = h.ctx.pc
+    ex = Exit(ARM_EXCEPTION_TRAP, esr=syn.esr(0x07, 0), elr=pc)   # FP access trap: no handler
+    assert handle_exit(h.vcpu, ex) == 1
+    assert h.ctx.pc == vbar + 0x200, f"expected the current-EL SPx sync vector, got {h.ctx.pc:#x}"
+    assert h.ctx.el1.get("ESR_EL1") == syn.syn_uncategorized()
+    assert h.ctx.gp.get("ELR_EL1") == pc
+    assert h.vm.guest_errors, "the unknown class was logged"
+
+
+class Dev:
+    def __init__(self, name):
+        self.name = name
+
+
+def test_mmio_bus_offsets_and_overlaps():
+    bus = MmioBus("t")
+    a, b = Dev("a"), Dev("b")
+    bus.register(0x1000, 0x100, a)
+    bus.register(0x2000, 0x100, b)
+    assert bus.find(0x2010) == (b, 0x10)
+    assert bus.find(0x1100) is None
+    with pytest.raises(ValueError):
+        bus.register(0x10F0, 0x20, Dev("c"))
+
+
+@pytest.mark.parametrize("data,size,sse,sf,want", [
+    (0x80, 1, False, False, 0x80),
+    (0x80, 1, True, False, 0xFFFFFF80),
+    (0x8000, 2, True, True, 0xFFFF_FFFF_FFFF_8000),
+    (0x1234, 2, True, True, 0x1234),
+])
+def test_mmio_read_extension(data, size, sse, sf, want):
+    got = complete_read_value(MmioAccess(0, size, False, data=data, sign_extend=sse, sixty_four=sf))
+    assert got == want, f"expected {want:#x}, got {got:#x}"
