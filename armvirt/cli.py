@@ -102,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
-    d.add_argument("--profile", default="xgene")
+    _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
     p.add_argument("--show", default=None, help="print every cost of one profile with its source")
+    p.add_argument("--format", default="simple", choices=report.FORMATS)
     return ap
 
 
@@ -194,13 +195,20 @@ def cmd_world_switch(a) -> int:
 
 def cmd_demo(a) -> int:
     prof = _load_profile(a.profile)
+    if a.format == "json":
+        run = paths.run_path("hypercall", prof)
+        print(json.dumps({"console": run.result.console.lines, "exits": run.result.stats,
+                          "world_switch": paths.world_switch_rows(run.segment),
+                          "trap_path": paths.trap_path_rows(run), "total_cycles": run.total,
+                          "guest_measured_avg_cycles": run.guest_avg}, indent=2))
+        return run.result.status
     img = paths.image_path("hypercall.elf")
     print(f"$ armvirt run {os.path.relpath(img)}")
     m = Machine(MachineConfig(kernel=img, max_insns=500_000_000), prof)
     res = m.run()
-    print(report.table(res.stats, "simple"))
+    print(report.table(res.stats, a.format))
     print()
-    ns = argparse.Namespace(profile=a.profile, format="simple")
+    ns = argparse.Namespace(profile=a.profile, format=a.format)
     cmd_world_switch(ns)
     print()
     ns.path = "hypercall"
@@ -211,12 +219,14 @@ def cmd_demo(a) -> int:
 def cmd_profiles(a) -> int:
     if a.show:
         p = _load_profile(a.show)
-        print(f"{p.name}: {p.description}\n  cpu {p.cpu_hz / 1e9:g} GHz, counter {p.cntfrq_hz / 1e6:g} MHz, CPI {p.cpi}")
-        print(report.table([{"cost": k, "cycles": v, "source": p.sources[k]} for k, v in p.costs.items()], "simple"))
+        rows = [{"cost": k, "cycles": v, "source": p.sources[k]} for k, v in p.costs.items()]
+        if a.format != "json":
+            print(f"{p.name}: {p.description}\n  cpu {p.cpu_hz / 1e9:g} GHz, counter {p.cntfrq_hz / 1e6:g} MHz, CPI {p.cpi}")
+        print(report.table(rows, a.format))
         return 0
-    for name in profiles.available():
-        p = profiles.load(name)
-        print(f"{name:10} {p.description}  ({p.path})")
+    rows = [{"profile": n, "description": profiles.load(n).description, "path": profiles.load(n).path}
+            for n in profiles.available()]
+    print(report.table(rows, a.format))
     return 0
 
 

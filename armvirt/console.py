@@ -36,6 +36,8 @@ class Console:
         if self._partial:
             self.lines.append(self._partial.decode("latin-1"))
             self._partial.clear()
+            if self.echo:
+                self.out.write("\n")          # a stopped guest may leave a line open
         if self.echo:
             self.out.flush()
 

@@ -56,6 +56,8 @@ def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
     acc = MmioAccess(ipa, da.size, da.wnr, rt=da.srt, sign_extend=da.sse, sixty_four=da.sf)
     if da.wnr:
         acc.data = vcpu.ctx.x(da.srt) & ((1 << (8 * da.size)) - 1)
+    vcpu.trace.log("mmio", f"vcpu{vcpu.index}: {'write' if da.wnr else 'read'} {da.size}B IPA {ipa:#x}"
+                           + (f" = {acc.data:#x}" if da.wnr else ""))
     hit = vcpu.vm.kernel_bus.find(ipa)
     if hit is not None:
         dev, off = hit

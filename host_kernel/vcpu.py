@@ -56,6 +56,13 @@ class Vcpu:
         self._mmio: MmioAccess | None = None
         self._ext_dabt: int | None = None
         self.ctx = self._reset_context()
+        if self.trace.on("int"):
+            self.cpu.on_guest_exception = self._log_guest_exception
+
+    def _log_guest_exception(self, intno: int, esr: int, far: int, pc: int) -> None:
+        far_text = f" FAR {far:#x}" if intno in (3, 4) else ""      # only aborts set FAR_EL1
+        self.trace.log("int", f"vcpu{self.index}: exception taken to EL1: ESR_EL1 {esr:#010x} "
+                              f"(EC {esr >> 26:#x}){far_text} ELR {pc:#x}")
 
     # --- state --------------------------------------------------------------------
     def _reset_context(self) -> VcpuContext:

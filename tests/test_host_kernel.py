@@ -88,3 +88,33 @@ def test_mmio_bus_offsets_and_overlaps():
 def test_mmio_read_extension(data, size, sse, sf, want):
     got = complete_read_value(MmioAccess(0, size, False, data=data, sign_extend=sse, sixty_four=sf))
     assert got == want, f"expected {want:#x}, got {got:#x}"
+
+
+def test_fetch_from_nowhere_is_a_prefetch_abort():
+    from tests.harness import movz
+    # BR to IPA 0x0 (flash, not fitted): the highvisor injects an external abort on fetch.
+    h = Harness([movz(1, 0), 0xD61F0020])            # BR X1
+    h.ctx.el1.set("VBAR_EL1", 0x4000_8000)
+    ex = h.next_exit()
+    assert ex.ec == syn.EC_IABT_LOW, f"expected a stage-2 instruction abort, got EC {ex.ec:#x}"
+    assert handle_exit(h.vcpu, ex) == 1
+    esr = h.ctx.el1.get("ESR_EL1")
+    assert (esr >> 26, esr & 0x3F) == (syn.EC_IABT_CUR, syn.FSC_SEA), f"ESR_EL1 {esr:#x}"
+    assert h.ctx.el1.get("FAR_EL1") == 0 and h.ctx.pc == 0x4000_8200
+
+
+def test_alignment_fault_is_taken_by_the_guest():
+    from tests.harness import movz
+    # An unaligned LDXR always faults (ARM ARM B2.5.2): the core takes it to EL1 (DFSC 0x21),
+    # no EL2 exit.  (This engine build does not enforce SCTLR_EL1.A on ordinary loads.)
+    code = [movz(2, 0x4000, 16), 0x91000442, 0xC85F7C41, hvc(0)]   # ADD X2, X2, #1; LDXR X1, [X2]
+    h = Harness(code)
+    vbar = 0x4000_8000
+    h.ctx.el1.set("VBAR_EL1", vbar)
+    h.write(vbar + 0x200, [hvc(0x21)])                             # the guest's handler reports back
+    ex = h.next_exit()
+    assert ex.esr == syn.syn_aa64_hvc(0x21), f"expected the handler's HVC, got ESR {ex.esr:#x}"
+    esr = h.ctx.el1.get("ESR_EL1")
+    assert (esr >> 26, esr & 0x3F) == (syn.EC_DABT_CUR, syn.FSC_ALIGNMENT), f"ESR_EL1 {esr:#x}"
+    assert h.ctx.el1.get("FAR_EL1") == 0x4000_0001
+    assert h.ctx.gp.get("ELR_EL1") == ENTRY + 8, "ELR_EL1 points at the faulting LDR"
