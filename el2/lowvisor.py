@@ -76,6 +76,22 @@ class Lowvisor:
         self._exit = Exit(ARM_EXCEPTION_TRAP, e.esr, e.far, e.hpfar, e.elr, t)
         self.cpu.stop()
 
+    def _guest_pc(self) -> int:
+        return self.cpu.uc.reg_read(A.UC_ARM64_REG_PC)
+
+    def _fastpath_trap(self) -> Exit:
+        """An MSR/MRS the fast path trapped (EC 0x18): exception entry to EL2 at its address."""
+        st = self.cpu.st
+        esr, pc = st.trap_esr, st.trap_pc
+        st.trap_esr = 0
+        self.cpu.retire_before(pc)
+        self.ledger.begin_segment()
+        t = self.cpu.cycles
+        self.ledger.charge(HW, "exception entry to EL2", self._c_trap)
+        self.el2.esr, self.el2.elr = esr, pc
+        self.ledger.charge(LOWVISOR, "EL2 vector: read ESR_EL2, branch to exit path", self._c_vec_guest)
+        return Exit(ARM_EXCEPTION_TRAP, esr, 0, 0, pc, t)
+
     def run(self, ctx: VcpuContext) -> Exit:
         """__kvm_vcpu_run: called from the highvisor by HVC; returns the next exit."""
         led = self.ledger
@@ -86,10 +102,22 @@ class Lowvisor:
         led.charge(HW, "ERET to guest", self._c_eret)
         self.entered_at = self.cpu.cycles
         self._exit = None
+        st = self.cpu.st
         self.cpu.run(ctx.pc)
         ex = self._exit
+        if ex is None and st.trap_esr:
+            ex = self._fastpath_trap()
+        if ex is None and st.irq_pending:
+            st.irq_pending = 0
+            t = self.cpu.cycles
+            led.begin_segment()
+            led.charge(HW, "IRQ: exception entry to EL2 (HCR_EL2.IMO)", self._c_trap)
+            led.charge(LOWVISOR, "EL2 vector: IRQ, branch to exit path", self._c_vec_guest)
+            ex = Exit(ARM_EXCEPTION_IRQ, elr=self._guest_pc(), t_trap=t)
         if ex is None:               # stopped without a trap: the instruction limit
             ex = Exit(EXIT_INSN_LIMIT, t_trap=self.cpu.cycles)
         self.ws.exit_guest(ctx, self.host)
+        if ex.code == ARM_EXCEPTION_TRAP and st.trap_pc:
+            ctx.pc, st.trap_pc = ex.elr, 0   # the core moved past the trapped MSR/MRS
         led.charge(HW, "ERET to highvisor", self._c_eret)
         return ex

@@ -82,6 +82,7 @@ class WorldSwitch:
         st, t = self.cpu.st, ctx.timer
         t.cntv_ctl, t.cntv_cval = st.cntv_ctl, st.cntv_cval          # 2 reads
         st.cntv_ctl = 0                                              # disable: the host must not see it fire
+        self.cpu.recalc_timer()
         self.el2.cnthctl = host.cnthctl                              # give the host its counter access
         self._access(TIMER, "save", 2, 2, "el2_sysreg_read", "el2_sysreg_write",
                      "save timer (CNTV_CTL, CNTV_CVAL; disable; CNTHCTL)")
@@ -90,6 +91,7 @@ class WorldSwitch:
         st, t = self.cpu.st, ctx.timer
         self.el2.cnthctl = t.cnthctl
         st.cntvoff, st.cntv_cval, st.cntv_ctl = t.cntvoff, t.cntv_cval, t.cntv_ctl   # 3 writes
+        self.cpu.recalc_timer()
         self._access(TIMER, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write",
                      "restore timer (CNTHCTL, CNTVOFF, CNTV_CVAL, CNTV_CTL)")
 

@@ -25,6 +25,7 @@ from engine.sysreg import SPSR_EL1, SysReg
 
 UC = _ucmod.uclib
 UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
+NEVER = 2**64 - 1
 EL2Vector = Callable[[int, int, int, int], None]   # (intno, syndrome, vaddress, pc)
 
 # Unicorn exception numbers (QEMU EXCP_*), for traces.
@@ -45,7 +46,7 @@ class PhysicalCpu:
         self.uch = self.uc._uch
         st = self.st = ffi.new("struct av_cpu *")
         st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
-        st.insn_limit = 2**64 - 1
+        st.insn_limit = st.timer_deadline = st.host_deadline = NEVER
         self._hooks = []
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
@@ -63,6 +64,7 @@ class PhysicalCpu:
             [A.UC_ARM64_REG_ELR_EL1, A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_FAR_EL1,
              A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC, SPSR_EL1])
         self._mem = []
+        self.idle_cycles = 0
 
     # --- hooks ---------------------------------------------------------------
     def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
@@ -82,7 +84,7 @@ class PhysicalCpu:
         syndrome, vaddress, target_el = self.exc.read()
         self._pcs.read(self.uch)
         pc, pstate = self._pcs[0], self._pcs[1]
-        self._retire_before(pc)
+        self.retire_before(pc)
         if target_el == 2 and self.el2_vector is not None:
             self.el2_vector(intno, syndrome, vaddress, pc)
         elif target_el == 1:
@@ -94,7 +96,7 @@ class PhysicalCpu:
                                      f"at pc={pc:#x} (ESR {syndrome:#x}) has no handler")
             self.uc.emu_stop()
 
-    def _retire_before(self, pc: int) -> None:
+    def retire_before(self, pc: int) -> None:
         """Uncount the instructions of the current block from `pc` on: the block
         hook counted the whole block, but an exception stopped it at `pc`."""
         st = self.st
@@ -136,6 +138,15 @@ class PhysicalCpu:
 
     def ticks(self) -> int:
         return self.cycles * self.st.cnt_mul // self.st.cnt_div
+
+    def recalc_timer(self) -> None:
+        """After the timer registers changed from outside the guest (a world switch)."""
+        lib.av_recalc_timer(self.st)
+
+    def advance_idle(self, cycles: int) -> None:
+        """Time passes with no instruction executed (a blocked vCPU)."""
+        self.st.charged += cycles
+        self.idle_cycles += cycles
 
     def set_insn_limit(self, limit: int) -> None:
         self.st.insn_limit = limit

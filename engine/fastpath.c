@@ -26,9 +26,40 @@ static inline uint64_t ticks_at(const struct av_cpu *c, uint64_t pc)
     return (uint64_t)(cyc * c->cnt_mul / c->cnt_div);
 }
 
+static inline uint64_t cycles_now(const struct av_cpu *c)
+{
+    return c->insns * c->cpi + c->charged;
+}
+
+/* First cycle at which the counter reaches `ticks` (ticks = floor(cycles * mul / div)). */
+static uint64_t cycles_for_ticks(const struct av_cpu *c, uint64_t ticks)
+{
+    unsigned __int128 num = (unsigned __int128)ticks * c->cnt_div + c->cnt_mul - 1;
+    unsigned __int128 cyc = num / c->cnt_mul;
+    return cyc > UINT64_MAX ? UINT64_MAX : (uint64_t)cyc;
+}
+
+/* ARM ARM D11.2.4: the timer condition is met when CNTVCT >= CVAL; the output
+ * asserts when also ENABLE = 1 and IMASK = 0. */
+void av_recalc_timer(struct av_cpu *c)
+{
+    if ((c->cntv_ctl & 3) == 1)
+        c->timer_deadline = cycles_for_ticks(c, c->cntv_cval + c->cntvoff);
+    else
+        c->timer_deadline = UINT64_MAX;
+}
+
 void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
     struct av_cpu *c = ud;
+    uint64_t now = cycles_now(c);
+    uint64_t deadline = c->timer_masked ? c->host_deadline
+                        : (c->timer_deadline < c->host_deadline ? c->timer_deadline : c->host_deadline);
+    if (now >= deadline && !c->irq_pending) {
+        /* An IRQ to EL2 (HCR_EL2.IMO) at this instruction boundary. */
+        c->irq_pending = 1;
+        uc_emu_stop(uc);
+    }
     c->insns += size >> 2;
     c->block_start = addr;
     c->block_end = addr + size;
@@ -52,6 +83,27 @@ static int el0_permitted(uc_engine *uc, unsigned bit)
     return (k.val >> bit) & 1;
 }
 
+static int xreg_number(uc_arm64_reg reg)
+{
+    if (reg >= UC_ARM64_REG_X0 && reg <= UC_ARM64_REG_X28)
+        return reg - UC_ARM64_REG_X0;
+    if (reg == UC_ARM64_REG_X29) return 29;
+    if (reg == UC_ARM64_REG_X30) return 30;
+    return 31;                                /* XZR */
+}
+
+/* Raise an EC 0x18 trap to EL2 for this MSR/MRS: stop right after the hooked
+ * instruction (the core does), the lowvisor rewinds PC to `trap_pc`. */
+static uint32_t trap_to_el2(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
+                            struct av_cpu *c, int is_read, uint64_t pc)
+{
+    c->trap_esr = (0x18u << 26) | (1u << 25) | (cp->op0 << 20) | (cp->op2 << 17) | (cp->op1 << 14)
+                  | (cp->crn << 10) | ((uint32_t)xreg_number(reg) << 5) | (cp->crm << 1) | (is_read ? 1 : 0);
+    c->trap_pc = pc;
+    uc_emu_stop(uc);
+    return 1;
+}
+
 #define ENC(op1, crn, crm, op2) (((op1) << 12) | ((crn) << 8) | ((crm) << 4) | (op2))
 
 static uint32_t timer_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
@@ -61,6 +113,8 @@ static uint32_t timer_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_
         return 0;
     uint64_t pc = 0, v;
     uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
+    if (c->trap_timer && cp->crm == 3 && el0_permitted(uc, 8))
+        return trap_to_el2(uc, reg, cp, c, is_read, pc);
     switch (ENC(cp->op1, cp->crn, cp->crm, cp->op2)) {
     case ENC(3, 14, 0, 0): /* CNTFRQ_EL0: RO at EL0/EL1 when EL2 is present */
         if (!is_read) return 0;
@@ -83,12 +137,13 @@ static uint32_t timer_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_
         } else {
             c->cntv_ctl = cp->val & 3;
             c->timer_writes++;
+            av_recalc_timer(c);
             return 1;
         }
         break;
     case ENC(3, 14, 3, 2): /* CNTV_CVAL_EL0 */
         if (!el0_permitted(uc, 8)) return 0;
-        if (!is_read) { c->cntv_cval = cp->val; c->timer_writes++; return 1; }
+        if (!is_read) { c->cntv_cval = cp->val; c->timer_writes++; av_recalc_timer(c); return 1; }
         v = c->cntv_cval;
         break;
     case ENC(3, 14, 3, 0): /* CNTV_TVAL_EL0: signed 32-bit view of CVAL - CNTVCT */
@@ -96,6 +151,7 @@ static uint32_t timer_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_
         if (!is_read) {
             c->cntv_cval = ticks_at(c, pc) - c->cntvoff + (uint64_t)(int64_t)(int32_t)cp->val;
             c->timer_writes++;
+            av_recalc_timer(c);
             return 1;
         }
         v = (uint64_t)(uint32_t)(c->cntv_cval - (ticks_at(c, pc) - c->cntvoff));

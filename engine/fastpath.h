@@ -14,4 +14,15 @@ struct av_cpu {
     uint64_t timer_writes;
     uint64_t insn_limit;
     uint64_t limit_hit;
+    /* Physical interrupts while the guest runs: the block hook stops the engine at
+     * the first block boundary at or after the earliest deadline (cycles). */
+    uint64_t timer_deadline;   /* virtual timer output asserts (ENABLE, !IMASK, CVAL reached) */
+    uint64_t timer_masked;     /* its physical PPI is active at the GIC: no new assertion */
+    uint64_t host_deadline;    /* host events: soft timers, IPIs */
+    uint64_t irq_pending;      /* set when a deadline stopped the engine */
+    /* System-register accesses that must trap to EL2 but that the core cannot trap
+     * (no FEAT_ECV): raised from the hook as an EC 0x18 exit. */
+    uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
+    uint64_t trap_esr;
+    uint64_t trap_pc;
 };

@@ -19,6 +19,7 @@ with open(os.path.join(HERE, "fastpath.c")) as f:
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(HEADER + """
 void av_block_hook(void *uc, uint64_t addr, uint32_t size, void *ud);
+void av_recalc_timer(struct av_cpu *c);
 uint32_t av_mrs_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
 """)
