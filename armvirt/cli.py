@@ -75,6 +75,18 @@ def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
     p.add_argument("--format", default="simple", choices=formats, help="table format")
 
 
+def _add_features(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gic", default="2", choices=("2", "3"), help="GIC version")
+    p.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
+    p.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
+    p.add_argument("--lrs", default="4", help="number of list registers")
+
+
+def _features(a) -> dict:
+    return {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
+            "nr_lr": parse_count(a.lrs, "--lrs")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="armvirt", description="ARMv8 virtualization platform: a KVM/ARM split-mode model "
                                              "on the Unicorn engine")
@@ -94,13 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit instead of rebooting on PSCI SYSTEM_RESET")
     r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
     r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
+    r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
+    r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
     _add_common(r, ("simple", "github", "json", "plain", "grid"))
     w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
     _add_common(w)
+    _add_features(w)
     t = sub.add_parser("trap-path", help="the ordered steps of a trap path and their cycles")
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
+    _add_features(t)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -127,6 +143,7 @@ def cmd_run(a) -> int:
     cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
                         gic_version=parse_machine(a.machine), append=a.append,
                         nr_lr=parse_count(a.lrs, "--lrs"), no_reboot=a.no_reboot,
+                        vgic=not a.no_vgic, vtimer=not a.no_vtimer,
                         max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
     cats = parse_debug(a.debug)
     prof = _load_profile(a.profile)
@@ -166,7 +183,7 @@ def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
 
 
 def cmd_trap_path(a) -> int:
-    run = paths.run_path(a.path, _load_profile(a.profile))
+    run = paths.run_path(a.path, _load_profile(a.profile), _features(a))
     rows = paths.trap_path_rows(run)
     if a.format == "json":
         print(_path_json(run, rows, {}))
@@ -179,7 +196,7 @@ def cmd_trap_path(a) -> int:
 
 
 def cmd_world_switch(a) -> int:
-    run = paths.run_path("hypercall", _load_profile(a.profile))
+    run = paths.run_path("hypercall", _load_profile(a.profile), _features(a))
     rows = paths.world_switch_rows(run.segment)
     if a.format == "json":
         print(json.dumps({"profile": run.result.profile, "rows": rows, "hypercall_total_cycles": run.total},
@@ -208,7 +225,8 @@ def cmd_demo(a) -> int:
     res = m.run()
     print(report.table(res.stats, a.format))
     print()
-    ns = argparse.Namespace(profile=a.profile, format=a.format)
+    ns = argparse.Namespace(profile=a.profile, format=a.format, gic="2", no_vgic=False, no_vtimer=False,
+                            lrs="4")
     cmd_world_switch(ns)
     print()
     ns.path = "hypercall"

@@ -35,6 +35,8 @@ class MachineConfig:
     nr_lr: int = 4
     max_insns: int | None = None
     no_reboot: bool = False
+    vgic: bool = True               # --no-vgic: trap and emulate the CPU interface
+    vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
 
 
 @dataclass
@@ -80,7 +82,7 @@ class Machine:
         self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
         self.host = Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
                          npcpus=1, nr_lr=cfg.nr_lr, trace=trace)
-        vm = self.vm = self.host.create_vm()
+        vm = self.vm = self.host.create_vm(nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
         self.user_bus = MmioBus("user space")
         self.uart = Pl011(self.console)

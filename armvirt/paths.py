@@ -17,20 +17,64 @@ IMAGES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 BENCH_RE = re.compile(r"^BENCH (\S+) avg_cycles=(\d+) iterations=(\d+)")
 
 
+def last_tagged(tag: str):
+    """The path is one whole trap: the last recorded exit with this tag."""
+    def select(segments: list[Segment]) -> list:
+        chosen = [s for s in segments if s.tag == tag]
+        return chosen[-1].steps if chosen else []
+    return select
+
+
+def irq_delivery(segments: list[Segment]) -> list:
+    """From the timer deadline to the first instruction of the guest's IRQ handler."""
+    for seg in reversed(segments):
+        if seg.tag == "IRQ":
+            for i, st in enumerate(seg.steps):
+                if st.what.startswith("vIRQ: exception entry"):
+                    return seg.steps[:i + 1]
+    return []
+
+
+GICC_IAR, GICC_EOIR = 0x0801000C, 0x08010010
+
+
+def ack_and_eoi(segments: list[Segment]) -> list:
+    """GICC_IAR read + GICC_EOIR write of the last measured pair.  With a vGIC they are
+    device accesses inside whatever trap segment is open; without one, each is its own
+    trap.  The LDR/STR instructions themselves are in the guest's baseline loop too, so
+    the guest instruction steps are left out, as the guest's subtraction leaves them out."""
+    steps = [st for seg in segments for st in seg.steps]
+    for i in range(len(steps) - 1, 0, -1):
+        if steps[i].what.startswith("GICV_EOIR write"):
+            j = max(k for k in range(i) if steps[k].what.startswith("GICV_IAR read"))
+            return [steps[j], steps[i]]
+    traps = [s for s in segments if s.tag in (f"mmio:{GICC_IAR:#x}", f"mmio:{GICC_EOIR:#x}")]
+    for k in range(len(traps) - 1, 0, -1):
+        if traps[k].tag == f"mmio:{GICC_EOIR:#x}" and traps[k - 1].tag == f"mmio:{GICC_IAR:#x}":
+            return [st for seg in traps[k - 1:k + 1] for st in seg.steps if st.where != GUEST]
+    return []
+
+
 @dataclass(frozen=True)
 class PathSpec:
     name: str
     image: str
-    tag: str            # the recorded exit that is this path
+    select: object      # segments -> the ordered steps of this path
     bench: str          # the guest's BENCH name
     description: str
 
 
 PATHS = {
-    "hypercall": PathSpec("hypercall", "hypercall.elf", "hvc:0x4b000000", "hypercall",
+    "hypercall": PathSpec("hypercall", "hypercall.elf", last_tagged("hvc:0x4b000000"), "hypercall",
                           "guest HVC of an unknown SMCCC function, full exit to the highvisor and back"),
-    "mmio-user": PathSpec("mmio-user", "mmio-user.elf", "mmio:0x9000018", "mmio_user",
+    "mmio-user": PathSpec("mmio-user", "mmio-user.elf", last_tagged("mmio:0x9000018"), "mmio_user",
                           "guest read of a PL011 register: stage-2 fault, exit to the user-space device"),
+    "gic-trap": PathSpec("gic-trap", "gic-trap.elf", last_tagged("mmio:0x8000004"), "gic_trap",
+                         "guest read of GICD_TYPER: stage-2 fault, emulated by the in-kernel vGIC"),
+    "irq": PathSpec("irq", "irq-latency.elf", irq_delivery, "irq_latency",
+                    "virtual timer deadline to the guest's IRQ handler: IRQ exit, host GIC, LR with HW bit"),
+    "eoi": PathSpec("eoi", "eoi.elf", ack_and_eoi, "eoi",
+                    "guest acknowledge + EOI of a pending interrupt (GICC_IAR, GICC_EOIR)"),
 }
 
 
@@ -50,7 +94,7 @@ def bench_lines(console: Console) -> dict[str, tuple[int, int]]:
 @dataclass
 class PathRun:
     spec: PathSpec
-    segment: Segment
+    segment: Segment        # the steps of the path (a selection, not always one whole trap)
     result: RunResult
     guest_avg: int | None
     iterations: int | None
@@ -74,11 +118,11 @@ def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None)
     ledger.stop_recording()
     if result.status != 0:
         raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")
-    chosen = [s for s in segments if s.tag == spec.tag]
-    if not chosen:
-        raise PathError(f"{spec.image} never took the {spec.tag} exit")
     # Every measured iteration took the same path; the last one is steady state.
-    seg = chosen[-1]
+    steps = spec.select(segments)
+    if not steps:
+        raise PathError(f"{spec.image} never took the {spec.name} path")
+    seg = Segment(steps, spec.name)
     bench = bench_lines(result.console).get(spec.bench)
     return PathRun(spec, seg, result, bench[0] if bench else None, bench[1] if bench else None)
 

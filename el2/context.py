@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from unicorn import arm64_const as A
 
 from engine import sysreg as S
-from engine.regbank import RegBank
+from engine.regbank import BankSet, RegBank
 
 # General-purpose group (Linux 4.0 hyp.S save_guest_regs/save_common_regs).  The
 # guest's PC and PSTATE are ELR_EL2/SPSR_EL2 once it has trapped; SPSR_EL1 goes
@@ -73,6 +73,8 @@ class VcpuContext:
         self.gp = gp_bank()
         self.fp = fp_bank()
         self.el1 = el1_bank()
+        # One raw call moves all three; GP last, so its trailing CP_REG write rebuilds the EL flags.
+        self.engine_banks = BankSet(self.el1, self.fp, self.gp)
         self.timer = TimerState()
         self.vgic = vgic_state
         self.trap = trap

@@ -30,5 +30,8 @@ HCR_HOST_NVHE_FLAGS = HCR_RW
 # CNTHCTL_EL2 (E2H = 0): EL1PCTEN[0] lets EL1/EL0 read CNTPCT; EL1PCEN[1] lets them use CNTP_*.
 CNTHCTL_EL1PCTEN = 1 << 0
 CNTHCTL_EL1PCEN = 1 << 1
+# FEAT_ECV: EL1TVT traps EL1/EL0 accesses to the virtual timer (CNTV_*).  ARMv8.0 cannot
+# trap them; --no-vtimer models a core that can, to show what the virtual timer saves.
+CNTHCTL_EL1TVT = 1 << 13
 
 SCR_EL3_NS_HCE_RW = 0x501          # non-secure, HVC enabled, lower ELs AArch64

@@ -8,11 +8,10 @@ handle_exit.  It never decides what an exit means.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from unicorn import arm64_const as A
 
-from engine.core import PhysicalCpu
+from engine.aarch64 import PSR_I
+from engine.core import NEVER, PhysicalCpu
 from engine.ledger import GUEST, HW, LOWVISOR, Ledger
 from engine.regbank import RegBank
 from engine import sysreg as S
@@ -28,18 +27,19 @@ ARM_EXCEPTION_IRQ = 0
 EXIT_INSN_LIMIT = -1
 
 
-@dataclass(frozen=True)
 class Exit:
-    code: int
-    esr: int = 0
-    far: int = 0
-    hpfar: int = 0
-    elr: int = 0
-    t_trap: int = 0        # cycles when the exception was taken
+    """What __kvm_vcpu_run hands back: the exception code and the EL2 syndrome registers."""
+    __slots__ = ("code", "esr", "far", "hpfar", "elr", "t_trap", "ec")
 
-    @property
-    def ec(self) -> int:
-        return syn.ec_of(self.esr)
+    def __init__(self, code: int, esr: int = 0, far: int = 0, hpfar: int = 0, elr: int = 0,
+                 t_trap: int = 0):
+        self.code, self.esr, self.far, self.hpfar, self.elr = code, esr, far, hpfar, elr
+        self.t_trap = t_trap                 # cycles when the exception was taken
+        self.ec = syn.ec_of(esr)
+
+    def __repr__(self) -> str:
+        return (f"Exit(code={self.code}, esr={self.esr:#x}, far={self.far:#x}, hpfar={self.hpfar:#x}, "
+                f"elr={self.elr:#x}, t_trap={self.t_trap})")
 
 
 class Lowvisor:
@@ -57,22 +57,28 @@ class Lowvisor:
         c = ledger.costs
         self._c_trap, self._c_eret = c["exc_entry_el2"], c["eret"]
         self._c_vec_guest, self._c_vec_host = c["el2_vector_guest"], c["el2_vector_host"]
+        self._trap_steps = ledger.steps_of(
+            (HW, "exception entry to EL2", "exc_entry_el2"),
+            (LOWVISOR, "EL2 vector: read ESR_EL2, branch to exit path", "el2_vector_guest"))
+        self._hvc_in_steps = ledger.steps_of(
+            (HW, "HVC from highvisor: exception entry to EL2", "exc_entry_el2"),
+            (LOWVISOR, "EL2 vector: host HVC, dispatch to __kvm_vcpu_run", "el2_vector_host"))
 
     # The EL2 vector: exception entry to EL2 (ARM ARM D1.10), then the lowvisor's vector code.
     def _el2_vector(self, intno: int, syndrome: int, vaddress: int, pc: int) -> None:
         t = self.cpu.cycles
         led = self.ledger
         led.begin_segment()
-        if syn.ec_of(syndrome) == syn.EC_HVC64:
-            led.note(GUEST, f"HVC #{syndrome & 0xFFFF:#x} (1 instruction)", self.cpu.st.cpi)
-        led.charge(HW, "exception entry to EL2", self._c_trap)
+        ec = syndrome >> 26
+        if ec == syn.EC_HVC64:
+            led.note(GUEST, lambda: f"HVC #{syndrome & 0xFFFF:#x} (1 instruction)", self.cpu.st.cpi)
+        led.charge_steps(*self._trap_steps)       # exception entry to EL2, then the vector code
         e = self.el2
         self._pstate.read(self.cpu.uch)
         e.esr, e.far, e.elr, e.spsr = syndrome, vaddress, pc, self._pstate[0]
-        if syn.ec_of(syndrome) in (syn.EC_DABT_LOW, syn.EC_IABT_LOW):
+        if ec == syn.EC_DABT_LOW or ec == syn.EC_IABT_LOW:
             self._hpfar.read(self.cpu.uch)        # the core fills HPFAR_EL2 for stage-2 faults
             e.hpfar = self._hpfar[0]
-        led.charge(LOWVISOR, "EL2 vector: read ESR_EL2, branch to exit path", self._c_vec_guest)
         self._exit = Exit(ARM_EXCEPTION_TRAP, e.esr, e.far, e.hpfar, e.elr, t)
         self.cpu.stop()
 
@@ -95,12 +101,15 @@ class Lowvisor:
     def run(self, ctx: VcpuContext) -> Exit:
         """__kvm_vcpu_run: called from the highvisor by HVC; returns the next exit."""
         led = self.ledger
-        led.charge(HW, "HVC from highvisor: exception entry to EL2", self._c_trap)
-        led.charge(LOWVISOR, "EL2 vector: host HVC, dispatch to __kvm_vcpu_run", self._c_vec_host)
+        led.charge_steps(*self._hvc_in_steps)
         self.ws.enter_guest(ctx, self.host)
         self.engine_el2.sync(self.el2)
         led.charge(HW, "ERET to guest", self._c_eret)
         self.entered_at = self.cpu.cycles
+        if self.cpu.st.vi_asserted and not ctx.pstate & PSR_I:
+            # The core takes the virtual IRQ at once; the fast path charges the entry
+            # when the handler's first block starts (it is the hardware that vectors it).
+            led.note(HW, "vIRQ: exception entry to EL1 (VBAR_EL1 + 0x280/0x480)", self.cpu.st.virq_entry_cost)
         self._exit = None
         st = self.cpu.st
         self.cpu.run(ctx.pc)
@@ -111,6 +120,9 @@ class Lowvisor:
             st.irq_pending = 0
             t = self.cpu.cycles
             led.begin_segment()
+            deadline = min(st.timer_deadline if not st.timer_masked else NEVER, st.host_deadline)
+            if 0 < deadline <= t:            # a timer, not a line raised "now" (maintenance)
+                led.note(GUEST, "instructions retired from the deadline to the block boundary", t - deadline)
             led.charge(HW, "IRQ: exception entry to EL2 (HCR_EL2.IMO)", self._c_trap)
             led.charge(LOWVISOR, "EL2 vector: IRQ, branch to exit path", self._c_vec_guest)
             ex = Exit(ARM_EXCEPTION_IRQ, elr=self._guest_pc(), t_trap=t)

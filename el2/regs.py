@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine import sysreg as S
-from el2.hcr import SCR_EL3_NS_HCE_RW
+from el2.hcr import HCR_VI, SCR_EL3_NS_HCE_RW
 from el2.stage2 import VTCR_VALUE
 
 
@@ -40,13 +40,34 @@ class EngineEl2:
         cpu.write_sysreg(S.SCR_EL3, SCR_EL3_NS_HCE_RW)
         self.loaded = {name: None for name, _ in self.CONTROLS}
         self.loaded["vttbr"] = None
+        self.regs: El2Regs | None = None
+        self._last: tuple | None = None
+        self.virq_line = False      # the GIC's virtual IRQ output, ORed with HCR_EL2.VI
+
+    def set_virq_line(self, level: bool) -> None:
+        """The vGIC hardware raises or lowers the virtual IRQ while the guest runs.
+        The core has only HCR_EL2.VI as its virtual IRQ input, so the wire is ORed in."""
+        if level != self.virq_line:
+            self.virq_line = level
+            if self.regs is not None:
+                self.sync(self.regs)
+
+    def effective_hcr(self, regs: El2Regs) -> int:
+        return regs.hcr | (HCR_VI if self.virq_line else 0)
 
     def sync(self, regs: El2Regs) -> None:
+        self.regs = regs
+        key = (regs.hcr, regs.cptr, regs.hstr, regs.mdcr, regs.vtcr, regs.cnthctl, regs.vttbr, self.virq_line)
+        if key == self._last:
+            return                               # the engine already holds every control
+        self._last = key
         for name, reg in self.CONTROLS:
-            v = getattr(regs, name)
+            v = self.effective_hcr(regs) if name == "hcr" else getattr(regs, name)
             if self.loaded[name] != v:
                 self.cpu.write_sysreg(reg, v)
                 self.loaded[name] = v
+                if name == "hcr":
+                    self.cpu.st.vi_asserted = int(bool(v & HCR_VI))
         if self.loaded["vttbr"] != regs.vttbr:
             self.cpu.write_sysreg(S.VTTBR_EL2, regs.vttbr)
             # The engine's TLB is not tagged by VMID: a new VTTBR must not hit old entries.

@@ -7,11 +7,11 @@ the sums of what these functions charged while a real exit ran.
 """
 from __future__ import annotations
 
-from engine.ledger import LOWVISOR, Ledger
+from engine.ledger import LOWVISOR, Ledger, Step
 from el2 import context as C
+from el2.hcr import CNTHCTL_EL1TVT
 from el2.regs import El2Regs
-from gic.v2_hyp import (GICH_APR, GICH_EISR0, GICH_EISR1, GICH_ELRSR0, GICH_ELRSR1, GICH_HCR,
-                        GICH_LR0, GICH_MISR, GICH_VMCR, GichV2)
+from gic.v2_hyp import GICH_APR, GICH_HCR, GICH_LR0, GICH_VMCR, GichV2
 
 GP = "GP registers"
 FP = "FP/SIMD registers"
@@ -44,16 +44,37 @@ class WorldSwitch:
         for kind in ("save", "restore"):     # the host's FP and EL1 state are the same lists
             self.cost[(FP, kind, "host")] = self.cost[(FP, kind, "guest")]
             self.cost[(EL1, kind, "host")] = self.cost[(EL1, kind, "guest")]
+        self.labels = {(g, k, w): f"{k} {w} {g}" for (g, k, w) in self.cost}
         self.nregs = {(GP, "guest"): len(C.GP_X) + len(C.GP_SPECIAL),
                       (GP, "host"): len(C.HOST_GP_X) + len(C.GP_SPECIAL),
                       (FP, "guest"): len(C.FP_Q) + len(C.FP_CTRL), (FP, "host"): len(C.FP_Q) + len(C.FP_CTRL),
                       (EL1, "guest"): len(C.EL1_SYSREGS), (EL1, "host"): len(C.EL1_SYSREGS)}
 
-    # --- charging --------------------------------------------------------------
-    def _bank_charge(self, group: str, kind: str, who: str) -> None:
-        self.ledger.charge(LOWVISOR, f"{kind} {who} {group}", self.cost[(group, kind, who)],
-                           group=group, kind=kind, regs=self.nregs[(group, who)])
+        # Each batch of bank moves is one charge of the declared groups' steps.
+        self.batches = {}
+        for kind, who, order in (("save", "guest", (GP, FP, EL1)), ("restore", "guest", (EL1, FP, GP)),
+                                 ("save", "host", (GP, FP, EL1)), ("restore", "host", (EL1, FP, GP))):
+            steps = tuple(Step(LOWVISOR, self.labels[(g, kind, who)], self.cost[(g, kind, who)], g, kind,
+                               self.nregs[(g, who)]) for g in order)
+            self.batches[(kind, who)] = (sum(st.cycles for st in steps), steps)
+        rd, wr = "el2_sysreg_read", "el2_sysreg_write"
+        # Fixed-shape groups: (reads, writes) per access list, as declared below.
+        self.fixed = {
+            "save_timer": self._fixed(TIMER, "save", 2, 2, rd, wr, "save timer (CNTV_CTL, CNTV_CVAL; disable; CNTHCTL)"),
+            "restore_timer": self._fixed(TIMER, "restore", 0, 4, rd, wr,
+                                         "restore timer (CNTHCTL, CNTVOFF, CNTV_CVAL, CNTV_CTL)"),
+            "deactivate_traps": self._fixed(TRAPS, "save", 0, 4, rd, wr, "deactivate traps (HCR, CPTR, HSTR, MDCR)"),
+            "activate_traps": self._fixed(TRAPS, "restore", 0, 4, rd, wr, "activate traps (HCR, CPTR, HSTR, MDCR)"),
+            "deactivate_vm": self._fixed(VM, "save", 0, 1, "vttbr_write", "vttbr_write", "deactivate stage 2 (VTTBR=0)"),
+            "activate_vm": self._fixed(VM, "restore", 0, 1, "vttbr_write", "vttbr_write", "activate stage 2 (VTTBR, VMID)"),
+        }
 
+    def _fixed(self, group, kind, reads, writes, rkey, wkey, what):
+        c = self.ledger.costs
+        cycles = reads * c[rkey] + writes * c[wkey]
+        return cycles, (Step(LOWVISOR, what, cycles, group, kind, reads + writes),)
+
+    # --- charging --------------------------------------------------------------
     def _access(self, group: str, kind: str, reads: int, writes: int, rkey: str, wkey: str,
                 what: str) -> None:
         c = self.ledger.costs
@@ -61,21 +82,24 @@ class WorldSwitch:
                            regs=reads + writes)
 
     # --- GP, FP, EL1: engine banks (guest) and the host's values ---------------
-    def save_guest_bank(self, group: str, bank) -> None:
-        bank.read(self.cpu.uch)
-        self._bank_charge(group, "save", "guest")
+    # The three guest groups move in one raw batch (ctx.engine_banks); each group
+    # is still charged for exactly the registers its declaration lists.
+    def save_guest_banks(self, ctx: C.VcpuContext) -> None:
+        ctx.engine_banks.read(self.cpu.uch)
+        self.ledger.charge_steps(*self.batches[("save", "guest")])
 
-    def restore_guest_bank(self, group: str, bank) -> None:
-        bank.write(self.cpu.uch)
-        self._bank_charge(group, "restore", "guest")
+    def restore_guest_banks(self, ctx: C.VcpuContext) -> None:
+        ctx.engine_banks.write(self.cpu.uch)
+        self.ledger.charge_steps(*self.batches[("restore", "guest")])
 
-    def save_host(self, group: str, values: list, saved: list) -> None:
-        saved[:] = values
-        self._bank_charge(group, "save", "host")
+    def save_host_state(self, host: C.HostContext) -> None:
+        """GP (callee-saved), FP/SIMD and EL1 system registers of the host."""
+        host.saved_gp[:], host.saved_fp[:], host.saved_el1[:] = host.gp, host.fp, host.el1
+        self.ledger.charge_steps(*self.batches[("save", "host")])
 
-    def restore_host(self, group: str, values: list, saved: list) -> None:
-        values[:] = saved
-        self._bank_charge(group, "restore", "host")
+    def restore_host_state(self, host: C.HostContext) -> None:
+        host.el1[:], host.fp[:], host.gp[:] = host.saved_el1, host.saved_fp, host.saved_gp
+        self.ledger.charge_steps(*self.batches[("restore", "host")])
 
     # --- timer: the engine's virtual timer registers ----------------------------
     def save_timer(self, ctx: C.VcpuContext, host: C.HostContext) -> None:
@@ -91,82 +115,70 @@ class WorldSwitch:
         st, t = self.cpu.st, ctx.timer
         self.el2.cnthctl = t.cnthctl
         st.cntvoff, st.cntv_cval, st.cntv_ctl = t.cntvoff, t.cntv_cval, t.cntv_ctl   # 3 writes
+        st.trap_timer = int(bool(t.cnthctl & CNTHCTL_EL1TVT))
         self.cpu.recalc_timer()
-        self._access(TIMER, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write",
-                     "restore timer (CNTHCTL, CNTVOFF, CNTV_CVAL, CNTV_CTL)")
+        self.ledger.charge_steps(*self.fixed["restore_timer"])
 
     # --- vGIC: GICH MMIO (GICv2) ------------------------------------------------
     def save_vgic(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
-        v.vmcr, v.misr = g.read(GICH_VMCR), g.read(GICH_MISR)
-        v.eisr = g.read(GICH_EISR0) | g.read(GICH_EISR1) << 32
-        v.elrsr = g.read(GICH_ELRSR0) | g.read(GICH_ELRSR1) << 32
-        v.apr = g.read(GICH_APR)
-        for i in range(g.nr_lr):
-            v.lr[i] = g.read(GICH_LR0 + 4 * i)
-        g.write(GICH_HCR, 0)
+        # VMCR, MISR, EISR0/1, ELRSR0/1, APR and every LR: 7 + nr_lr GICH reads
+        v.vmcr, v.misr, v.eisr, v.elrsr, v.apr, lrs = g.snapshot()
+        v.lr[:] = lrs
+        # The virtual IRQ output drops with HCR.En; nothing runs on the engine until the
+        # next restore re-evaluates it, so the output is not recomputed here.
+        g.write(GICH_HCR, 0, notify=False)
         self._access(VGIC, "save", 7 + g.nr_lr, 1, "gich_mmio_read", "gich_mmio_write",
-                     f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
+                     lambda: f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
 
     def restore_vgic(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
-        g.write(GICH_HCR, v.hcr)
-        g.write(GICH_VMCR, v.vmcr)
-        g.write(GICH_APR, v.apr)
+        g.write(GICH_HCR, v.hcr, notify=False)
+        g.write(GICH_VMCR, v.vmcr, notify=False)
+        g.write(GICH_APR, v.apr, notify=False)
         for i in range(g.nr_lr):     # the LRs not in use are empty: only used ones are written
             if i < v.used_lrs:
-                g.write(GICH_LR0 + 4 * i, v.lr[i])
+                g.write(GICH_LR0 + 4 * i, v.lr[i], notify=False)
             else:
                 g.lr[i] = 0
+        g.notify()
         self._access(VGIC, "restore", 0, 3 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
-                     f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
+                     lambda: f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
 
     # --- EL2 trap configuration and stage 2 ------------------------------------
     def deactivate_traps(self, host: C.HostContext) -> None:
         e, t = self.el2, host.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        self._access(TRAPS, "save", 0, 4, "el2_sysreg_read", "el2_sysreg_write",
-                     "deactivate traps (HCR, CPTR, HSTR, MDCR)")
+        self.ledger.charge_steps(*self.fixed["deactivate_traps"])
 
     def activate_traps(self, ctx: C.VcpuContext) -> None:
         e, t = self.el2, ctx.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        self._access(TRAPS, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write",
-                     "activate traps (HCR, CPTR, HSTR, MDCR)")
+        self.ledger.charge_steps(*self.fixed["activate_traps"])
 
     def deactivate_vm(self) -> None:
         self.el2.vttbr = 0
-        self.ledger.charge(LOWVISOR, "deactivate stage 2 (VTTBR=0)", self.ledger.costs["vttbr_write"],
-                           group=VM, kind="save", regs=1)
+        self.ledger.charge_steps(*self.fixed["deactivate_vm"])
 
     def activate_vm(self, ctx: C.VcpuContext) -> None:
         self.el2.vttbr = ctx.vttbr
-        self.ledger.charge(LOWVISOR, "activate stage 2 (VTTBR, VMID)", self.ledger.costs["vttbr_write"],
-                           group=VM, kind="restore", regs=1)
+        self.ledger.charge_steps(*self.fixed["activate_vm"])
 
     # --- the scripts ---------------------------------------------------------------
     def enter_guest(self, ctx: C.VcpuContext, host: C.HostContext) -> None:
         """__kvm_vcpu_run, up to the ERET: save host, load guest."""
-        self.save_host(GP, host.gp, host.saved_gp)
-        self.save_host(FP, host.fp, host.saved_fp)
-        self.save_host(EL1, host.el1, host.saved_el1)
+        self.save_host_state(host)              # GP, FP/SIMD, EL1
         self.activate_traps(ctx)
         self.activate_vm(ctx)
         self.restore_vgic(ctx)
         self.restore_timer(ctx)
-        self.restore_guest_bank(EL1, ctx.el1)
-        self.restore_guest_bank(FP, ctx.fp)
-        self.restore_guest_bank(GP, ctx.gp)
+        self.restore_guest_banks(ctx)           # EL1, FP/SIMD, then GP (PC, PSTATE) last
 
     def exit_guest(self, ctx: C.VcpuContext, host: C.HostContext) -> None:
         """__kvm_vcpu_return: save guest, load host - the mirror image of enter_guest."""
-        self.save_guest_bank(GP, ctx.gp)
-        self.save_guest_bank(FP, ctx.fp)
-        self.save_guest_bank(EL1, ctx.el1)
+        self.save_guest_banks(ctx)              # GP, FP/SIMD, EL1
         self.save_timer(ctx, host)
         self.save_vgic(ctx)
         self.deactivate_traps(host)
         self.deactivate_vm()
-        self.restore_host(EL1, host.el1, host.saved_el1)
-        self.restore_host(FP, host.fp, host.saved_fp)
-        self.restore_host(GP, host.gp, host.saved_gp)
+        self.restore_host_state(host)           # EL1, FP/SIMD, GP

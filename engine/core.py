@@ -176,6 +176,13 @@ class PhysicalCpu:
         ptr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
         self.uc.mem_map_ptr(pa, len(buf), unicorn.UC_PROT_ALL, ptr)
 
+    def map_device(self, pa: int, size: int, read, write) -> None:
+        """A hardware device on the physical bus: the guest reaches it through stage 2
+        with no trap (the GICv2 virtual CPU interface).  read(offset, size) -> value,
+        write(offset, size, value)."""
+        self.uc.mmio_map(pa, size, lambda uc, off, sz, ud: read(off, sz), None,
+                         lambda uc, off, sz, val, ud: write(off, sz, val), None)
+
     def flush_tlb(self) -> None:
         """uc_ctl_flush_tlb (not wrapped by the Python binding); it drops translated code too."""
         err = UC.uc_ctl(self.uch, unicorn.UC_CTL_TLB_FLUSH | (unicorn.UC_CTL_IO_WRITE << 30))

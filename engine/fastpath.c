@@ -60,6 +60,14 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         c->irq_pending = 1;
         uc_emu_stop(uc);
     }
+    if (c->vi_asserted) {
+        uint64_t vbar = 0;
+        uc_reg_read(uc, UC_ARM64_REG_VBAR_EL1, &vbar);
+        if (addr == vbar + 0x280 || addr == vbar + 0x480) {   /* IRQ, current EL SPx / lower EL */
+            c->charged += c->virq_entry_cost;
+            c->virq_taken++;
+        }
+    }
     c->insns += size >> 2;
     c->block_start = addr;
     c->block_end = addr + size;

@@ -22,6 +22,12 @@ struct av_cpu {
     uint64_t irq_pending;      /* set when a deadline stopped the engine */
     /* System-register accesses that must trap to EL2 but that the core cannot trap
      * (no FEAT_ECV): raised from the hook as an EC 0x18 exit. */
+    /* Virtual IRQs are vectored by the core itself (HCR_EL2.VI) with no hook: the
+     * block hook recognises the IRQ vector entry while VI is asserted and charges
+     * the exception entry to EL1 there, before the handler's first instruction. */
+    uint64_t vi_asserted;
+    uint64_t virq_entry_cost;
+    uint64_t virq_taken;
     uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
     uint64_t trap_esr;
     uint64_t trap_pc;

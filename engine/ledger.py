@@ -26,26 +26,41 @@ class Step:
 class Ledger:
     def __init__(self, cpu, costs: Mapping[str, int]):
         self.cpu = cpu
+        self.st = cpu.st
         self.costs = costs
         self.steps: Optional[list[Step]] = None
 
     def cost(self, name: str) -> int:
         return self.costs[name]
 
-    def charge(self, where: str, what: str, cycles: int, group: str = "", kind: str = "",
+    def charge(self, where: str, what, cycles: int, group: str = "", kind: str = "",
                regs: int = 0) -> None:
-        self.cpu.st.charged += cycles
+        """`what` is a label, or a callable making one: labels are only built when recorded."""
+        self.st.charged += cycles
         if self.steps is not None:
-            self.steps.append(Step(where, what, cycles, group, kind, regs))
+            self.steps.append(Step(where, what() if callable(what) else what, cycles, group, kind, regs))
 
-    def charge_named(self, where: str, what: str, name: str) -> None:
+    def charge_steps(self, total: int, steps: tuple) -> None:
+        """Charge a fixed sequence of steps (precomputed from declarations) in one go."""
+        self.st.charged += total
+        if self.steps is not None:
+            self.steps.extend(steps)
+
+    def charge_named(self, where: str, what, name: str) -> None:
         """Charge a named primitive or host software path from the profile."""
-        self.charge(where, what, self.costs[name])
+        self.st.charged += self.costs[name]
+        if self.steps is not None:
+            self.steps.append(Step(where, what() if callable(what) else what, self.costs[name]))
 
-    def note(self, where: str, what: str, cycles: int) -> None:
+    def note(self, where: str, what, cycles: int) -> None:
         """Record a step whose cycles the clock already holds (a retired guest instruction)."""
         if self.steps is not None:
-            self.steps.append(Step(where, what, cycles))
+            self.steps.append(Step(where, what() if callable(what) else what, cycles))
+
+    def steps_of(self, *entries: tuple) -> tuple[int, tuple]:
+        """Precompute a fixed sequence: entries of (where, what, cost name[, group, kind, regs])."""
+        steps = tuple(Step(e[0], e[1], self.costs[e[2]], *e[3:]) for e in entries)
+        return sum(st.cycles for st in steps), steps
 
     # Recording: the step stream is cut into one segment per trap, from the trapping
     # instruction to the ERET back into the guest, so a table shows one real path.

@@ -100,3 +100,23 @@ class RegBank:
 
     def __len__(self) -> int:
         return self.n
+
+
+class BankSet:
+    """Several banks moved by one raw batch call (in the order given: write order matters,
+    e.g. a bank whose last entry is a CP_REG write goes last)."""
+
+    def __init__(self, *banks: RegBank):
+        self.banks = banks
+        n = sum(b.n for b in banks)
+        self.n = n
+        self._ids = (ctypes.c_int * n)(*[i for b in banks for i in b._ids])
+        self._ptrs = (ctypes.c_void_p * n)(*[p for b in banks for p in b._ptrs])
+
+    def read(self, uch) -> None:
+        if UC.uc_reg_read_batch(uch, self._ids, self._ptrs, self.n):
+            raise EngineError("batch read failed")
+
+    def write(self, uch) -> None:
+        if UC.uc_reg_write_batch(uch, self._ids, self._ptrs, self.n):
+            raise EngineError("batch write failed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-CATEGORIES = ("exits", "int", "mmio", "psci", "stage2", "unimp", "guest_errors")
+CATEGORIES = ("exits", "int", "mmio", "psci", "stage2", "timer", "vgic", "unimp", "guest_errors")
 
 
 class Tracer:

@@ -51,6 +51,7 @@ class GichV2:
         self.vmcr = 0
         self.apr = 0
         self.lr = [0] * nr_lr
+        self.on_change = None        # the GICV output and the maintenance line follow every write
 
     @property
     def vtr(self) -> int:
@@ -58,19 +59,23 @@ class GichV2:
 
     @property
     def elrsr(self) -> int:
+        if not any(self.lr):
+            return (1 << self.nr_lr) - 1
         return sum(1 << i for i, v in enumerate(self.lr) if lr_empty(v))
 
     @property
     def eisr(self) -> int:
+        if not any(self.lr):
+            return 0
         return sum(1 << i for i, v in enumerate(self.lr) if lr_eoi_maintenance(v))
 
     @property
     def misr(self) -> int:
         """Maintenance interrupt status (IHI 0048B 5.3.4), each condition gated by HCR."""
+        m = MISR_EOI if self.eisr else 0   # EOI is the one condition no HCR bit gates
+        if not self.hcr:
+            return m
         valid = [v for v in self.lr if (v >> 28) & 3]
-        m = 0
-        if self.eisr:
-            m |= MISR_EOI
         if self.hcr & HCR_UIE and len(valid) <= 1:
             m |= MISR_U
         if self.hcr & HCR_LRENPIE and self.hcr >> 27:
@@ -79,16 +84,25 @@ class GichV2:
             m |= MISR_NP
         return m
 
+    _READERS = {GICH_HCR: lambda g: g.hcr, GICH_VTR: lambda g: g.vtr, GICH_VMCR: lambda g: g.vmcr,
+                GICH_MISR: lambda g: g.misr, GICH_EISR0: lambda g: g.eisr & 0xFFFFFFFF,
+                GICH_EISR1: lambda g: g.eisr >> 32, GICH_ELRSR0: lambda g: g.elrsr & 0xFFFFFFFF,
+                GICH_ELRSR1: lambda g: g.elrsr >> 32, GICH_APR: lambda g: g.apr}
+
     def read(self, offset: int) -> int:
-        """32-bit MMIO read of GICH_* at `offset`."""
+        """32-bit MMIO read of GICH_* at `offset` (reserved offsets read as zero)."""
         if GICH_LR0 <= offset < GICH_LR0 + 4 * self.nr_lr:
             return self.lr[(offset - GICH_LR0) // 4]
-        return {GICH_HCR: lambda: self.hcr, GICH_VTR: lambda: self.vtr, GICH_VMCR: lambda: self.vmcr,
-                GICH_MISR: lambda: self.misr, GICH_EISR0: lambda: self.eisr & 0xFFFFFFFF,
-                GICH_EISR1: lambda: self.eisr >> 32, GICH_ELRSR0: lambda: self.elrsr & 0xFFFFFFFF,
-                GICH_ELRSR1: lambda: self.elrsr >> 32, GICH_APR: lambda: self.apr}.get(offset, lambda: 0)()
+        reader = self._READERS.get(offset)
+        return reader(self) if reader else 0
 
-    def write(self, offset: int, value: int) -> None:
+    def snapshot(self) -> tuple[int, int, int, int, int, list]:
+        """What the world switch reads, each derived register computed once:
+        (VMCR, MISR, EISR, ELRSR, APR, LRs) - the same values as the individual reads."""
+        return self.vmcr, self.misr, self.eisr, self.elrsr, self.apr, list(self.lr)
+
+    def write(self, offset: int, value: int, notify: bool = True) -> None:
+        """32-bit MMIO write; `notify=False` when a batch of writes ends with notify()."""
         value &= 0xFFFFFFFF
         if GICH_LR0 <= offset < GICH_LR0 + 4 * self.nr_lr:
             self.lr[(offset - GICH_LR0) // 4] = value
@@ -99,3 +113,20 @@ class GichV2:
         elif offset == GICH_APR:
             self.apr = value
         # VTR, MISR, EISR, ELRSR are read-only
+        if notify:
+            self.notify()
+
+    def notify(self) -> None:
+        """The outputs (virtual IRQ, maintenance) follow the registers."""
+        if self.on_change is not None:
+            self.on_change()
+
+    def load(self, cpu_if: "VgicV2CpuIf") -> None:
+        """Copy a saved state in without cost (a software interface, not the world switch)."""
+        self.hcr, self.vmcr, self.apr = cpu_if.hcr, cpu_if.vmcr, cpu_if.apr
+        self.lr = [cpu_if.lr[i] if i < cpu_if.used_lrs else 0 for i in range(self.nr_lr)]
+
+    def store(self, cpu_if: "VgicV2CpuIf") -> None:
+        cpu_if.vmcr, cpu_if.apr, cpu_if.misr = self.vmcr, self.apr, self.misr
+        cpu_if.eisr, cpu_if.elrsr = self.eisr, self.elrsr
+        cpu_if.lr[:] = self.lr[:len(cpu_if.lr)]

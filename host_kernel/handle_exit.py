@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.ledger import HIGHVISOR
 from el2 import syndrome as syn
-from el2.lowvisor import ARM_EXCEPTION_TRAP, EXIT_INSN_LIMIT, Exit
+from el2.lowvisor import ARM_EXCEPTION_IRQ, ARM_EXCEPTION_TRAP, EXIT_INSN_LIMIT, Exit
 from host_kernel import inject, psci, sys_regs
 from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fault
 
@@ -12,14 +12,17 @@ from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fau
 def handle_hvc(vcpu, ex: Exit) -> int:
     ctx, led = vcpu.ctx, vcpu.ledger
     fid = ctx.x(0) & 0xFFFFFFFF
-    led.tag(f"hvc:{fid:#x}")
-    led.charge_named(HIGHVISOR, f"kvm_hvc_call_handler: SMCCC function {fid:#010x}", "hvc_handler")
+    if led.segments is not None:
+        led.tag(f"hvc:{fid:#x}")
+    led.charge_named(HIGHVISOR, lambda: f"kvm_hvc_call_handler: SMCCC function {fid:#010x}", "hvc_handler")
     res = psci.call(vcpu, fid)
     if res is None:
-        vcpu.trace.log("psci", f"vcpu{vcpu.index}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
+        if vcpu.trace.on("psci"):
+            vcpu.trace.log("psci", f"vcpu{vcpu.index}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
         res = psci.NOT_SUPPORTED
     if isinstance(res, psci.SystemEvent):
-        vcpu.trace.log("psci", f"vcpu{vcpu.index}: system event {res.type}")
+        if vcpu.trace.on("psci"):
+            vcpu.trace.log("psci", f"vcpu{vcpu.index}: system event {res.type}")
         vcpu.kvm_run.system_event(res.type)
         return EXIT_TO_USER
     ctx.set_x(0, res & 0xFFFF_FFFF_FFFF_FFFF)
@@ -78,7 +81,11 @@ def handle_exit(vcpu, ex: Exit) -> int:
     if ex.code == EXIT_INSN_LIMIT:
         vcpu.kvm_run.insn_limit()
         return EXIT_TO_USER
-    vcpu.ledger.tag(exit_name(ex))
-    vcpu.ledger.charge_named(HIGHVISOR, f"handle_exit: dispatch EC {ex.ec:#x} ({exit_name(ex)})",
+    if vcpu.ledger.segments is not None:
+        vcpu.ledger.tag(exit_name(ex))
+    if ex.code == ARM_EXCEPTION_IRQ:      # already handled by the host's IRQ path
+        vcpu.ledger.charge_named(HIGHVISOR, "handle_exit: ARM_EXCEPTION_IRQ, resume", "handle_exit")
+        return RESUME
+    vcpu.ledger.charge_named(HIGHVISOR, lambda: f"handle_exit: dispatch EC {ex.ec:#x} ({exit_name(ex)})",
                              "handle_exit")
     return ARM_EXIT_HANDLERS.get(ex.ec, handle_unknown_ec)(vcpu, ex)

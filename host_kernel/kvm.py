@@ -13,15 +13,22 @@ from el2.context import el1_bank, fp_bank
 from el2.lowvisor import Lowvisor
 from el2.stage2 import PagePool, Stage2Tables
 from el2.vmid import VmidAllocator
-from gic.v2_hyp import GichV2
+from armvirt import layout
+from gic.v2_hyp import HCR_EN, GichV2
+from gic.v2_port import GICV_SIZE, GicvPort
+from gic.v2_vcpuif import VirtualCpuInterface
+from gic.vgic import Vgic
 from host_kernel.memslots import MemSlot, MemSlots
 from host_kernel.mmio import MmioBus
 from host_kernel.vcpu import Vcpu
+from timers.generic_timer import Counter as SystemCounter
 
 HOST_PT_BASE = 0x80_0000_0000        # host-private page-table memory: beyond every guest IPA
 HOST_PT_SIZE = 0x100_0000
 HOST_RAM_BASE = 0x10_0000_0000       # backing of guest RAM: mapped for a guest only by stage 2
 HOST_RAM_STRIDE = 0x4_0000_0000      # one 16 GiB window per VM
+HOST_GICV_BASE = 0x0804_0000         # each pCPU's GICv2 virtual CPU interface (host physical)
+NEVER = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,20 @@ class Host:
         from math import gcd
         g = gcd(clocking.cntfrq_hz, clocking.cpu_hz)
         self.costs, self.clocking, self.trace, self.nr_lr = costs, clocking, trace, nr_lr
+        self.counter = SystemCounter.for_clock(clocking.cpu_hz, clocking.cntfrq_hz)
         self.pcpus: list[PhysicalCpu] = []
         self.lowvisors: list[Lowvisor] = []
+        self.gicv_ports: list[GicvPort] = []
         for i in range(npcpus):
             cpu = PhysicalCpu(i, cpi=clocking.cpi, cnt_mul=clocking.cntfrq_hz // g,
                               cnt_div=clocking.cpu_hz // g, cntfrq=clocking.cntfrq_hz)
             cpu.guest_exception_cost = costs["exc_entry_el1"]
+            cpu.st.virq_entry_cost = costs["exc_entry_el1"]
+            gich = GichV2(nr_lr)
+            low = Lowvisor(cpu, Ledger(cpu, costs), gich)
             self.pcpus.append(cpu)
-            self.lowvisors.append(Lowvisor(cpu, Ledger(cpu, costs), GichV2(nr_lr)))
+            self.lowvisors.append(low)
+            self.gicv_ports.append(self._wire_gicv(cpu, gich, low))
         first = self.pcpus[0]
         self.pt_buf = first.map_memory(HOST_PT_BASE, HOST_PT_SIZE)
         for cpu in self.pcpus[1:]:
@@ -57,14 +70,56 @@ class Host:
         self.el1_reset, self.fp_reset = b1.values(), b2.values()
         self.vms: list[Vm] = []
 
-    def create_vm(self, name: str = "vm0") -> "Vm":
-        vm = Vm(self, name, len(self.vms))
+    @staticmethod
+    def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:
+        """The GIC's per-CPU hardware: GICV on the physical bus, its virtual IRQ output
+        on the core's input, the maintenance interrupt on the physical GIC, and the
+        deactivation of HW-mapped interrupts (the virtual timer's PPI)."""
+        vcpuif = VirtualCpuInterface(gich)
+        port = GicvPort(cpu, vcpuif, low.ledger, low.engine_el2.set_virq_line)
+
+        def on_gich_change():
+            port.update_line()
+            if gich.hcr & HCR_EN and gich.misr:
+                cpu.st.host_deadline = 0          # maintenance interrupt: an IRQ to EL2 now
+
+        def on_hw_deactivate(pintid: int):
+            if pintid == layout.INTID_VIRT_TIMER:
+                cpu.st.timer_masked = 0           # the PPI is inactive again at the physical GIC
+        gich.on_change = on_gich_change
+        vcpuif.on_hw_deactivate = on_hw_deactivate
+        port.attach(HOST_GICV_BASE)
+        return port
+
+    def create_vm(self, name: str = "vm0", *, nr_vcpus: int = 1, vgic: bool = True,
+                  vtimer: bool = True) -> "Vm":
+        vm = Vm(self, name, len(self.vms), nr_vcpus=nr_vcpus, vgic_hw=vgic, vtimer=vtimer)
         self.vms.append(vm)
         return vm
 
 
+class InKernelDevice:
+    """Adapts a VM-level model to the in-kernel bus: (vcpu, offset, size) accesses."""
+
+    def __init__(self, name: str, read, write, unhandled: list | None = None):
+        self.name, self._read, self._write = name, read, write
+        self._unhandled = unhandled if unhandled is not None else []
+
+    def read(self, vcpu: int, offset: int, size: int) -> int:
+        return self._read(vcpu, offset, size)
+
+    def write(self, vcpu: int, offset: int, size: int, value: int) -> None:
+        self._write(vcpu, offset, size, value)
+
+    def take_unhandled(self) -> list:
+        out = list(self._unhandled)
+        self._unhandled.clear()
+        return out
+
+
 class Vm:
-    def __init__(self, host: Host, name: str, index: int):
+    def __init__(self, host: Host, name: str, index: int, *, nr_vcpus: int = 1, vgic_hw: bool = True,
+                 vtimer: bool = True):
         self.host, self.name, self.index = host, name, index
         self.trace = host.trace
         self.vmid = host.vmids.alloc()
@@ -74,6 +129,28 @@ class Vm:
         self.vcpus: list[Vcpu] = []
         self.counters: Counter = Counter()
         self.guest_errors: list[str] = []
+        self.vgic_hw, self.vtimer = vgic_hw, vtimer
+        self.vgic = Vgic(nr_vcpus=nr_vcpus, nr_lr=host.nr_lr)
+        self.vgic.on_hw_deactivate = self._hw_deactivated
+        self.gicc_unhandled: list = []
+        self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
+                                 InKernelDevice("vgic-dist", self.vgic.dist_read, self.vgic.dist_write,
+                                                self.vgic.unhandled))
+        if vgic_hw:
+            # The guest's GICC page(s) are the hardware GICV: no trap on IAR/EOIR.
+            for off in range(0, GICV_SIZE, 0x1000):
+                self.stage2.map_page(layout.GIC_CPU_BASE + off, HOST_GICV_BASE + off, device=True,
+                                     executable=False)
+        else:
+            self.kernel_bus.register(layout.GIC_CPU_BASE, GICV_SIZE, InKernelDevice(
+                "gicc-emul", lambda v, o, s: self.vcpus[v].emul_cpuif.read(v, o, s),
+                lambda v, o, s, x: self.vcpus[v].emul_cpuif.write(v, o, s, x), self.gicc_unhandled))
+
+    def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
+        """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV
+        hardware already did it the moment the guest wrote EOIR)."""
+        if pintid == layout.INTID_VIRT_TIMER:
+            self.vcpus[vcpu].cpu.st.timer_masked = 0
 
     def add_ram(self, ipa: int, size: int):
         """KVM_SET_USER_MEMORY_REGION: back [ipa, ipa+size) with host memory on every pCPU.

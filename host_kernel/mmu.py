@@ -24,7 +24,8 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
         vm.stage2.map_page(page, slot.to_host_pa(page))
         vm.counters["stage2_faults"] += 1
         led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
-        vcpu.trace.log("stage2", f"vcpu{vcpu.index}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
+        if vcpu.trace.on("stage2"):
+            vcpu.trace.log("stage2", f"vcpu{vcpu.index}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
         return RESUME
     if is_iabt:
         vcpu.guest_error(f"instruction fetch from IPA {ipa:#x} (no RAM): prefetch abort injected")
@@ -56,16 +57,22 @@ def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
     acc = MmioAccess(ipa, da.size, da.wnr, rt=da.srt, sign_extend=da.sse, sixty_four=da.sf)
     if da.wnr:
         acc.data = vcpu.ctx.x(da.srt) & ((1 << (8 * da.size)) - 1)
-    vcpu.trace.log("mmio", f"vcpu{vcpu.index}: {'write' if da.wnr else 'read'} {da.size}B IPA {ipa:#x}"
+    if vcpu.trace.on("mmio"):
+        vcpu.trace.log("mmio", f"vcpu{vcpu.index}: {'write' if da.wnr else 'read'} {da.size}B IPA {ipa:#x}"
                            + (f" = {acc.data:#x}" if da.wnr else ""))
     hit = vcpu.vm.kernel_bus.find(ipa)
     if hit is not None:
         dev, off = hit
         led.charge_named(HIGHVISOR, f"in-kernel device {dev.name}", "kernel_mmio_device")
         if da.wnr:
-            dev.write(off, da.size, acc.data)
+            dev.write(vcpu.index, off, da.size, acc.data)
         else:
-            acc.data = dev.read(off, da.size)
+            acc.data = dev.read(vcpu.index, off, da.size)
+        for off_, is_write in dev.take_unhandled():
+            vcpu.guest_error(f"{dev.name}: {'write to' if is_write else 'read of'} offset {off_:#x}, "
+                             f"which is no register (RAZ/WI)")
+        if vcpu.emul_cpuif is not None:
+            vcpu.set_soft_virq()
         vcpu.complete_mmio(acc)
         return RESUME
     vcpu.start_user_mmio(acc)

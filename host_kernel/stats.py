@@ -24,7 +24,10 @@ class ExitStats:
     by_reason: dict = field(default_factory=dict)
 
     def add(self, reason: str, cycles: int) -> None:
-        self.by_reason.setdefault(reason, ExitStat()).add(cycles)
+        stat = self.by_reason.get(reason)
+        if stat is None:
+            stat = self.by_reason[reason] = ExitStat()
+        stat.add(cycles)
 
     def rows(self) -> list[dict]:
         n = sum(s.count for s in self.by_reason.values()) or 1

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from engine.sysreg import ACTLR_EL1, SysReg
+from engine.sysreg import (ACTLR_EL1, CNTP_CTL_EL0, CNTP_CVAL_EL0, CNTP_TVAL_EL0, CNTV_CTL_EL0,
+                           CNTV_CVAL_EL0, CNTV_TVAL_EL0, SysReg)
 from el2.syndrome import SysRegAccess
 
 Accessor = Callable[["object", SysRegAccess, "SysRegDesc"], Optional[int]]
@@ -33,6 +34,17 @@ def access_dcsw(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
     return None
 
 
+def _timer(name: str, field: str):
+    """CNTP_* (always trapped) and CNTV_* (trapped with --no-vtimer) on the emulated timer."""
+    def access(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+        t = vcpu.emulated_timer(name)
+        if t is None:
+            return None
+        value = None if p.is_read else vcpu.ctx.x(p.rt)
+        return getattr(t, "access_" + field)(p.is_read, value)
+    return access
+
+
 def _sys(name: str, op0, op1, crn, crm, op2) -> SysReg:
     return SysReg(op0, op1, crn, crm, op2, name)
 
@@ -42,6 +54,12 @@ SYS_REG_DESCS = (
     SysRegDesc(_sys("DC CSW", 1, 0, 7, 10, 2), access_dcsw),
     SysRegDesc(_sys("DC CISW", 1, 0, 7, 14, 2), access_dcsw),
     SysRegDesc(ACTLR_EL1, access_actlr),
+    SysRegDesc(CNTP_TVAL_EL0, _timer("ptimer", "tval")),
+    SysRegDesc(CNTP_CTL_EL0, _timer("ptimer", "ctl")),
+    SysRegDesc(CNTP_CVAL_EL0, _timer("ptimer", "cval")),
+    SysRegDesc(CNTV_TVAL_EL0, _timer("vtimer", "tval")),
+    SysRegDesc(CNTV_CTL_EL0, _timer("vtimer", "ctl")),
+    SysRegDesc(CNTV_CVAL_EL0, _timer("vtimer", "cval")),
 )
 
 for _a, _b in zip(SYS_REG_DESCS, SYS_REG_DESCS[1:]):

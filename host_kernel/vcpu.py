@@ -6,11 +6,16 @@ from dataclasses import dataclass, field
 from engine import aarch64
 from engine.ledger import GUEST, HIGHVISOR, USER
 from el2.context import TrapConfig, VcpuContext
-from el2.hcr import CNTHCTL_EL1PCEN, CNTHCTL_EL1PCTEN, HCR_GUEST_FLAGS
-from el2.lowvisor import Lowvisor
+from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI
+from el2.lowvisor import ARM_EXCEPTION_IRQ, Lowvisor
 from gic.v2_hyp import VgicV2CpuIf
 from host_kernel import inject, psci
+from host_kernel.arch_timer import VTIMER_INTID, ArchTimer
+from host_kernel.emul_timer import make_timers
 from host_kernel.handle_exit import exit_name, handle_exit
+from host_kernel.irq import handle_host_irq
+from host_kernel.vgic_emul import EmulatedCpuInterface
+from timers.generic_timer import NEVER
 from host_kernel.mmio import MmioAccess, complete_read_value
 from host_kernel.stats import ExitStats
 
@@ -55,13 +60,20 @@ class Vcpu:
         self._pending_sample: tuple[str, int] | None = None
         self._mmio: MmioAccess | None = None
         self._ext_dabt: int | None = None
+        self.arch_timer = ArchTimer(self, vm.host.counter)
+        self.emul_cpuif = None if vm.vgic_hw else EmulatedCpuInterface(self)
+        if vm.vtimer:
+            vm.vgic.map_hw(index, VTIMER_INTID, VTIMER_INTID)
+        self.blocked_cycles = 0
         self.ctx = self._reset_context()
+        self.soft_timers = make_timers(self)
         if self.trace.on("int"):
             self.cpu.on_guest_exception = self._log_guest_exception
 
     def _log_guest_exception(self, intno: int, esr: int, far: int, pc: int) -> None:
         far_text = f" FAR {far:#x}" if intno in (3, 4) else ""      # only aborts set FAR_EL1
-        self.trace.log("int", f"vcpu{self.index}: exception taken to EL1: ESR_EL1 {esr:#010x} "
+        if self.trace.on("int"):
+            self.trace.log("int", f"vcpu{self.index}: exception taken to EL1: ESR_EL1 {esr:#010x} "
                               f"(EC {esr >> 26:#x}){far_text} ELR {pc:#x}")
 
     # --- state --------------------------------------------------------------------
@@ -71,8 +83,21 @@ class Vcpu:
         ctx.el1.load(self.vm.host.el1_reset)     # architectural reset values, from the core
         ctx.fp.load(self.vm.host.fp_reset)
         ctx.el1.set("VMPIDR_EL2", (1 << 31) | self.mpidr)   # MPIDR_EL1 bit 31 is RES1
-        ctx.timer.cnthctl = CNTHCTL_EL1PCTEN | CNTHCTL_EL1PCEN
+        # EL1PCTEN: CNTPCT reads are allowed (the fast path virtualizes them); EL1PCEN = 0:
+        # the physical timer traps and is emulated (ARM ARM D13.2.45, E2H = 0).
+        ctx.timer.cnthctl = CNTHCTL_EL1PCTEN | (0 if self.vm.vtimer else CNTHCTL_EL1TVT)
         return ctx
+
+    def emulated_timer(self, name: str):
+        return next((t for t in self.soft_timers if t.name == name), None)
+
+    def next_timer_deadline(self) -> int:
+        return min([self.arch_timer.deadline_cycles()] + [t.deadline_cycles() for t in self.soft_timers])
+
+    def update_timer_levels(self) -> None:
+        self.arch_timer.update_level()
+        for t in self.soft_timers:
+            t.update_level()
 
     def reset(self, boot: BootState) -> None:
         """Boot contract: EL1h, MMU off, DAIF masked, x0 = DTB, x1-x3 = 0."""
@@ -106,14 +131,74 @@ class Vcpu:
     def guest_error(self, msg: str) -> None:
         self.vm.counters["guest_errors"] += 1
         self.vm.guest_errors.append(f"vcpu{self.index}: {msg}")
-        self.trace.log("guest_errors", f"vcpu{self.index}: {msg}")
+        if self.trace.on("guest_errors"):
+            self.trace.log("guest_errors", f"vcpu{self.index}: {msg}")
 
     def block_in_wfi(self) -> int:
-        # No interrupt source exists yet (the vGIC and timers arrive with issue 3),
-        # so nothing could ever wake this vCPU: say so instead of spinning.
-        self.kvm_run.exit_reason = KVM_EXIT_HALTED
-        self.kvm_run.message = "vCPU executed WFI with no interrupt that could wake it"
-        return 0
+        """kvm_vcpu_block: sleep until an interrupt is pending for this vCPU - even one
+        PSTATE.I masks (ARM ARM D1.16.2, WFI wake-up events).  Virtual time jumps to
+        the host soft timer standing in for the guest's timer; nothing executes."""
+        led = self.ledger
+        self.update_timer_levels()
+        if self.vm.vgic.has_pending(self.index):
+            return 1
+        deadline = self.next_timer_deadline()
+        if deadline == NEVER:
+            self.kvm_run.exit_reason = KVM_EXIT_HALTED
+            self.kvm_run.message = "vCPU blocked in WFI with no interrupt that could ever wake it"
+            return 0
+        led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
+        now = self.cpu.cycles
+        if deadline > now:
+            self.cpu.advance_idle(deadline - now)
+            self.blocked_cycles += deadline - now
+            if self.trace.on("timer"):
+                self.trace.log("timer", f"vcpu{self.index}: blocked in WFI for {deadline - now} cycles")
+        led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        self.update_timer_levels()
+        if not self.vm.vgic.has_pending(self.index):
+            # the timer fired but its interrupt is not enabled at the GIC: nothing can wake us
+            self.kvm_run.exit_reason = KVM_EXIT_HALTED
+            self.kvm_run.message = "vCPU blocked in WFI: its timer fired but the interrupt is disabled"
+            return 0
+        return 1
+
+    # --- the vGIC and the timer around each run ------------------------------------------------
+    def _flush(self) -> None:
+        led = self.ledger
+        self.arch_timer.flush()
+        for t in self.soft_timers:
+            t.update_level()
+        # the soft timers' comparator while the guest runs: a host deadline on this pCPU
+        # (a timer whose output is already asserted has fired: its level is tracked, not re-armed)
+        self.cpu.st.host_deadline = min([t.deadline_cycles() for t in self.soft_timers if not t.level],
+                                        default=NEVER)
+        led.charge_named(HIGHVISOR, "vGIC flush (kvm_vgic_flush_hwstate)", "vgic_flush")
+        if self.emul_cpuif is None:
+            self.vm.vgic.flush_lr_state(self.index, self.ctx.vgic)
+            for i in range(self.ctx.vgic.used_lrs):
+                led.charge_named(HIGHVISOR, lambda i=i: f"vGIC: populate LR{i}", "vgic_lr_populate")
+        else:
+            self.emul_cpuif.flush()
+            self.set_soft_virq()
+
+    def set_soft_virq(self) -> None:
+        """--no-vgic: inject through HCR_EL2.VI from the emulated CPU interface."""
+        line = self.emul_cpuif.irq_line()
+        self.ctx.trap.hcr = (self.ctx.trap.hcr & ~HCR_VI) | (HCR_VI if line else 0)
+
+    def _sync(self) -> None:
+        led = self.ledger
+        led.charge_named(HIGHVISOR, "vGIC sync (kvm_vgic_sync_hwstate)", "vgic_sync")
+        if self.emul_cpuif is None:
+            for i in range(self.ctx.vgic.used_lrs):
+                led.charge_named(HIGHVISOR, lambda i=i: f"vGIC: fold LR{i}", "vgic_lr_fold")
+            self.vm.vgic.fold_lr_state(self.index, self.ctx.vgic)
+        else:
+            self.emul_cpuif.fold()
+        self.arch_timer.sync()
+        for t in self.soft_timers:
+            t.update_level()
 
     def complete_mmio(self, acc: MmioAccess) -> None:
         if not acc.is_write:
@@ -144,16 +229,17 @@ class Vcpu:
         self.kvm_run = KvmRun()
         while True:
             led.charge_named(HIGHVISOR, "run loop: signals, requests, preemption", "run_loop")
-            led.charge_named(HIGHVISOR, "vGIC flush (kvm_vgic_flush_hwstate)", "vgic_flush")
-            led.charge_named(HIGHVISOR, "timer flush (kvm_timer_flush_hwstate)", "timer_flush")
+            self._flush()
             ex = self.lowvisor.run(self.ctx)
             if self._pending_sample is not None:
                 name, t = self._pending_sample
                 self.stats.add(name, self.lowvisor.entered_at - t)
-            led.charge_named(HIGHVISOR, "vGIC sync (kvm_vgic_sync_hwstate)", "vgic_sync")
-            led.charge_named(HIGHVISOR, "timer sync (kvm_timer_sync_hwstate)", "timer_sync")
+            self._sync()
+            if ex.code == ARM_EXCEPTION_IRQ:      # the host takes it once it unmasks IRQs
+                handle_host_irq(self)
             name = exit_name(ex)
-            self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
+            if self.trace.on("exits"):
+                self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
                                     f"far={ex.far:#x} cycles={ex.t_trap}")
             self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
             if handle_exit(self, ex) <= 0:

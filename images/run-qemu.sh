@@ -7,12 +7,20 @@
 # copy at RAM base, with /cpus/cpu@0 clock-frequency = 2400000000 added (the
 # runtime finds it by probing RAM base when x0 is 0).  Without dtc the images
 # fall back to 128 MiB RAM and cycles_per_tick = 1.
+#
+# Environment: GIC=2|3 selects the interrupt controller (default 2);
+# ICOUNT=N adds `-icount shift=N` so that the virtual counter follows
+# executed instructions instead of host time (the `timer` image's latency
+# bounds only hold then: without it TCG's interrupts are as late as the host
+# scheduler makes them).
 set -eu
 name=$1
 mem=${2:-128}
 cpu=${3:-cortex-a57}
 here=$(cd "$(dirname "$0")" && pwd)
-machine=virt,virtualization=off
+machine=virt,virtualization=off,gic-version=${GIC:-2}
+icount=
+[ -n "${ICOUNT:-}" ] && icount="-icount shift=$ICOUNT"
 dtbargs=
 if command -v dtc >/dev/null 2>&1; then
     tmp=$(mktemp -d)
@@ -26,4 +34,4 @@ if command -v dtc >/dev/null 2>&1; then
 fi
 # shellcheck disable=SC2086
 timeout 60 qemu-system-aarch64 -M "$machine" -cpu "$cpu" -m "${mem}M" -nographic \
-    -no-reboot $dtbargs -kernel "$here/$name.elf"
+    -no-reboot $icount $dtbargs -kernel "$here/$name.elf"

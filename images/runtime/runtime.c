@@ -14,17 +14,6 @@ exc_handler_t irq_handler;
 #define UART_POLL_TXFF 0
 #endif
 
-static inline void mmio_write32(uintptr_t a, uint32_t v)
-{
-    __asm__ volatile("str %w0, [%1]" :: "r"(v), "r"(a) : "memory");
-}
-static inline uint32_t mmio_read32(uintptr_t a)
-{
-    uint32_t v;
-    __asm__ volatile("ldr %w0, [%1]" : "=r"(v) : "r"(a) : "memory");
-    return v;
-}
-
 void putc(int c)
 {
 #if UART_POLL_TXFF
@@ -255,6 +244,25 @@ static int streq_n(const uint8_t *a, const char *b, size_t n)
     return b[n] == 0;
 }
 
+/* GIC version named by a compatible string list, 0 if none */
+static int gic_compat(const uint8_t *data, uint32_t len)
+{
+    static const struct { const char *s; int ver; } known[] = {
+        {"arm,gic-v3", 3}, {"arm,cortex-a15-gic", 2}, {"arm,gic-400", 2},
+    };
+    uint32_t i = 0;
+    while (i < len) {
+        uint32_t n = 0;
+        while (i + n < len && data[i + n])
+            n++;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+            if (streq_n(data + i, known[k].s, n))
+                return known[k].ver;
+        i += n + 1;
+    }
+    return 0;
+}
+
 /* name matches "base" or "base@..." */
 static int node_is(const uint8_t *name, const char *base)
 {
@@ -285,11 +293,11 @@ static uint64_t read_cells(const uint8_t *p, uint32_t cells)
 /*
  * One walk of the structure block collecting what the runtime needs:
  *   /#address-cells, /#size-cells, first /memory[@..] reg,
- *   /cpus/cpu@0 clock-frequency.
+ *   /cpus/cpu@0 clock-frequency, the first GIC node under / (version, reg).
  */
 struct fdt_info {
-    int done, have_mem, have_clock;
-    uint64_t mem_base, mem_size, clock_hz;
+    int done, have_mem, have_clock, gic_version;
+    uint64_t mem_base, mem_size, clock_hz, gic_dist, gic_cpu;
 };
 static struct fdt_info fdt_info;
 
@@ -307,6 +315,9 @@ static void fdt_scan(void)
     uint32_t addr_cells = 2, size_cells = 2;
     int depth = 0;
     int in_mem = 0, in_cpus = 0, in_cpu0 = 0;   /* depth-tagged flags */
+    int node_gic = 0;                           /* the current depth-2 node */
+    const uint8_t *node_reg = NULL;
+    uint32_t node_reg_len = 0;
 
     while (off + 4 <= total) {
         uint32_t tok = be32(blob + off);
@@ -318,6 +329,10 @@ static void fdt_scan(void)
                 len++;
             off = (off + len + 1 + 3) & ~3u;
             depth++;
+            if (depth == 2) {
+                node_gic = 0;
+                node_reg = NULL;
+            }
             if (depth == 2 && node_is(name, "memory") && !fdt_info.have_mem)
                 in_mem = 1;
             else if (depth == 2 && node_is_exact(name, "cpus"))
@@ -328,6 +343,13 @@ static void fdt_scan(void)
             if (depth == 2) {
                 in_mem = 0;
                 in_cpus = 0;
+                uint32_t cells = addr_cells + size_cells;
+                if (node_gic && !fdt_info.gic_version && node_reg && addr_cells <= 2 &&
+                    size_cells <= 2 && node_reg_len >= 4 * (2 * cells)) {
+                    fdt_info.gic_version = node_gic;
+                    fdt_info.gic_dist = read_cells(node_reg, addr_cells);
+                    fdt_info.gic_cpu = read_cells(node_reg + 4 * cells, addr_cells);
+                }
             }
             if (depth == 3)
                 in_cpu0 = 0;
@@ -356,6 +378,11 @@ static void fdt_scan(void)
                        (len == 4 || len == 8)) {
                 fdt_info.clock_hz = read_cells(data, len / 4);
                 fdt_info.have_clock = 1;
+            } else if (depth == 2 && streq_n(pname, "compatible", 10)) {
+                node_gic = gic_compat(data, len);
+            } else if (depth == 2 && streq_n(pname, "reg", 3)) {
+                node_reg = data;
+                node_reg_len = len;
             }
         } else if (tok == FDT_NOP) {
             continue;
@@ -384,6 +411,16 @@ int fdt_memory(uint64_t *base, uint64_t *size)
     return 0;
 }
 
+int fdt_gic(uint64_t *dist, uint64_t *cpu_or_redist)
+{
+    fdt_scan();
+    if (!fdt_info.gic_version)
+        return 0;
+    *dist = fdt_info.gic_dist;
+    *cpu_or_redist = fdt_info.gic_cpu;
+    return fdt_info.gic_version;
+}
+
 uint64_t cycles_per_tick(void)
 {
     uint64_t hz = fdt_cpu_clock_hz(), frq = read_cntfrq();
@@ -394,8 +431,17 @@ uint64_t cycles_per_tick(void)
 
 /* ------------------------------------------------------------ exceptions */
 
+static volatile uint64_t irq_entry;
+
+uint64_t irq_entry_ticks(void)
+{
+    return irq_entry;
+}
+
 void exc_dispatch(struct exc_frame *f, int kind)
 {
+    if (KIND_IS_IRQ(kind))
+        irq_entry = f->x[18];   /* CNTVCT read by the vector's first instruction */
     if (KIND_IS_SYNC(kind) && sync_handler && sync_handler(f))
         return;
     if (KIND_IS_IRQ(kind) && irq_handler && irq_handler(f))

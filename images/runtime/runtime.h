@@ -78,6 +78,18 @@ uint64_t psci_call(uint64_t fn, uint64_t a1, uint64_t a2, uint64_t a3);
 void system_off(void) __attribute__((noreturn));
 void exit_status(int n) __attribute__((noreturn));
 
+/* MMIO (32-bit, single ldr/str: with the MMU off every access is Device memory) */
+static inline uint32_t mmio_read32(uintptr_t a)
+{
+    uint32_t v;
+    __asm__ volatile("ldr %w0, [%1]" : "=r"(v) : "r"(a) : "memory");
+    return v;
+}
+static inline void mmio_write32(uintptr_t a, uint32_t v)
+{
+    __asm__ volatile("str %w0, [%1]" :: "r"(v), "r"(a) : "memory");
+}
+
 /* Generic timer */
 static inline uint64_t read_cntvct(void)
 {
@@ -98,11 +110,85 @@ static inline unsigned current_el(void)
     return (unsigned)(v >> 2) & 3;
 }
 
+/* EL1 virtual timer (CNTV_*); the write helpers end with an isb */
+#define CNTV_CTL_ENABLE     (1u << 0)
+#define CNTV_CTL_IMASK      (1u << 1)
+#define CNTV_CTL_ISTATUS    (1u << 2)
+#define INTID_VTIMER        27u         /* PPI, level-sensitive */
+#define INTID_PTIMER        30u
+static inline uint64_t cntv_ctl_read(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, cntv_ctl_el0" : "=r"(v) :: "memory");
+    return v;
+}
+static inline void cntv_ctl_write(uint64_t v)
+{
+    __asm__ volatile("msr cntv_ctl_el0, %0\n\tisb" :: "r"(v) : "memory");
+}
+static inline uint64_t cntv_cval_read(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, cntv_cval_el0" : "=r"(v) :: "memory");
+    return v;
+}
+static inline void cntv_cval_write(uint64_t v)
+{
+    __asm__ volatile("msr cntv_cval_el0, %0\n\tisb" :: "r"(v) : "memory");
+}
+
+/* PSTATE.I: IRQ masking at the PE */
+static inline void local_irq_enable(void)
+{
+    __asm__ volatile("msr daifclr, #2" ::: "memory");
+}
+static inline void local_irq_disable(void)
+{
+    __asm__ volatile("msr daifset, #2" ::: "memory");
+}
+
+/*
+ * x18 belongs to the runtime (everything is built with -ffixed-x18).  The
+ * first instruction of every IRQ vector is `mrs x18, cntvct_el0` (no isb), so
+ * x18 holds the handler's entry time; exc_common saves it in the frame
+ * (x[18]) and exc_dispatch copies it before calling irq_handler.  The
+ * interrupted context's x18 is lost.  irq_entry_ticks() is the entry time of
+ * the most recent IRQ exception (valid in and after the handler).
+ */
+uint64_t irq_entry_ticks(void);
+
+/*
+ * GIC (v2 or v3, detected from the DTB, else by probing the distributor's
+ * PIDR2 ArchRev).  gic_ack() returns the raw IAR value: the INTID is its low
+ * 10 bits (GIC_INTID; 1023 = spurious); on GICv2 an SGI also carries the
+ * source CPU in bits [12:10], so pass the value unchanged to gic_eoi().
+ * Everything is group 0 on GICv2 (signalled as IRQ) and group 1 on GICv3.
+ */
+#define GIC_SPURIOUS        1023u
+#define GIC_INTID(iar)      ((iar) & 0x3ffu)
+#define GICD_TYPER          0x004u
+int gic_version(void);                  /* 2 or 3 */
+const char *gic_source(void);           /* "dtb" or "probe" */
+uint64_t gic_dist_base(void);
+uint64_t gic_cpu_base(void);            /* v2: GICC; v3: this CPU's redistributor RD_base */
+void gic_init(void);                    /* distributor + CPU interface on, PMR 0xF0 */
+void gic_enable_irq(unsigned intid);
+void gic_set_priority(unsigned intid, unsigned prio);
+uint32_t gic_ack(void);                 /* GICC_IAR / ICC_IAR1_EL1 */
+void gic_eoi(uint32_t iar);             /* GICC_EOIR / ICC_EOIR1_EL1 (EOImode 0) */
+uint32_t gic_hppir(void);               /* GICC_HPPIR / ICC_HPPIR1_EL1 */
+void gic_send_sgi_self(unsigned sgi);
+uint32_t gic_read_dist(uint32_t offset);
+
 /* FDT (validated lazily: boot_dtb, else a probe of RAM base) */
 const void *fdt_blob(void);                     /* NULL if none found */
 uint64_t fdt_cpu_clock_hz(void);                /* 0 if absent */
 int fdt_memory(uint64_t *base, uint64_t *size); /* 1 if found, else defaults + 0 */
 uint64_t cycles_per_tick(void);                 /* clock-frequency / CNTFRQ, >= 1 */
+/* GIC node (compatible "arm,gic-v3" -> 3, "arm,cortex-a15-gic"/"arm,gic-400" -> 2)
+ * under the root: returns 2, 3 or 0 (none), with its first two reg bases
+ * (v2: GICD, GICC; v3: GICD, first redistributor). */
+int fdt_gic(uint64_t *dist, uint64_t *cpu_or_redist);
 
 /* Freestanding string helpers */
 void *memset(void *d, int c, size_t n);

@@ -51,9 +51,24 @@ _start:
 /*
  * Vector table: 16 entries x 0x80 bytes, 2 KiB aligned.  Each entry reserves
  * a frame, saves x0/x1, puts its index in x1 and branches to the common path.
+ *
+ * IRQ entries first read the virtual counter into x18, the register the
+ * runtime reserves (-ffixed-x18): `mrs x18, cntvct_el0` is the FIRST
+ * instruction, with no isb before it, so the value is the handler's entry
+ * time.  exc_common stores x18 in the frame (x[18]) before anything else can
+ * touch it, and exc_dispatch hands it to irq_entry_ticks().
  */
     .macro VENTRY kind
     .balign 0x80
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x1, #\kind
+    b       exc_common
+    .endm
+
+    .macro VENTRY_IRQ kind
+    .balign 0x80
+    mrs     x18, cntvct_el0         /* entry time: must stay the first instruction */
     sub     sp, sp, #FRAME_SIZE
     stp     x0, x1, [sp, #0]
     mov     x1, #\kind
@@ -64,22 +79,22 @@ _start:
     .balign 2048
     .global exc_vectors
 exc_vectors:
-    VENTRY  0   /* current EL, SP_EL0: sync  */
-    VENTRY  1   /*                     irq   */
-    VENTRY  2   /*                     fiq   */
-    VENTRY  3   /*                     serror*/
-    VENTRY  4   /* current EL, SP_ELx: sync  */
-    VENTRY  5   /*                     irq   */
-    VENTRY  6   /*                     fiq   */
-    VENTRY  7   /*                     serror*/
-    VENTRY  8   /* lower EL, AArch64:  sync  */
-    VENTRY  9   /*                     irq   */
-    VENTRY  10  /*                     fiq   */
-    VENTRY  11  /*                     serror*/
-    VENTRY  12  /* lower EL, AArch32:  sync  */
-    VENTRY  13  /*                     irq   */
-    VENTRY  14  /*                     fiq   */
-    VENTRY  15  /*                     serror*/
+    VENTRY      0   /* current EL, SP_EL0: sync   */
+    VENTRY_IRQ  1   /*                     irq    */
+    VENTRY      2   /*                     fiq    */
+    VENTRY      3   /*                     serror */
+    VENTRY      4   /* current EL, SP_ELx: sync   */
+    VENTRY_IRQ  5   /*                     irq    (VBAR + 0x280) */
+    VENTRY      6   /*                     fiq    */
+    VENTRY      7   /*                     serror */
+    VENTRY      8   /* lower EL, AArch64:  sync   */
+    VENTRY_IRQ  9   /*                     irq    (VBAR + 0x480) */
+    VENTRY      10  /*                     fiq    */
+    VENTRY      11  /*                     serror */
+    VENTRY      12  /* lower EL, AArch32:  sync   */
+    VENTRY_IRQ  13  /*                     irq    */
+    VENTRY      14  /*                     fiq    */
+    VENTRY      15  /*                     serror */
 
     .balign 16
     .type exc_common, %function
