@@ -65,6 +65,7 @@ class PhysicalCpu:
              A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC, SPSR_EL1])
         self._mem = []
         self.idle_cycles = 0
+        self.precise_traps = False
 
     # --- hooks ---------------------------------------------------------------
     def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
@@ -138,6 +139,15 @@ class PhysicalCpu:
 
     def ticks(self) -> int:
         return self.cycles * self.st.cnt_mul // self.st.cnt_div
+
+    def enable_precise_traps(self) -> None:
+        """Sysreg traps raised by the fast path (--no-vtimer) must stop the guest right
+        after the trapped instruction; that needs a code hook (it costs speed, so it is
+        only installed when used) and retranslation of code already translated."""
+        if not self.precise_traps:
+            self._add_c_hook(unicorn.UC_HOOK_CODE, lib.av_code_hook)
+            self.uc.ctl_flush_tb()
+            self.precise_traps = True
 
     def recalc_timer(self) -> None:
         """After the timer registers changed from outside the guest (a world switch)."""

@@ -100,8 +100,10 @@ static int xreg_number(uc_arm64_reg reg)
     return 31;                                /* XZR */
 }
 
-/* Raise an EC 0x18 trap to EL2 for this MSR/MRS: stop right after the hooked
- * instruction (the core does), the lowvisor rewinds PC to `trap_pc`. */
+/* Raise an EC 0x18 trap to EL2 for this MSR/MRS and stop right after it.  A stop
+ * requested from this hook takes effect only at the next block boundary (measured:
+ * a PC write does not help either), unless a code hook is installed - engine.core
+ * installs av_code_hook while any vCPU can trap this way (--no-vtimer). */
 static uint32_t trap_to_el2(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
                             struct av_cpu *c, int is_read, uint64_t pc)
 {
@@ -179,4 +181,10 @@ uint32_t av_mrs_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
 uint32_t av_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *ud)
 {
     return timer_access(uc, reg, cp, ud, 0);
+}
+
+/* Installed only when traps are raised from the sysreg hook: its presence makes a stop
+ * requested by that hook take effect after the current instruction. */
+void av_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
 }

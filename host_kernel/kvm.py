@@ -94,6 +94,9 @@ class Host:
     def create_vm(self, name: str = "vm0", *, nr_vcpus: int = 1, vgic: bool = True,
                   vtimer: bool = True) -> "Vm":
         vm = Vm(self, name, len(self.vms), nr_vcpus=nr_vcpus, vgic_hw=vgic, vtimer=vtimer)
+        if not vtimer:
+            for cpu in self.pcpus:
+                cpu.enable_precise_traps()
         self.vms.append(vm)
         return vm
 

@@ -50,3 +50,25 @@ def test_engine_virtual_timer_matches(tmp_path):
     assert h.ctx.x(3) == gt.CTL_ENABLE | gt.CTL_ISTATUS, f"CTL read {h.ctx.x(3):#x}"
     assert h.ctx.x(4) >= 0x8000_0000, f"TVAL after the deadline is negative, read {h.ctx.x(4):#x}"
     assert h.ctx.timer.cntv_ctl == 1 and h.ctx.timer.cntv_cval == 0, "the world switch saved the timer"
+
+
+def test_no_vtimer_traps_reads_at_the_instruction():
+    """--no-vtimer: a CNTV_* read traps (EC 0x18) before the next instruction runs."""
+    import struct
+    from armvirt import layout, profile
+    from host_kernel.kvm import Clocking, Host
+    from host_kernel.vcpu import BootState
+    from tests.harness import ENTRY, hvc, movz, mrs
+    p = profile.load("xgene")
+    host = Host(p.costs, Clocking(p.cpu_hz, p.cntfrq_hz, p.cpi))
+    vm = host.create_vm(vtimer=False)
+    slot = vm.add_ram(layout.RAM_BASE, 16 << 20)
+    vm.stage2.map_page(layout.RAM_BASE + 0x1000, slot.host_pa + 0x1000)
+    v = vm.create_vcpu(0)
+    code = [mrs(3, 3, 3, 14, 3, 2), movz(5, 7), hvc(0)]        # MRS X3, CNTV_CVAL_EL0; MOV X5, #7
+    slot.buf[0x1000:0x100C] = b"".join(struct.pack("<I", w) for w in code)
+    v.reset(BootState(entry=ENTRY))
+    ex = v.lowvisor.run(v.ctx)
+    assert ex.ec == 0x18 and ex.elr == ENTRY, f"expected a sysreg trap at {ENTRY:#x}, got {ex}"
+    assert v.ctx.x(5) == 0, "the instruction after the trapped one must not have run"
+    assert v.ctx.pc == ENTRY
