@@ -65,7 +65,7 @@ class Lowvisor:
             (LOWVISOR, "EL2 vector: host HVC, dispatch to __kvm_vcpu_run", "el2_vector_host"))
 
     # The EL2 vector: exception entry to EL2 (ARM ARM D1.10), then the lowvisor's vector code.
-    def _el2_vector(self, intno: int, syndrome: int, vaddress: int, pc: int) -> None:
+    def _el2_vector(self, intno: int, syndrome: int, vaddress: int, pc: int, pstate: int) -> None:
         t = self.cpu.cycles
         led = self.ledger
         led.begin_segment()
@@ -74,11 +74,12 @@ class Lowvisor:
             led.note(GUEST, lambda: f"HVC #{syndrome & 0xFFFF:#x} (1 instruction)", self.cpu.st.cpi)
         led.charge_steps(*self._trap_steps)       # exception entry to EL2, then the vector code
         e = self.el2
-        self._pstate.read(self.cpu.uch)
-        e.esr, e.far, e.elr, e.spsr = syndrome, vaddress, pc, self._pstate[0]
+        e.esr, e.far, e.elr, e.spsr = syndrome, vaddress, pc, pstate
         if ec == syn.EC_DABT_LOW or ec == syn.EC_IABT_LOW:
             self._hpfar.read(self.cpu.uch)        # the core fills HPFAR_EL2 for stage-2 faults
             e.hpfar = self._hpfar[0]
+        else:
+            e.hpfar = 0                           # UNKNOWN for other classes: report 0
         self._exit = Exit(ARM_EXCEPTION_TRAP, e.esr, e.far, e.hpfar, e.elr, t)
         self.cpu.stop()
 

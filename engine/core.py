@@ -26,7 +26,8 @@ from engine.sysreg import SPSR_EL1, SysReg
 UC = _ucmod.uclib
 UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
 NEVER = 2**64 - 1
-EL2Vector = Callable[[int, int, int, int], None]   # (intno, syndrome, vaddress, pc)
+ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
+EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
 
 # Unicorn exception numbers (QEMU EXCP_*), for traces.
 EXCP_NAMES = {1: "UDEF", 2: "SWI", 3: "PREFETCH_ABORT", 4: "DATA_ABORT", 5: "IRQ", 6: "FIQ",
@@ -54,6 +55,8 @@ class PhysicalCpu:
         self.exc = ExceptionRecord(self.uc)
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         self.el2_vector: Optional[EL2Vector] = None
+        # GICv3 CPU interface: icc_handler(key, is_read, value) -> value read, or ICC_TRAP.
+        self.icc_handler: Optional[Callable[[int, bool, int], object]] = None
         self.guest_exception_cost = 0          # cycles charged for an exception taken to EL1
         self.on_guest_exception: Optional[Callable[[int, int, int, int], None]] = None
         self._pcs = RegBank(["pc", "pstate"], [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE])
@@ -86,8 +89,12 @@ class PhysicalCpu:
         self._pcs.read(self.uch)
         pc, pstate = self._pcs[0], self._pcs[1]
         self.retire_before(pc)
+        st = self.st
+        if intno == 1 and st.icc_key and st.icc_pc == pc and self.icc_handler is not None:
+            self._icc_access(pc, pstate)
+            return
         if target_el == 2 and self.el2_vector is not None:
-            self.el2_vector(intno, syndrome, vaddress, pc)
+            self.el2_vector(intno, syndrome, vaddress, pc, pstate)
         elif target_el == 1:
             self.take_exception_el1(syndrome, vaddress, pc, pstate, intno in (3, 4))
             if self.on_guest_exception is not None:
@@ -96,6 +103,22 @@ class PhysicalCpu:
             self.fault = EngineFault(f"exception {EXCP_NAMES.get(intno, intno)} to EL{target_el} "
                                      f"at pc={pc:#x} (ESR {syndrome:#x}) has no handler")
             self.uc.emu_stop()
+
+    def _icc_access(self, pc: int, pstate: int) -> None:
+        """An ICC_* access, UNDEFINED in the core: the GIC's CPU interface answers it
+        (ICV_* with HCR_EL2.IMO set) or it traps to EL2 (EC 0x18), at this instruction."""
+        st = self.st
+        key, is_read, rt, value, esr = st.icc_key, bool(st.icc_is_read), st.icc_rt, st.icc_value, st.icc_esr
+        st.icc_key = 0
+        result = self.icc_handler(key, is_read, value)
+        if result is ICC_TRAP:
+            self.el2_vector(12, esr, 0, pc, pstate)  # EXCP_HYP_TRAP
+            return
+        if is_read and rt != 31:
+            self.uc.reg_write(A.UC_ARM64_REG_X0 + rt if rt < 29 else (A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30)[rt - 29],
+                              result & (2**64 - 1))
+        self.st.insns += 1                           # the MRS/MSR completed
+        self.uc.reg_write(A.UC_ARM64_REG_PC, pc + 4)
 
     def retire_before(self, pc: int) -> None:
         """Uncount the instructions of the current block from `pc` on: the block

@@ -77,6 +77,15 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     }
 }
 
+static int xreg_number(uc_arm64_reg reg)
+{
+    if (reg >= UC_ARM64_REG_X0 && reg <= UC_ARM64_REG_X28)
+        return reg - UC_ARM64_REG_X0;
+    if (reg == UC_ARM64_REG_X29) return 29;
+    if (reg == UC_ARM64_REG_X30) return 30;
+    return 31;                                /* XZR */
+}
+
 /* ARM ARM D11.2.1 / D13.11: EL0 access to the counters and the virtual timer
  * is gated by CNTKCTL_EL1.{EL0VCTEN, EL0PCTEN, EL0VTEN}.  When it is not
  * permitted we return 0 and let the core raise its own UNDEF. */
@@ -89,15 +98,6 @@ static int el0_permitted(uc_engine *uc, unsigned bit)
     uc_arm64_cp_reg k = {.crn = 14, .crm = 1, .op0 = 3, .op1 = 0, .op2 = 0};
     uc_reg_read(uc, UC_ARM64_REG_CP_REG, &k);
     return (k.val >> bit) & 1;
-}
-
-static int xreg_number(uc_arm64_reg reg)
-{
-    if (reg >= UC_ARM64_REG_X0 && reg <= UC_ARM64_REG_X28)
-        return reg - UC_ARM64_REG_X0;
-    if (reg == UC_ARM64_REG_X29) return 29;
-    if (reg == UC_ARM64_REG_X30) return 30;
-    return 31;                                /* XZR */
 }
 
 /* Raise an EC 0x18 trap to EL2 for this MSR/MRS and stop right after it.  A stop
@@ -116,9 +116,33 @@ static uint32_t trap_to_el2(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_r
 
 #define ENC(op1, crn, crm, op2) (((op1) << 12) | ((crn) << 8) | ((crm) << 4) | (op2))
 
+/* ICC_* (IHI 0069 12.2): op0 = 3, CRn = 12 (op1 0, 1 or 2), or ICC_PMR_EL1 (CRn 4, CRm 6). */
+static int is_icc(const uc_arm64_cp_reg *cp)
+{
+    return cp->op0 == 3 && ((cp->crn == 12 && cp->op1 <= 2 && cp->crm >= 8) ||
+                            (cp->op1 == 0 && cp->crn == 4 && cp->crm == 6 && cp->op2 == 0));
+}
+
+static uint32_t note_icc(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
+                         struct av_cpu *c, int is_read)
+{
+    uint64_t pc = 0;
+    uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
+    c->icc_pc = pc;
+    c->icc_key = ((uint64_t)cp->op0 << 16) | (cp->op1 << 12) | (cp->crn << 8) | (cp->crm << 4) | cp->op2;
+    c->icc_is_read = is_read;
+    c->icc_rt = xreg_number(reg);
+    c->icc_value = is_read ? 0 : cp->val;
+    c->icc_esr = (0x18u << 26) | (1u << 25) | (cp->op0 << 20) | (cp->op2 << 17) | (cp->op1 << 14)
+                 | (cp->crn << 10) | ((uint32_t)c->icc_rt << 5) | (cp->crm << 1) | (is_read ? 1 : 0);
+    return 0;                  /* the core raises UNDEF at this instruction */
+}
+
 static uint32_t timer_access(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
                              struct av_cpu *c, int is_read)
 {
+    if (c->gicv3 && is_icc(cp))
+        return note_icc(uc, reg, cp, c, is_read);
     if (cp->op0 != 3 || cp->op1 != 3 || cp->crn != 14)
         return 0;
     uint64_t pc = 0, v;

@@ -28,6 +28,16 @@ struct av_cpu {
     uint64_t vi_asserted;
     uint64_t virq_entry_cost;
     uint64_t virq_taken;
+    /* GICv3 CPU interface registers (ICC_*) do not exist in the core: an access is
+     * UNDEFINED there, precisely at the instruction.  The hook notes which register
+     * it was, declines, and the INTR hook emulates the ICV register or traps to EL2. */
+    uint64_t gicv3;
+    uint64_t icc_pc;
+    uint64_t icc_key;          /* op0 << 16 | op1 << 12 | crn << 8 | crm << 4 | op2 */
+    uint64_t icc_is_read;
+    uint64_t icc_rt;
+    uint64_t icc_value;        /* for writes: Xt */
+    uint64_t icc_esr;          /* the EC 0x18 syndrome, should the access trap to EL2 */
     uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
     uint64_t trap_esr;
     uint64_t trap_pc;

@@ -72,6 +72,9 @@ class GichV2:
     @property
     def misr(self) -> int:
         """Maintenance interrupt status (IHI 0048B 5.3.4), each condition gated by HCR."""
+        if not any(self.lr):               # the common case: nothing in flight
+            return (MISR_U if self.hcr & HCR_UIE else 0) | (MISR_NP if self.hcr & HCR_NPIE else 0) | (
+                MISR_LRENP if self.hcr & HCR_LRENPIE and self.hcr >> 27 else 0)
         m = MISR_EOI if self.eisr else 0   # EOI is the one condition no HCR bit gates
         if not self.hcr:
             return m

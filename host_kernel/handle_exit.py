@@ -76,16 +76,17 @@ def exit_name(ex: Exit) -> str:
     return "IRQ" if ex.code == 0 else "LIMIT"
 
 
-def handle_exit(vcpu, ex: Exit) -> int:
+def handle_exit(vcpu, ex: Exit, name: str | None = None) -> int:
     """> 0: resume the guest; 0: return to user space (KVM's convention)."""
+    name = name or exit_name(ex)
     if ex.code == EXIT_INSN_LIMIT:
         vcpu.kvm_run.insn_limit()
         return EXIT_TO_USER
     if vcpu.ledger.segments is not None:
-        vcpu.ledger.tag(exit_name(ex))
+        vcpu.ledger.tag(name)
     if ex.code == ARM_EXCEPTION_IRQ:      # already handled by the host's IRQ path
         vcpu.ledger.charge_named(HIGHVISOR, "handle_exit: ARM_EXCEPTION_IRQ, resume", "handle_exit")
         return RESUME
-    vcpu.ledger.charge_named(HIGHVISOR, lambda: f"handle_exit: dispatch EC {ex.ec:#x} ({exit_name(ex)})",
+    vcpu.ledger.charge_named(HIGHVISOR, lambda: f"handle_exit: dispatch EC {ex.ec:#x} ({name})",
                              "handle_exit")
     return ARM_EXIT_HANDLERS.get(ex.ec, handle_unknown_ec)(vcpu, ex)

@@ -242,7 +242,7 @@ class Vcpu:
                 self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
                                     f"far={ex.far:#x} cycles={ex.t_trap}")
             self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
-            if handle_exit(self, ex) <= 0:
+            if handle_exit(self, ex, name) <= 0:
                 return self.kvm_run
 
     def finish(self) -> None:
