@@ -90,6 +90,39 @@ static uint64_t matmul(uint64_t *seed)
     return h;
 }
 
+#ifdef TICK_HZ
+/* compute-tick: the same work under a periodic virtual timer interrupt, as a
+ * guest kernel's scheduler tick would run it. */
+static volatile uint64_t ticks, tick_period, spurious_ticks;
+
+static int tick(struct exc_frame *f)
+{
+    (void)f;
+    uint32_t iar = gic_ack();
+    if (GIC_INTID(iar) != INTID_VTIMER) {
+        spurious_ticks++;
+        if (GIC_INTID(iar) < 1020)
+            gic_eoi(iar);
+        return 1;
+    }
+    ticks++;
+    cntv_cval_write(cntv_cval_read() + tick_period);   /* no drift */
+    gic_eoi(iar);
+    return 1;
+}
+
+static void start_tick(void)
+{
+    irq_handler = tick;
+    tick_period = read_cntfrq() / TICK_HZ;
+    gic_init();
+    gic_enable_irq(INTID_VTIMER);
+    cntv_cval_write(read_cntvct() + tick_period);
+    cntv_ctl_write(CNTV_CTL_ENABLE);
+    local_irq_enable();
+}
+#endif
+
 int main(void)
 {
     uint32_t rounds = compute_rounds;
@@ -97,6 +130,9 @@ int main(void)
     uint32_t crc = 0;
 
     print("compute: rounds=%u\n", rounds);
+#ifdef TICK_HZ
+    start_tick();
+#endif
     for (uint32_t r = 0; r < rounds; r++) {
         uint64_t seed = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)(r + 1) << 17);
         for (uint32_t i = 0; i < CRC_BYTES; i += 8) {
@@ -111,6 +147,11 @@ int main(void)
         sum = (sum ^ primes) * 0x100000001B3ULL;
         sum = (sum ^ mat) * 0x100000001B3ULL;
     }
+#ifdef TICK_HZ
+    local_irq_disable();
+    cntv_ctl_write(0);
+    print("compute: ticks=%lu at %u Hz, spurious=%lu\n", ticks, TICK_HZ, spurious_ticks);
+#endif
     print("compute: checksum=0x%016lx\n", sum);
     return 0;
 }
