@@ -66,8 +66,6 @@ def validate(cfg: MachineConfig) -> None:
         raise ConfigError(f"-m {cfg.ram_size >> 20}M: at most 16G of guest RAM")
     if cfg.gic_version not in (2, 3):
         raise ConfigError(f"gic-version={cfg.gic_version}: must be 2 or 3")
-    if cfg.gic_version != 2:
-        raise ConfigError("gic-version=3: the GICv3 model is not available yet")
     if not 1 <= cfg.nr_lr <= 16:
         raise ConfigError(f"--lrs {cfg.nr_lr}: the number of list registers must be 1 to 16")
 
@@ -81,7 +79,7 @@ class Machine:
         # Load before building anything: a bad image must fail fast with one line.
         self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
         self.host = Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
-                         npcpus=1, nr_lr=cfg.nr_lr, trace=trace)
+                         npcpus=1, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
         vm = self.vm = self.host.create_vm(nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
         self.user_bus = MmioBus("user space")

@@ -36,22 +36,29 @@ def irq_delivery(segments: list[Segment]) -> list:
 
 
 GICC_IAR, GICC_EOIR = 0x0801000C, 0x08010010
+# (acknowledge, EOI) as recorded: GICv2 GICV device steps and GICC trap tags, GICv3 ICV
+# steps and ICC trap tags.
+ACK_EOI_STEPS = (("GICV_IAR read", "GICV_EOIR write"), ("ICV read S3_0_C12_C12_0", "ICV write S3_0_C12_C12_1"))
+ACK_EOI_TRAPS = ((f"mmio:{GICC_IAR:#x}", f"mmio:{GICC_EOIR:#x}"), ("sys:ICC_IAR1_EL1", "sys:ICC_EOIR1_EL1"))
 
 
 def ack_and_eoi(segments: list[Segment]) -> list:
-    """GICC_IAR read + GICC_EOIR write of the last measured pair.  With a vGIC they are
-    device accesses inside whatever trap segment is open; without one, each is its own
-    trap.  The LDR/STR instructions themselves are in the guest's baseline loop too, so
-    the guest instruction steps are left out, as the guest's subtraction leaves them out."""
+    """Acknowledge + EOI of the last measured pair.  With a vGIC they are accesses to the
+    virtual CPU interface inside whatever trap segment is open; without one, each is its
+    own trap.  The instructions themselves are in the guest's baseline loop too (as
+    LDR/STR on RAM, or NOPs on GICv3), so guest instruction steps are left out, as the
+    guest's subtraction leaves them out."""
     steps = [st for seg in segments for st in seg.steps]
-    for i in range(len(steps) - 1, 0, -1):
-        if steps[i].what.startswith("GICV_EOIR write"):
-            j = max(k for k in range(i) if steps[k].what.startswith("GICV_IAR read"))
-            return [steps[j], steps[i]]
-    traps = [s for s in segments if s.tag in (f"mmio:{GICC_IAR:#x}", f"mmio:{GICC_EOIR:#x}")]
-    for k in range(len(traps) - 1, 0, -1):
-        if traps[k].tag == f"mmio:{GICC_EOIR:#x}" and traps[k - 1].tag == f"mmio:{GICC_IAR:#x}":
-            return [st for seg in traps[k - 1:k + 1] for st in seg.steps if st.where != GUEST]
+    for ack, eoi in ACK_EOI_STEPS:
+        for i in range(len(steps) - 1, 0, -1):
+            if steps[i].what.startswith(eoi):
+                j = max(k for k in range(i) if steps[k].what.startswith(ack))
+                return [steps[j], steps[i]]
+    for ack, eoi in ACK_EOI_TRAPS:
+        traps = [s for s in segments if s.tag in (ack, eoi)]
+        for k in range(len(traps) - 1, 0, -1):
+            if traps[k].tag == eoi and traps[k - 1].tag == ack:
+                return [st for seg in traps[k - 1:k + 1] for st in seg.steps if st.where != GUEST]
     return []
 
 

@@ -28,8 +28,12 @@ def _pairs(n: int) -> int:
 
 
 class WorldSwitch:
-    def __init__(self, cpu, ledger: Ledger, el2: El2Regs, gich: GichV2):
+    def __init__(self, cpu, ledger: Ledger, el2: El2Regs, gich):
+        """`gich`: the pCPU's GICv2 GICH (MMIO) or GICv3 ICH (system registers)."""
         self.cpu, self.ledger, self.el2, self.gich = cpu, ledger, el2, gich
+        v3 = not isinstance(gich, GichV2)
+        self.save_vgic = self.save_vgic_v3 if v3 else self.save_vgic_v2
+        self.restore_vgic = self.restore_vgic_v3 if v3 else self.restore_vgic_v2
         c = ledger.costs
         self.cost = {
             (GP, "save", "guest"): _pairs(len(C.GP_X)) * c["gp_pair_store"] + len(C.GP_SPECIAL) * c["special_reg_save"],
@@ -120,7 +124,7 @@ class WorldSwitch:
         self.ledger.charge_steps(*self.fixed["restore_timer"])
 
     # --- vGIC: GICH MMIO (GICv2) ------------------------------------------------
-    def save_vgic(self, ctx: C.VcpuContext) -> None:
+    def save_vgic_v2(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
         # VMCR, MISR, EISR0/1, ELRSR0/1, APR and every LR: 7 + nr_lr GICH reads
         v.vmcr, v.misr, v.eisr, v.elrsr, v.apr, lrs = g.snapshot()
@@ -131,7 +135,7 @@ class WorldSwitch:
         self._access(VGIC, "save", 7 + g.nr_lr, 1, "gich_mmio_read", "gich_mmio_write",
                      lambda: f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
 
-    def restore_vgic(self, ctx: C.VcpuContext) -> None:
+    def restore_vgic_v2(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
         g.write(GICH_HCR, v.hcr, notify=False)
         g.write(GICH_VMCR, v.vmcr, notify=False)
@@ -144,6 +148,29 @@ class WorldSwitch:
         g.notify()
         self._access(VGIC, "restore", 0, 3 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
                      lambda: f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
+
+    # --- vGIC: ICH_* system registers (GICv3) ----------------------------------------
+    def save_vgic_v3(self, ctx: C.VcpuContext) -> None:
+        """KVM __vgic_v3_save_state: ICH_VMCR, MISR, EISR, ELRSR, AP0R0, AP1R0 and the
+        LRs are system-register reads (far cheaper than GICv2's GICH MMIO), HCR = 0."""
+        g, v = self.gich, ctx.vgic
+        v.vmcr, v.misr, v.eisr, v.elrsr, ap0r, ap1r, lrs = g.snapshot()
+        v.ap0r, v.ap1r, v.lr[:] = list(ap0r), list(ap1r), lrs
+        g.write("HCR", 0, notify=False)
+        self._access(VGIC, "save", 6 + g.nr_lr, 1, "ich_sysreg_read", "ich_sysreg_write",
+                     lambda: f"save vGIC (ICH_VMCR, MISR, EISR, ELRSR, AP0R0, AP1R0, {g.nr_lr} LRs; HCR=0)")
+
+    def restore_vgic_v3(self, ctx: C.VcpuContext) -> None:
+        g, v = self.gich, ctx.vgic
+        g.write("HCR", v.hcr, notify=False)
+        g.write("VMCR", v.vmcr, notify=False)
+        g.write("AP0R0", v.ap0r[0], notify=False)
+        g.write("AP1R0", v.ap1r[0], notify=False)
+        for i in range(g.nr_lr):
+            g.write(f"LR{i}", v.lr[i] if i < v.used_lrs else 0, notify=False)
+        g.notify()
+        self._access(VGIC, "restore", 0, 4 + v.used_lrs, "ich_sysreg_read", "ich_sysreg_write",
+                     lambda: f"restore vGIC (ICH_HCR, VMCR, AP0R0, AP1R0, {v.used_lrs} used LRs)")
 
     # --- EL2 trap configuration and stage 2 ------------------------------------
     def deactivate_traps(self, host: C.HostContext) -> None:

@@ -1,6 +1,9 @@
-"""The in-kernel vGIC of one VM: the emulated GICv2 distributor and the per-vCPU
+"""The in-kernel vGIC of one VM: the emulated distributor and the per-vCPU
 interrupt state KVM keeps (struct vgic_dist, struct vgic_cpu, vgic.c, vgic-v2.c,
-vgic-mmio-v2.c), pure Python.
+vgic-mmio-v2.c), pure Python.  `version=2` (the default) models a GICv2;
+`version=3` a GICv3 with affinity routing: list registers in ICH_LR format,
+the GICv3 distributor, redistributors and ICC_SGI1R_EL1 (gic/vgic_v3.py, whose
+docstring lists the GICv3 choices).  The state machine below is shared.
 
 Every interrupt is an `IrqState` (KVM struct vgic_irq).  An interrupt that some
 vCPU has to see - pending, enabled and forwarded, or active - sits on that
@@ -28,6 +31,9 @@ Resolved spec choices (IHI 0048B):
   * level interrupts, and HW ones, never go into an LR as pending+active
     (KVM vgic_v2_compute_lr); edge ones may.
   * has_pending: the wake-up rule of the distributor side, see its docstring.
+GICv3 mode differs only where the architecture does: SGIs have one pending
+bit per target and no source (IHI 0069: no CPUID in ICH_LR, no GICD_SGIR),
+their enables are programmable, and SPIs follow GICD_IROUTER.
 """
 from __future__ import annotations
 
@@ -36,9 +42,13 @@ from typing import Callable
 
 from gic.lr import LR_STATE_ACTIVE, LR_STATE_INVALID, LR_STATE_PENDING, ListReg
 from gic.v2_hyp import HCR_EN, HCR_UIE, MISR_EOI, MISR_LRENP, MISR_NP, MISR_U
+from gic.v3_hyp import (MISR_VGRP0D, MISR_VGRP0E, MISR_VGRP1D, MISR_VGRP1E, VgicV3CpuIf, ich_lr, lr_state,
+                        lr_vintid)
+from gic.vgic_v3 import VgicV3Mixin
 
 NR_SGIS, NR_PRIVATE = 16, 32
 MAX_CPUS, MAX_INTID = 8, 1020            # GICv2: 8 CPU interfaces, INTIDs 0-1019
+MAX_CPUS_V3 = 512                        # GICv3: affinity routing; KVM_MAX_VCPUS on arm64
 EDGE, LEVEL = "edge", "level"
 PRIORITY_MASK = 0xF8                     # 5 implemented priority bits (IHI 0048B 3.3, 4.3.11)
 
@@ -65,13 +75,14 @@ class IrqState:
     line_level: bool = False      # the input line (set_level)
     active: bool = False
     priority: int = 0
-    targets: int = 0              # SPIs: GICD_ITARGETSR byte
+    targets: int = 0              # SPIs: GICD_ITARGETSR byte (GICv2)
+    route: int = 0                # SPIs: GICD_IROUTER value (GICv3)
     config: str = LEVEL
     group: int = 0
     hw: bool = False
     pintid: int = 0
-    source: int = 0               # SGIs: bitmap of CPUs whose request is pending
-    active_source: int = 0        # SGIs: bitmap of CPUs whose request is active
+    source: int = 0               # GICv2 SGIs: bitmap of CPUs whose request is pending
+    active_source: int = 0        # GICv2 SGIs: bitmap of CPUs whose request is active
     vcpu: int | None = None       # ap_list membership: the vCPU whose list holds it
     on_lr: bool = False
 
@@ -107,17 +118,27 @@ def _bits(mask: int):
         i += 1
 
 
-class Vgic:
+class Vgic(VgicV3Mixin):
     name = "vgic-dist"
 
-    def __init__(self, nr_vcpus: int, nr_spis: int = 64, nr_lr: int = 4):
-        if not 1 <= nr_vcpus <= MAX_CPUS:
+    def __init__(self, nr_vcpus: int, nr_spis: int = 64, nr_lr: int = 4, version: int = 2,
+                 mpidrs=None):
+        """`mpidrs`: GICv3 only, the MPIDR_EL1 of each vCPU (affinity routing),
+        default vCPU i has affinity 0.0.0.i."""
+        if version not in (2, 3):
+            raise ValueError(f"GIC version must be 2 or 3, got {version}")
+        if version == 2 and not 1 <= nr_vcpus <= MAX_CPUS:
             raise ValueError(f"GICv2 supports 1 to {MAX_CPUS} CPUs, got {nr_vcpus}")
+        if version == 3 and not 1 <= nr_vcpus <= MAX_CPUS_V3:
+            raise ValueError(f"GICv3 supports 1 to {MAX_CPUS_V3} vCPUs, got {nr_vcpus}")
+        if version == 2 and mpidrs is not None:
+            raise ValueError("MPIDRs (affinity routing) are a GICv3 feature")
         if nr_spis < 0 or nr_spis % 32 or NR_PRIVATE + nr_spis > 1024:
             raise ValueError(f"nr_spis must be a multiple of 32 up to 992, got {nr_spis}")
         if nr_lr < 1:
             raise ValueError(f"nr_lr must be at least 1, got {nr_lr}")
-        self.nr_vcpus, self.nr_spis, self.nr_lr = nr_vcpus, nr_spis, nr_lr
+        self.nr_vcpus, self.nr_spis, self.nr_lr, self.version = nr_vcpus, nr_spis, nr_lr, version
+        self._sgi_sources = version == 2     # GICv2 SGIs are tracked per source CPU
         self.it_lines = (NR_PRIVATE + nr_spis) // 32          # GICD_TYPER.ITLinesNumber + 1
         self.nr_irqs = min(NR_PRIVATE + nr_spis, MAX_INTID)    # INTIDs 1020-1023 are special
         self.ctlr = 0
@@ -126,6 +147,15 @@ class Vgic:
         self.private = [[self._new_private(v, i) for i in range(NR_PRIVATE)] for v in range(nr_vcpus)]
         self.spis = [IrqState(intid=i) for i in range(NR_PRIVATE, self.nr_irqs)]
         self.ap_list: list[list[IrqState]] = [[] for _ in range(nr_vcpus)]
+        if version == 3:
+            self._v3_init(mpidrs)
+            for irq in self._all_irqs():      # KVM: a GICv3 guest starts with everything in group 1
+                irq.group = 1
+
+    def _all_irqs(self):
+        for per_cpu in self.private:
+            yield from per_cpu
+        yield from self.spis
 
     @staticmethod
     def _new_private(vcpu: int, intid: int) -> IrqState:
@@ -159,6 +189,8 @@ class Vgic:
     def _target(self, irq: IrqState) -> int | None:
         if irq.owner is not None:
             return irq.owner
+        if self.version == 3:
+            return self._route_target(irq.route)
         if self.nr_vcpus == 1:
             return 0
         t = irq.targets & self._cpu_mask()
@@ -172,7 +204,7 @@ class Vgic:
         return irq.pending and irq.enabled and self._forwarded(irq)
 
     def _is_active(self, irq: IrqState) -> bool:
-        return bool(irq.active_source) if irq.is_sgi else irq.active
+        return bool(irq.active_source) if irq.is_sgi and self._sgi_sources else irq.active
 
     def _oracle(self, irq: IrqState) -> int | None:
         """The vCPU whose ap_list must hold `irq`, or None."""
@@ -183,7 +215,7 @@ class Vgic:
 
     def _update(self, irq: IrqState) -> None:
         """Move `irq` to the ap_list the oracle names (or off every list)."""
-        if irq.is_sgi:            # SGI state is per source; the flags summarise it
+        if irq.is_sgi and self._sgi_sources:      # per-source state; the flags summarise it
             irq.pending_latch, irq.active = bool(irq.source), bool(irq.active_source)
         t = self._oracle(irq)
         if t == irq.vcpu:
@@ -195,10 +227,7 @@ class Vgic:
             self.ap_list[t].append(irq)
 
     def _update_all(self) -> None:
-        for per_cpu in self.private:
-            for irq in per_cpu:
-                self._update(irq)
-        for irq in self.spis:
+        for irq in self._all_irqs():
             self._update(irq)
 
     # --- interrupt inputs ------------------------------------------------------------------
@@ -226,7 +255,8 @@ class Vgic:
         irq.hw, irq.pintid = True, pintid
 
     def send_sgi(self, source: int, sgi: int, targets: set[int]) -> list[int]:
-        """Make SGI `sgi` from `source` pending at each target (as GICD_SGIR does).
+        """Make SGI `sgi` from `source` pending at each target (as GICD_SGIR does;
+        GICv3: one pending bit per target, the source is not recorded).
         Returns the targets for which the request is new (the vCPUs to kick)."""
         self._check_vcpu(source)
         if not 0 <= sgi < NR_SGIS:
@@ -235,7 +265,11 @@ class Vgic:
         for t in sorted(targets):
             self._check_vcpu(t)
             irq = self.private[t][sgi]
-            if not irq.source & (1 << source):
+            if not self._sgi_sources:
+                if not irq.pending_latch:
+                    irq.pending_latch = True
+                    kicked.append(t)
+            elif not irq.source & (1 << source):
                 irq.source |= 1 << source
                 kicked.append(t)
             self._update(irq)
@@ -258,7 +292,7 @@ class Vgic:
         out = []
         for irq in self.ap_list[vcpu]:
             deliver = irq.enabled and self._forwarded(irq)
-            if irq.is_sgi:
+            if irq.is_sgi and self._sgi_sources:
                 for src in _bits(irq.source | irq.active_source):
                     act = bool(irq.active_source >> src & 1)
                     pend = bool(irq.source >> src & 1) and deliver
@@ -273,27 +307,39 @@ class Vgic:
         return out
 
     def _populate(self, e: _Entry) -> int:
-        """The LR value for one entry (KVM vgic_v2_populate_lr); takes the pending
-        state of an edge interrupt (it now lives in the LR)."""
+        """The LR value for one entry (KVM vgic_v2_populate_lr / vgic_v3_populate_lr);
+        takes the pending state of an edge interrupt (it now lives in the LR).
+        Level non-HW interrupts ask for EOI maintenance (to resample the line)."""
         irq = e.irq
         state = (LR_STATE_PENDING if e.pending else 0) | (LR_STATE_ACTIVE if e.active else 0)
-        lr = ListReg(vintid=irq.intid, state=state, priority=irq.priority, hw=irq.hw,
-                     pintid=irq.pintid if irq.hw else 0, source_cpu=e.source if irq.is_sgi else 0,
-                     eoi=irq.config == LEVEL and not irq.hw, group1=irq.group == 1)
+        if self.version == 3:             # ICH_LR<n>_EL2: no source CPU field
+            value = ich_lr(irq.intid, state, irq.priority, group1=irq.group == 1, hw=irq.hw,
+                           pintid=irq.pintid if irq.hw else 0, eoi=irq.config == LEVEL and not irq.hw)
+        else:
+            value = ListReg(vintid=irq.intid, state=state, priority=irq.priority, hw=irq.hw,
+                            pintid=irq.pintid if irq.hw else 0, source_cpu=e.source if irq.is_sgi else 0,
+                            eoi=irq.config == LEVEL and not irq.hw, group1=irq.group == 1).encode()
         if e.pending:
-            if irq.is_sgi:
+            if irq.is_sgi and self._sgi_sources:
                 irq.source &= ~(1 << e.source)
                 irq.pending_latch = bool(irq.source)
             elif irq.config == EDGE:
                 irq.pending_latch = False
         irq.on_lr = True
-        return lr.encode()
+        return value
+
+    def _check_cpu_if(self, cpu_if) -> None:
+        if (self.version == 3) != isinstance(cpu_if, VgicV3CpuIf):
+            raise TypeError(f"a GICv{self.version} vGIC needs a "
+                            f"{'VgicV3CpuIf' if self.version == 3 else 'VgicV2CpuIf'}, got {type(cpu_if).__name__}")
 
     def flush_lr_state(self, vcpu: int, cpu_if) -> None:
         """Before guest entry (kvm_vgic_flush_hwstate): fill cpu_if.lr[0:n] with the
         best entries of the ap_list; more entries than LRs sets GICH_HCR.UIE so the
-        guest exits when the LRs drain (not with a single LR: U would fire at once)."""
+        guest exits when the LRs drain (not with a single LR: U would fire at once).
+        GICv3: ICH_LR format, and ICH_HCR_EL2.En/UIE (the same bits as GICH_HCR)."""
         self._check_vcpu(vcpu)
+        self._check_cpu_if(cpu_if)
         if cpu_if.used_lrs:
             raise RuntimeError(f"vcpu{vcpu}: flush with {cpu_if.used_lrs} LRs not folded back")
         entries = self._entries(vcpu)
@@ -313,13 +359,18 @@ class Vgic:
         an LR the guest deactivated (invalid) leaves the list, and a level interrupt
         whose line is still high is pending again (IHI 0048B 3.2.4)."""
         self._check_vcpu(vcpu)
+        self._check_cpu_if(cpu_if)
         touched = []
         for i in range(cpu_if.used_lrs):
-            lr = ListReg.decode(cpu_if.lr[i])
-            irq = self._irq(lr.vintid, vcpu)
-            pend, act = bool(lr.state & LR_STATE_PENDING), bool(lr.state & LR_STATE_ACTIVE)
-            if irq.is_sgi:
-                bit = 1 << lr.source_cpu
+            if self.version == 3:
+                intid, state, src = lr_vintid(cpu_if.lr[i]), lr_state(cpu_if.lr[i]), 0
+            else:
+                lr = ListReg.decode(cpu_if.lr[i])
+                intid, state, src = lr.vintid, lr.state, lr.source_cpu
+            irq = self._irq(intid, vcpu)
+            pend, act = bool(state & LR_STATE_PENDING), bool(state & LR_STATE_ACTIVE)
+            if irq.is_sgi and self._sgi_sources:
+                bit = 1 << src
                 irq.active_source = irq.active_source | bit if act else irq.active_source & ~bit
                 irq.active = bool(irq.active_source)
                 if pend:
@@ -328,9 +379,9 @@ class Vgic:
                 irq.active = act
                 if irq.config == EDGE and pend:
                     irq.pending_latch = True
-                if irq.config == LEVEL and lr.state == LR_STATE_INVALID:
+                if irq.config == LEVEL and state == LR_STATE_INVALID:
                     irq.pending_latch = False        # software pending is consumed by the ack
-                if irq.hw and lr.state == LR_STATE_INVALID and self.on_hw_deactivate is not None:
+                if irq.hw and state == LR_STATE_INVALID and self.on_hw_deactivate is not None:
                     self.on_hw_deactivate(vcpu, irq.pintid)
             irq.on_lr = False
             touched.append(irq)
@@ -340,9 +391,13 @@ class Vgic:
             self._update(irq)
 
     def handle_maintenance(self, vcpu: int, cpu_if) -> list[str]:
-        """The maintenance conditions the saved GICH_MISR shows (IHI 0048B 5.3.4)."""
+        """The maintenance conditions the saved GICH_MISR shows (IHI 0048B 5.3.4);
+        GICv3: ICH_MISR_EL2, the same four bits and the VGrp enable conditions."""
         self._check_vcpu(vcpu)
         names = ((MISR_EOI, "EOI"), (MISR_U, "U"), (MISR_LRENP, "LRENP"), (MISR_NP, "NP"))
+        if self.version == 3:
+            names += ((MISR_VGRP0E, "VGrp0E"), (MISR_VGRP0D, "VGrp0D"), (MISR_VGRP1E, "VGrp1E"),
+                      (MISR_VGRP1D, "VGrp1D"))
         return [n for bit, n in names if cpu_if.misr & bit]
 
     # --- distributor MMIO (IHI 0048B 4.3) --------------------------------------------------------
@@ -358,8 +413,14 @@ class Vgic:
         self._check_vcpu(vcpu)
         self._access(vcpu, offset, size, value & ((1 << (8 * size)) - 1) if size > 0 else 0)
 
+    @staticmethod
+    def _find_bank(offset: int):
+        return _find_bank(offset)
+
     def _access(self, vcpu: int, offset: int, size: int, value: int | None) -> int:
         """Dispatch one access; value None means a read."""
+        if self.version == 3:
+            return self._v3_dist_access(vcpu, offset, size, value)
         is_write = value is not None
         bank = _find_bank(offset)
         byte_ok = bank is not None and bank[3]
@@ -440,8 +501,8 @@ class Vgic:
                 irq.config = EDGE if v & 0b10 else LEVEL
         elif not v & 1:
             return
-        elif irq.is_sgi and kind in ("senable", "cenable", "spend", "cpend"):
-            return   # SGIs: always enabled; pending only through SGIR / S/CPENDSGIR (4.3.7-8)
+        elif irq.is_sgi and self._sgi_sources and kind in ("senable", "cenable", "spend", "cpend"):
+            return   # GICv2 SGIs: always enabled; pending only through SGIR / S/CPENDSGIR (4.3.7-8)
         elif kind == "senable":
             irq.enabled = True
         elif kind == "cenable":
@@ -451,7 +512,7 @@ class Vgic:
         elif kind == "cpend":
             irq.pending_latch = False      # a level interrupt with its line high stays pending
         elif kind == "sactive":
-            if irq.is_sgi:
+            if irq.is_sgi and self._sgi_sources:
                 irq.active_source |= 1 << vcpu
             irq.active = True
         elif kind == "cactive":

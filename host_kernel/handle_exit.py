@@ -42,11 +42,13 @@ def handle_sys64(vcpu, ex: Exit) -> int:
         vcpu.guest_error(f"unhandled {'MRS' if p.is_read else 'MSR'} S{p.op0}_{p.op1}_C{p.crn}_C{p.crm}_{p.op2} "
                          f"at {ex.elr:#x}: UNDEF injected")
         return inject_fault(vcpu, inject.inject_undef)
-    vcpu.ledger.charge_named(HIGHVISOR, f"emulate {desc.reg}", "sysreg_emulate")
+    if vcpu.ledger.segments is not None:
+        vcpu.ledger.tag(f"sys:{desc.reg}")
+    vcpu.ledger.charge_named(HIGHVISOR, lambda: f"emulate {desc.reg}", "sysreg_emulate")
     value = desc.access(vcpu, p, desc)
     if p.is_read:
         vcpu.ctx.set_x(p.rt, value or 0)
-    vcpu.skip_instruction(f"{'MRS' if p.is_read else 'MSR'} {desc.reg} (emulated)")
+    vcpu.skip_instruction(lambda: f"{'MRS' if p.is_read else 'MSR'} {desc.reg} (emulated)")
     return RESUME
 
 

@@ -40,10 +40,11 @@ class Clocking:
 
 class Host:
     def __init__(self, costs: Mapping[str, int], clocking: Clocking, npcpus: int = 1,
-                 nr_lr: int = 4, trace: Tracer = NULL):
+                 nr_lr: int = 4, trace: Tracer = NULL, gic_version: int = 2):
         from math import gcd
         g = gcd(clocking.cntfrq_hz, clocking.cpu_hz)
         self.costs, self.clocking, self.trace, self.nr_lr = costs, clocking, trace, nr_lr
+        self.gic_version = gic_version
         self.counter = SystemCounter.for_clock(clocking.cpu_hz, clocking.cntfrq_hz)
         self.pcpus: list[PhysicalCpu] = []
         self.lowvisors: list[Lowvisor] = []
@@ -53,11 +54,18 @@ class Host:
                               cnt_div=clocking.cpu_hz // g, cntfrq=clocking.cntfrq_hz)
             cpu.guest_exception_cost = costs["exc_entry_el1"]
             cpu.st.virq_entry_cost = costs["exc_entry_el1"]
-            gich = GichV2(nr_lr)
-            low = Lowvisor(cpu, Ledger(cpu, costs), gich)
+            if gic_version == 3:
+                from gic.v3_hyp import IchV3
+                gich = IchV3(nr_lr)
+                low = Lowvisor(cpu, Ledger(cpu, costs), gich)
+                port = self._wire_icv(cpu, gich, low)
+            else:
+                gich = GichV2(nr_lr)
+                low = Lowvisor(cpu, Ledger(cpu, costs), gich)
+                port = self._wire_gicv(cpu, gich, low)
             self.pcpus.append(cpu)
             self.lowvisors.append(low)
-            self.gicv_ports.append(self._wire_gicv(cpu, gich, low))
+            self.gicv_ports.append(port)
         first = self.pcpus[0]
         self.pt_buf = first.map_memory(HOST_PT_BASE, HOST_PT_SIZE)
         for cpu in self.pcpus[1:]:
@@ -89,6 +97,27 @@ class Host:
         gich.on_change = on_gich_change
         vcpuif.on_hw_deactivate = on_hw_deactivate
         port.attach(HOST_GICV_BASE)
+        return port
+
+    @staticmethod
+    def _wire_icv(cpu: PhysicalCpu, ich, low: Lowvisor):
+        """GICv3: the ICV_* system registers answer the guest's ICC_* accesses; the
+        virtual IRQ, maintenance and HW deactivation are wired as for GICv2."""
+        from gic.v3_port import IcvPort
+        from gic.v3_vcpuif import VirtualCpuInterfaceV3
+        vcpuif = VirtualCpuInterfaceV3(ich)
+        port = IcvPort(cpu, vcpuif, low.ledger, low.engine_el2.set_virq_line)
+
+        def on_ich_change():
+            port.update_line()
+            if ich.hcr & 1 and ich.misr:          # ICH_HCR_EL2.En and a maintenance condition
+                cpu.st.host_deadline = 0
+
+        def on_hw_deactivate(pintid: int):
+            if pintid == layout.INTID_VIRT_TIMER:
+                cpu.st.timer_masked = 0
+        ich.on_change = on_ich_change
+        vcpuif.on_hw_deactivate = on_hw_deactivate
         return port
 
     def create_vm(self, name: str = "vm0", *, nr_vcpus: int = 1, vgic: bool = True,
@@ -133,13 +162,22 @@ class Vm:
         self.counters: Counter = Counter()
         self.guest_errors: list[str] = []
         self.vgic_hw, self.vtimer = vgic_hw, vtimer
-        self.vgic = Vgic(nr_vcpus=nr_vcpus, nr_lr=host.nr_lr)
+        self.gic_version = host.gic_version
+        self.vgic = Vgic(nr_vcpus=nr_vcpus, nr_lr=host.nr_lr, version=self.gic_version)
         self.vgic.on_hw_deactivate = self._hw_deactivated
         self.gicc_unhandled: list = []
         self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
                                  InKernelDevice("vgic-dist", self.vgic.dist_read, self.vgic.dist_write,
                                                 self.vgic.unhandled))
-        if vgic_hw:
+        if self.gic_version == 3:
+            # One redistributor frame (RD_base + SGI_base) per vCPU; devices see offsets.
+            stride = layout.GIC_REDIST_STRIDE
+            self.kernel_bus.register(layout.GIC_REDIST_BASE, stride * nr_vcpus, InKernelDevice(
+                "vgic-redist", lambda v, o, s: self.vgic.redist_read(o // stride, o % stride, s),
+                lambda v, o, s, x: self.vgic.redist_write(o // stride, o % stride, s, x), self.vgic.unhandled))
+            for port in host.gicv_ports:
+                port.emulated = not vgic_hw       # --no-vgic: every ICC_* access traps
+        elif vgic_hw:
             # The guest's GICC page(s) are the hardware GICV: no trap on IAR/EOIR.
             for off in range(0, GICV_SIZE, 0x1000):
                 self.stage2.map_page(layout.GIC_CPU_BASE + off, HOST_GICV_BASE + off, device=True,
@@ -148,6 +186,10 @@ class Vm:
             self.kernel_bus.register(layout.GIC_CPU_BASE, GICV_SIZE, InKernelDevice(
                 "gicc-emul", lambda v, o, s: self.vcpus[v].emul_cpuif.read(v, o, s),
                 lambda v, o, s, x: self.vcpus[v].emul_cpuif.write(v, o, s, x), self.gicc_unhandled))
+
+    def kick(self, vcpu: int) -> None:
+        """Make a vCPU notice new pending interrupts (one vCPU: it is the caller, which
+        re-enters through the vGIC flush; kicking other pCPUs arrives with SMP)."""
 
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
         """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV

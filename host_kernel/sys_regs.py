@@ -45,6 +45,39 @@ def _timer(name: str, field: str):
     return access
 
 
+def access_sgi1r(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+    """ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 (trapped by HCR_EL2.IMO, IHI 0069 12.1.8): generate
+    the SGI in the vGIC, as KVM's access_gic_sgi.  Reads are UNDEFINED (write-only)."""
+    if p.is_read:
+        return 0
+    vm = vcpu.vm
+    for target in vm.vgic.send_sgi_v3(vcpu.index, vcpu.ctx.x(p.rt)):
+        vm.kick(target)
+    return None
+
+
+def access_icc_emulated(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+    """--no-vgic on GICv3: the CPU interface register, emulated in software."""
+    if vcpu.emul_cpuif is None or not hasattr(vcpu.emul_cpuif, "sysreg"):
+        return 0 if p.is_read else None
+    value = None if p.is_read else vcpu.ctx.x(p.rt)
+    result = vcpu.emul_cpuif.sysreg(p.key, p.is_read, value)
+    vcpu.set_soft_virq()
+    return result
+
+
+# ICC_* registers a guest may touch (IHI 0069 12.2); trapped only with --no-vgic.
+ICC_REGS = {"ICC_PMR_EL1": (3, 0, 4, 6, 0), "ICC_IAR0_EL1": (3, 0, 12, 8, 0), "ICC_EOIR0_EL1": (3, 0, 12, 8, 1),
+            "ICC_HPPIR0_EL1": (3, 0, 12, 8, 2), "ICC_BPR0_EL1": (3, 0, 12, 8, 3),
+            **{f"ICC_AP0R{n}_EL1": (3, 0, 12, 8, 4 + n) for n in range(4)},
+            **{f"ICC_AP1R{n}_EL1": (3, 0, 12, 9, n) for n in range(4)},
+            "ICC_DIR_EL1": (3, 0, 12, 11, 1), "ICC_RPR_EL1": (3, 0, 12, 11, 3),
+            "ICC_IAR1_EL1": (3, 0, 12, 12, 0), "ICC_EOIR1_EL1": (3, 0, 12, 12, 1),
+            "ICC_HPPIR1_EL1": (3, 0, 12, 12, 2), "ICC_BPR1_EL1": (3, 0, 12, 12, 3),
+            "ICC_CTLR_EL1": (3, 0, 12, 12, 4), "ICC_SRE_EL1": (3, 0, 12, 12, 5),
+            "ICC_IGRPEN0_EL1": (3, 0, 12, 12, 6), "ICC_IGRPEN1_EL1": (3, 0, 12, 12, 7)}
+
+
 def _sys(name: str, op0, op1, crn, crm, op2) -> SysReg:
     return SysReg(op0, op1, crn, crm, op2, name)
 
@@ -54,6 +87,12 @@ SYS_REG_DESCS = (
     SysRegDesc(_sys("DC CSW", 1, 0, 7, 10, 2), access_dcsw),
     SysRegDesc(_sys("DC CISW", 1, 0, 7, 14, 2), access_dcsw),
     SysRegDesc(ACTLR_EL1, access_actlr),
+    *sorted((SysRegDesc(SysReg(*k, n), access_icc_emulated) for n, k in ICC_REGS.items()
+             if k < (3, 0, 12, 11, 5)), key=lambda d: d.reg.key),
+    SysRegDesc(SysReg(3, 0, 12, 11, 5, "ICC_SGI1R_EL1"), access_sgi1r),
+    *sorted((SysRegDesc(SysReg(*k, n), access_icc_emulated) for n, k in ICC_REGS.items()
+             if k > (3, 0, 12, 11, 5)), key=lambda d: d.reg.key),
+    SysRegDesc(SysReg(3, 1, 12, 11, 6, "ICC_ASGI1R_EL1"), access_sgi1r),
     SysRegDesc(CNTP_TVAL_EL0, _timer("ptimer", "tval")),
     SysRegDesc(CNTP_CTL_EL0, _timer("ptimer", "ctl")),
     SysRegDesc(CNTP_CVAL_EL0, _timer("ptimer", "cval")),

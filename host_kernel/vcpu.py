@@ -14,7 +14,7 @@ from host_kernel.arch_timer import VTIMER_INTID, ArchTimer
 from host_kernel.emul_timer import make_timers
 from host_kernel.handle_exit import exit_name, handle_exit
 from host_kernel.irq import handle_host_irq
-from host_kernel.vgic_emul import EmulatedCpuInterface
+from host_kernel.vgic_emul import EmulatedCpuInterface, EmulatedCpuInterfaceV3
 from timers.generic_timer import NEVER
 from host_kernel.mmio import MmioAccess, complete_read_value
 from host_kernel.stats import ExitStats
@@ -61,7 +61,8 @@ class Vcpu:
         self._mmio: MmioAccess | None = None
         self._ext_dabt: int | None = None
         self.arch_timer = ArchTimer(self, vm.host.counter)
-        self.emul_cpuif = None if vm.vgic_hw else EmulatedCpuInterface(self)
+        self.emul_cpuif = None if vm.vgic_hw else (
+            EmulatedCpuInterfaceV3(self) if vm.gic_version == 3 else EmulatedCpuInterface(self))
         if vm.vtimer:
             vm.vgic.map_hw(index, VTIMER_INTID, VTIMER_INTID)
         self.blocked_cycles = 0
@@ -79,7 +80,12 @@ class Vcpu:
     # --- state --------------------------------------------------------------------
     def _reset_context(self) -> VcpuContext:
         trap = TrapConfig(hcr=HCR_GUEST_FLAGS)
-        ctx = VcpuContext(VgicV2CpuIf(self.nr_lr), trap, self.vm.stage2.vttbr)
+        if self.vm.gic_version == 3:
+            from gic.v3_hyp import VgicV3CpuIf
+            cpu_if = VgicV3CpuIf(self.nr_lr)
+        else:
+            cpu_if = VgicV2CpuIf(self.nr_lr)
+        ctx = VcpuContext(cpu_if, trap, self.vm.stage2.vttbr)
         ctx.el1.load(self.vm.host.el1_reset)     # architectural reset values, from the core
         ctx.fp.load(self.vm.host.fp_reset)
         ctx.el1.set("VMPIDR_EL2", (1 << 31) | self.mpidr)   # MPIDR_EL1 bit 31 is RES1
@@ -122,11 +128,11 @@ class Vcpu:
         return psci.AFF_ON if self.powered_on else psci.AFF_OFF
 
     # --- helpers for exit handlers -----------------------------------------------------
-    def skip_instruction(self, what: str) -> None:
+    def skip_instruction(self, what) -> None:
         """kvm_incr_pc: the trapped instruction completed by emulation retires."""
         self.ctx.pc += 4
         self.cpu.retire(1)
-        self.ledger.note(GUEST, f"{what}: 1 instruction", self.cpu.st.cpi)
+        self.ledger.note(GUEST, lambda: f"{what() if callable(what) else what}: 1 instruction", self.cpu.st.cpi)
 
     def guest_error(self, msg: str) -> None:
         self.vm.counters["guest_errors"] += 1
