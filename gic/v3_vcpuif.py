@@ -145,7 +145,7 @@ class VirtualCpuInterfaceV3:
         if rprio == IDLE_PRIORITY:
             return True
         mask = self._gprio_mask(G1 if lr_group1(v) else G0)
-        return prio < rprio
+        return (prio & mask) < (rprio & mask)
 
     def _signalled(self, grp: int) -> bool:
         i = self._hppvi()
