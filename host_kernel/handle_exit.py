@@ -45,7 +45,11 @@ def handle_sys64(vcpu, ex: Exit) -> int:
     if vcpu.ledger.segments is not None:
         vcpu.ledger.tag(f"sys:{desc.reg}")
     vcpu.ledger.charge_named(HIGHVISOR, lambda: f"emulate {desc.reg}", "sysreg_emulate")
-    value = desc.access(vcpu, p, desc)
+    try:
+        value = desc.access(vcpu, p, desc)
+    except sys_regs.UndefinedAccess:
+        vcpu.guest_error(f"{'MRS' if p.is_read else 'MSR'} {desc.reg} at {ex.elr:#x} is UNDEFINED: UNDEF injected")
+        return inject_fault(vcpu, inject.inject_undef)
     if p.is_read:
         vcpu.ctx.set_x(p.rt, value or 0)
     vcpu.skip_instruction(lambda: f"{'MRS' if p.is_read else 'MSR'} {desc.reg} (emulated)")

@@ -45,15 +45,22 @@ def _timer(name: str, field: str):
     return access
 
 
-def access_sgi1r(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
-    """ICC_SGI1R_EL1 / ICC_ASGI1R_EL1 (trapped by HCR_EL2.IMO, IHI 0069 12.1.8): generate
-    the SGI in the vGIC, as KVM's access_gic_sgi.  Reads are UNDEFINED (write-only)."""
-    if p.is_read:
-        return 0
-    vm = vcpu.vm
-    for target in vm.vgic.send_sgi_v3(vcpu.index, vcpu.ctx.x(p.rt)):
-        vm.kick(target)
-    return None
+def _sgi(allow_group1: bool):
+    """ICC_SGI1R_EL1, ICC_ASGI1R_EL1, ICC_SGI0R_EL1 (trapped by HCR_EL2.IMO/FMO, IHI 0069
+    12.1.8): generate the SGI in the vGIC, as KVM's access_gic_sgi - only SGI1R may set a
+    group 1 SGI pending.  They are write-only: a read is UNDEFINED."""
+    def access(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+        if p.is_read:
+            raise UndefinedAccess(r.reg)
+        vm = vcpu.vm
+        for target in vm.vgic.send_sgi_v3(vcpu.index, vcpu.ctx.x(p.rt), allow_group1=allow_group1):
+            vm.kick(target)
+        return None
+    return access
+
+
+class UndefinedAccess(Exception):
+    """The accessor found the access UNDEFINED: the caller injects UNDEF."""
 
 
 def access_icc_emulated(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
@@ -89,10 +96,11 @@ SYS_REG_DESCS = (
     SysRegDesc(ACTLR_EL1, access_actlr),
     *sorted((SysRegDesc(SysReg(*k, n), access_icc_emulated) for n, k in ICC_REGS.items()
              if k < (3, 0, 12, 11, 5)), key=lambda d: d.reg.key),
-    SysRegDesc(SysReg(3, 0, 12, 11, 5, "ICC_SGI1R_EL1"), access_sgi1r),
+    SysRegDesc(SysReg(3, 0, 12, 11, 5, "ICC_SGI1R_EL1"), _sgi(allow_group1=True)),
     *sorted((SysRegDesc(SysReg(*k, n), access_icc_emulated) for n, k in ICC_REGS.items()
              if k > (3, 0, 12, 11, 5)), key=lambda d: d.reg.key),
-    SysRegDesc(SysReg(3, 1, 12, 11, 6, "ICC_ASGI1R_EL1"), access_sgi1r),
+    SysRegDesc(SysReg(3, 1, 12, 11, 6, "ICC_ASGI1R_EL1"), _sgi(allow_group1=False)),
+    SysRegDesc(SysReg(3, 2, 12, 11, 7, "ICC_SGI0R_EL1"), _sgi(allow_group1=False)),
     SysRegDesc(CNTP_TVAL_EL0, _timer("ptimer", "tval")),
     SysRegDesc(CNTP_CTL_EL0, _timer("ptimer", "ctl")),
     SysRegDesc(CNTP_CVAL_EL0, _timer("ptimer", "cval")),
