@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit instead of rebooting on PSCI SYSTEM_RESET")
     r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
     r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
+    r.add_argument("--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
@@ -143,7 +144,7 @@ def cmd_run(a) -> int:
     cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
                         gic_version=parse_machine(a.machine), append=a.append,
                         nr_lr=parse_count(a.lrs, "--lrs"), no_reboot=a.no_reboot,
-                        vgic=not a.no_vgic, vtimer=not a.no_vtimer,
+                        vgic=not a.no_vgic, vtimer=not a.no_vtimer, quantum=parse_count(a.quantum, "--quantum"),
                         max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
     cats = parse_debug(a.debug)
     prof = _load_profile(a.profile)

@@ -15,8 +15,9 @@ from engine.trace import NULL, Tracer
 from host_kernel import psci
 from host_kernel.kvm import Clocking, Host
 from host_kernel.mmio import MmioBus
-from host_kernel.vcpu import (KVM_EXIT_HALTED, KVM_EXIT_INSN_LIMIT, KVM_EXIT_MMIO,
-                              KVM_EXIT_SYSTEM_EVENT, BootState)
+from host_kernel.vcpu import (EXIT_BLOCKED, EXIT_POWER_OFF, EXIT_PREEMPTED, KVM_EXIT_HALTED,
+                              KVM_EXIT_INSN_LIMIT, KVM_EXIT_MMIO, KVM_EXIT_SYSTEM_EVENT, BootState)
+from timers.generic_timer import NEVER
 
 MAX_SMP = 8          # GICv2 targets at most 8 CPUs
 
@@ -37,6 +38,7 @@ class MachineConfig:
     no_reboot: bool = False
     vgic: bool = True               # --no-vgic: trap and emulate the CPU interface
     vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
+    quantum: int = 20_000           # SMP: cycles of virtual time per pCPU turn
 
 
 @dataclass
@@ -58,8 +60,8 @@ class RunResult:
 def validate(cfg: MachineConfig) -> None:
     if not 1 <= cfg.smp <= MAX_SMP:
         raise ConfigError(f"-smp {cfg.smp}: must be between 1 and {MAX_SMP}")
-    if cfg.smp != 1:
-        raise ConfigError(f"-smp {cfg.smp}: SMP guests are not supported yet (one vCPU)")
+    if not 1_000 <= cfg.quantum <= 100_000_000:
+        raise ConfigError(f"--quantum {cfg.quantum}: must be 1000 to 100000000 cycles")
     if cfg.ram_size < 16 * 1024 * 1024 or cfg.ram_size % 4096:
         raise ConfigError(f"-m {cfg.ram_size}: RAM must be a multiple of 4 KiB and at least 16M")
     if cfg.ram_size > 16 * 1024**3:
@@ -79,7 +81,7 @@ class Machine:
         # Load before building anything: a bad image must fail fast with one line.
         self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
         self.host = Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
-                         npcpus=1, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
+                         npcpus=cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
         vm = self.vm = self.host.create_vm(nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
         self.user_bus = MmioBus("user space")
@@ -91,7 +93,8 @@ class Machine:
                                        timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append))
         occupied = [(s.addr, s.addr + s.memsz) for s in self.image.segments]
         self.dtb_addr = dtb_load_address(layout.RAM_BASE, cfg.ram_size, len(self.dtb), occupied)
-        self.vcpus = [vm.create_vcpu(mpidr) for mpidr in self.mpidrs]
+        # One pCPU per vCPU; secondaries start powered off (PSCI CPU_ON starts them).
+        self.vcpus = [vm.create_vcpu(mpidr, pcpu=i) for i, mpidr in enumerate(self.mpidrs)]
         self.resets = 0
         self._load()
         if cfg.max_insns is not None:
@@ -109,6 +112,8 @@ class Machine:
         self._write_ram(self.dtb_addr, self.dtb)
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
+        for v in self.vcpus[1:]:
+            v.power_off()
         self.vcpus[0].reset(BootState(entry=self.image.entry, x0=self.dtb_addr))
 
     # --- user-space exits ----------------------------------------------------------
@@ -133,11 +138,43 @@ class Machine:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)
 
+    def _next_vcpu(self):
+        """Deterministic turns: the powered-on vCPU whose pCPU is furthest behind in
+        virtual time runs next (a blocked one counts at its wake time); ties go to the
+        lowest index."""
+        best, best_t = None, None
+        for v in self.vcpus:
+            if not v.powered_on:
+                continue
+            t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
+            if best is None or t < best_t:
+                best, best_t = v, t
+        return best, best_t
+
     def run(self) -> RunResult:
         vcpu = self.vcpus[0]
+        smp = self.vm.smp
         reason, message = "", ""
         while True:
+            if smp:
+                vcpu, t = self._next_vcpu()
+                if vcpu is None:
+                    reason = "all-off"
+                    break
+                if t == NEVER:
+                    reason, message = "halted", "every vCPU is blocked with nothing that could wake it"
+                    break
+                if vcpu.blocked_until is not None:
+                    vcpu.wake_up(vcpu.blocked_until)
+                vcpu.cpu.st.turn_deadline = vcpu.cpu.cycles + self.cfg.quantum
+                self.vm.running = vcpu
             run = vcpu.run()
+            self.vm.running = None
+            if run.exit_reason in (EXIT_PREEMPTED, EXIT_BLOCKED, EXIT_POWER_OFF):
+                if not smp:                       # the only vCPU switched itself off
+                    reason = "all-off"
+                    break
+                continue
             if run.exit_reason == KVM_EXIT_MMIO:
                 self._user_mmio(vcpu)
                 continue
@@ -156,13 +193,17 @@ class Machine:
                 reason, message = "halted", run.message
                 break
             raise AssertionError(f"unexpected exit reason {run.exit_reason}")
-        vcpu.finish()
+        for v in self.vcpus:
+            v.finish()
         self.console.flush()
-        if reason == "shutdown" or (reason == "reset" and self.cfg.no_reboot):
+        if reason in ("shutdown", "all-off") or (reason == "reset" and self.cfg.no_reboot):
             status = self.console.exit_status if self.console.exit_status is not None else 0
         else:
             status = 3
-        cpu = vcpu.cpu
-        return RunResult(status, reason, message, self.console, cpu.insns, cpu.cycles, vcpu.stats.rows(),
+        cpus = self.host.pcpus
+        stats = self.vcpus[0].stats.rows() if not smp else [
+            {"vCPU": v.index, **row} for v in self.vcpus for row in v.stats.rows()]
+        return RunResult(status, reason, message, self.console, sum(c.insns for c in cpus),
+                         max(c.cycles for c in cpus), stats,
                          dict(self.vm.counters), list(self.vm.guest_errors), self.profile.name,
                          self.resets, {"stage2_pages": self.vm.stage2.mapped_pages})

@@ -25,6 +25,7 @@ from gic.v2_hyp import GichV2
 ARM_EXCEPTION_TRAP = 1
 ARM_EXCEPTION_IRQ = 0
 EXIT_INSN_LIMIT = -1
+EXIT_TURN = -2          # SMP: the pCPU's turn ended; the guest stays loaded, nothing switched
 
 
 class Exit:
@@ -99,22 +100,30 @@ class Lowvisor:
         self.ledger.charge(LOWVISOR, "EL2 vector: read ESR_EL2, branch to exit path", self._c_vec_guest)
         return Exit(ARM_EXCEPTION_TRAP, esr, 0, 0, pc, t)
 
-    def run(self, ctx: VcpuContext) -> Exit:
-        """__kvm_vcpu_run: called from the highvisor by HVC; returns the next exit."""
+    def run(self, ctx: VcpuContext, resume: bool = False) -> Exit:
+        """__kvm_vcpu_run: called from the highvisor by HVC; returns the next exit.
+        `resume`: continue a guest whose turn ended (it never left the pCPU)."""
         led = self.ledger
-        led.charge_steps(*self._hvc_in_steps)
-        self.ws.enter_guest(ctx, self.host)
-        self.engine_el2.sync(self.el2)
-        led.charge(HW, "ERET to guest", self._c_eret)
-        self.entered_at = self.cpu.cycles
-        if self.cpu.st.vi_asserted and not ctx.pstate & PSR_I:
-            # The core takes the virtual IRQ at once; the fast path charges the entry
-            # when the handler's first block starts (it is the hardware that vectors it).
-            led.note(HW, "vIRQ: exception entry to EL1 (VBAR_EL1 + 0x280/0x480)", self.cpu.st.virq_entry_cost)
-        self._exit = None
         st = self.cpu.st
-        self.cpu.run(ctx.pc)
+        if resume:
+            pc = self.cpu.pc()
+        else:
+            led.charge_steps(*self._hvc_in_steps)
+            self.ws.enter_guest(ctx, self.host)
+            self.engine_el2.sync(self.el2)
+            led.charge(HW, "ERET to guest", self._c_eret)
+            self.entered_at = self.cpu.cycles
+            if st.vi_asserted and not ctx.pstate & PSR_I:
+                # The core takes the virtual IRQ at once; the fast path charges the entry
+                # when the handler's first block starts (it is the hardware that vectors it).
+                led.note(HW, "vIRQ: exception entry to EL1 (VBAR_EL1 + 0x280/0x480)", st.virq_entry_cost)
+            pc = ctx.pc
+        self._exit = None
+        st.turn_over = 0
+        self.cpu.run(pc)
         ex = self._exit
+        if ex is None and not st.trap_esr and not st.irq_pending and st.turn_over and not self.cpu.limit_hit:
+            return Exit(EXIT_TURN, t_trap=self.cpu.cycles)
         if ex is None and st.trap_esr:
             ex = self._fastpath_trap()
         if ex is None and st.irq_pending:

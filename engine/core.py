@@ -47,7 +47,7 @@ class PhysicalCpu:
         self.uch = self.uc._uch
         st = self.st = ffi.new("struct av_cpu *")
         st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
-        st.insn_limit = st.timer_deadline = st.host_deadline = NEVER
+        st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
         self._hooks = []
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
@@ -227,6 +227,9 @@ class PhysicalCpu:
         self.uc.ctl_remove_cache(start, end)
 
     # --- execution -----------------------------------------------------------
+    def pc(self) -> int:
+        return self.uc.reg_read(A.UC_ARM64_REG_PC)
+
     def run(self, pc: int) -> None:
         """Execute from `pc` until something stops the engine (an EL2 exception, the limit)."""
         self.fault = None

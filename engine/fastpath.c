@@ -59,6 +59,9 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         /* An IRQ to EL2 (HCR_EL2.IMO) at this instruction boundary. */
         c->irq_pending = 1;
         uc_emu_stop(uc);
+    } else if (now >= c->turn_deadline && !c->turn_over) {
+        c->turn_over = 1;
+        uc_emu_stop(uc);
     }
     if (c->vi_asserted) {
         uint64_t vbar = 0;

@@ -20,6 +20,10 @@ struct av_cpu {
     uint64_t timer_masked;     /* its physical PPI is active at the GIC: no new assertion */
     uint64_t host_deadline;    /* host events: soft timers, IPIs */
     uint64_t irq_pending;      /* set when a deadline stopped the engine */
+    /* SMP: pCPUs run in turns of virtual time.  The end of a turn pauses the engine
+     * (no architectural event, nothing charged); the next turn resumes it. */
+    uint64_t turn_deadline;
+    uint64_t turn_over;
     /* System-register accesses that must trap to EL2 but that the core cannot trap
      * (no FEAT_ECV): raised from the hook as an EC 0x18 exit. */
     /* Virtual IRQs are vectored by the core itself (HCR_EL2.VI) with no hook: the

@@ -144,6 +144,7 @@ class Vgic(VgicV3Mixin):
         self.ctlr = 0
         self.unhandled: list[tuple[int, bool]] = []     # the bus drains this list: never rebind it
         self.on_hw_deactivate: Callable[[int, int], None] | None = None
+        self.on_kick: Callable[[int], None] | None = None        # vCPU with something new pending
         self.private = [[self._new_private(v, i) for i in range(NR_PRIVATE)] for v in range(nr_vcpus)]
         self.spis = [IrqState(intid=i) for i in range(NR_PRIVATE, self.nr_irqs)]
         self.ap_list: list[list[IrqState]] = [[] for _ in range(nr_vcpus)]
@@ -254,6 +255,12 @@ class Vgic(VgicV3Mixin):
         irq = self._irq(intid, vcpu)
         irq.hw, irq.pintid = True, pintid
 
+    def _kick(self, vcpus) -> None:
+        """Tell the host which vCPUs have something new pending (KVM's kvm_vcpu_kick)."""
+        if self.on_kick is not None:
+            for v in vcpus:
+                self.on_kick(v)
+
     def send_sgi(self, source: int, sgi: int, targets: set[int]) -> list[int]:
         """Make SGI `sgi` from `source` pending at each target (as GICD_SGIR does;
         GICv3: one pending bit per target, the source is not recorded).
@@ -273,6 +280,7 @@ class Vgic(VgicV3Mixin):
                 irq.source |= 1 << source
                 kicked.append(t)
             self._update(irq)
+        self._kick(kicked)
         return kicked
 
     # --- the vCPU side -----------------------------------------------------------------------

@@ -106,6 +106,7 @@ class VgicV3Mixin:
                 irq.pending_latch = True
                 kicked.append(t)
                 self._update(irq)
+        self._kick(kicked)
         return kicked
 
     # --- distributor ----------------------------------------------------------------------------

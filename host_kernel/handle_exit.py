@@ -20,6 +20,9 @@ def handle_hvc(vcpu, ex: Exit) -> int:
         if vcpu.trace.on("psci"):
             vcpu.trace.log("psci", f"vcpu{vcpu.index}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
         res = psci.NOT_SUPPORTED
+    if res is psci.POWER_OFF:
+        vcpu.kvm_run.exit_reason = "POWER_OFF"
+        return EXIT_TO_USER
     if isinstance(res, psci.SystemEvent):
         if vcpu.trace.on("psci"):
             vcpu.trace.log("psci", f"vcpu{vcpu.index}: system event {res.type}")

@@ -165,6 +165,8 @@ class Vm:
         self.gic_version = host.gic_version
         self.vgic = Vgic(nr_vcpus=nr_vcpus, nr_lr=host.nr_lr, version=self.gic_version)
         self.vgic.on_hw_deactivate = self._hw_deactivated
+        self.vgic.on_kick = self.kick
+        self.running: Vcpu | None = None
         self.gicc_unhandled: list = []
         self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
                                  InKernelDevice("vgic-dist", self.vgic.dist_read, self.vgic.dist_write,
@@ -187,10 +189,33 @@ class Vm:
                 "gicc-emul", lambda v, o, s: self.vcpus[v].emul_cpuif.read(v, o, s),
                 lambda v, o, s, x: self.vcpus[v].emul_cpuif.write(v, o, s, x), self.gicc_unhandled))
 
-    def kick(self, vcpu: int) -> None:
-        """Make a vCPU notice new pending interrupts (one vCPU: it is the caller, which
-        re-enters through the vGIC flush; kicking other pCPUs arrives with SMP)."""
+    @property
+    def smp(self) -> bool:
+        return len(self.vcpus) > 1
 
+    def now(self) -> int:
+        """Virtual time of whoever is acting: the vCPU the scheduler is running."""
+        return self.running.cpu.cycles if self.running is not None else 0
+
+    def wake(self, vcpu: int) -> None:
+        """A vCPU becomes runnable at the caller's time (PSCI CPU_ON)."""
+        v = self.vcpus[vcpu]
+        now = self.now()
+        if v.cpu.cycles < now:
+            v.cpu.advance_idle(now - v.cpu.cycles)
+        v.blocked_until = None
+
+    def kick(self, vcpu: int) -> None:
+        """kvm_vcpu_kick: a vCPU has something new pending.  Blocked: it wakes at the
+        kicker's time.  Paused mid-guest on its own pCPU: a physical IPI makes it exit
+        as soon as it runs again, and it re-enters with the interrupt in a list register."""
+        v = self.vcpus[vcpu]
+        if v is self.running:
+            return                                # it re-enters through the vGIC flush itself
+        if v.blocked_until is not None:
+            v.blocked_until = min(v.blocked_until, self.now())
+        elif v.paused:
+            v.cpu.st.host_deadline = 0
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
         """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV
         hardware already did it the moment the guest wrote EOIR)."""

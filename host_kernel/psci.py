@@ -38,6 +38,9 @@ class SystemEvent:
     type: int
 
 
+POWER_OFF = object()        # CPU_OFF succeeded: it does not return to the caller
+
+
 Result = int | SystemEvent
 Handler = Callable[["object", list], Result]
 
@@ -64,7 +67,7 @@ def cpu_suspend(vcpu, a) -> Result:
 
 def cpu_off(vcpu, a) -> Result:
     vcpu.power_off()
-    return SUCCESS
+    return POWER_OFF
 
 
 def cpu_on(vcpu, a) -> Result:

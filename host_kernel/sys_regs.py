@@ -52,9 +52,7 @@ def _sgi(allow_group1: bool):
     def access(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
         if p.is_read:
             raise UndefinedAccess(r.reg)
-        vm = vcpu.vm
-        for target in vm.vgic.send_sgi_v3(vcpu.index, vcpu.ctx.x(p.rt), allow_group1=allow_group1):
-            vm.kick(target)
+        vcpu.vm.vgic.send_sgi_v3(vcpu.index, vcpu.ctx.x(p.rt), allow_group1=allow_group1)   # kicks via on_kick
         return None
     return access
 

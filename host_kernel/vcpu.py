@@ -7,7 +7,7 @@ from engine import aarch64
 from engine.ledger import GUEST, HIGHVISOR, USER
 from el2.context import TrapConfig, VcpuContext
 from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI
-from el2.lowvisor import ARM_EXCEPTION_IRQ, Lowvisor
+from el2.lowvisor import ARM_EXCEPTION_IRQ, EXIT_TURN, Lowvisor
 from gic.v2_hyp import VgicV2CpuIf
 from host_kernel import inject, psci
 from host_kernel.arch_timer import VTIMER_INTID, ArchTimer
@@ -24,6 +24,10 @@ KVM_EXIT_MMIO = "MMIO"
 KVM_EXIT_SYSTEM_EVENT = "SYSTEM_EVENT"
 KVM_EXIT_INSN_LIMIT = "INSN_LIMIT"
 KVM_EXIT_HALTED = "HALTED"
+# Scheduler-facing outcomes of KVM_RUN on an SMP VM (a vCPU thread giving up the pCPU).
+EXIT_PREEMPTED = "PREEMPTED"       # the pCPU's turn of virtual time ended
+EXIT_BLOCKED = "BLOCKED"           # WFI with nothing pending: sleep until `blocked_until`
+EXIT_POWER_OFF = "POWER_OFF"       # PSCI CPU_OFF
 
 
 @dataclass
@@ -57,6 +61,9 @@ class Vcpu:
         self.kvm_run = KvmRun()
         self.stats = ExitStats()
         self.powered_on = False
+        self.on_pending = False            # CPU_ON accepted, not yet run (AFFINITY_INFO: ON_PENDING)
+        self.blocked_until: int | None = None
+        self.paused = False                # its turn ended mid-guest: resume without a world switch
         self._pending_sample: tuple[str, int] | None = None
         self._mmio: MmioAccess | None = None
         self._ext_dabt: int | None = None
@@ -125,6 +132,8 @@ class Vcpu:
         return psci.SUCCESS
 
     def affinity_state(self) -> int:
+        if self.on_pending:
+            return psci.AFF_ON_PENDING
         return psci.AFF_ON if self.powered_on else psci.AFF_OFF
 
     # --- helpers for exit handlers -----------------------------------------------------
@@ -149,6 +158,13 @@ class Vcpu:
         if self.vm.vgic.has_pending(self.index):
             return 1
         deadline = self.next_timer_deadline()
+        if self.vm.smp:
+            # Other vCPUs run meanwhile and may kick this one: the scheduler decides when
+            # it wakes (its soft timer or a kick) and jumps its pCPU's time to then.
+            led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
+            self.blocked_until = deadline
+            self.kvm_run.exit_reason = EXIT_BLOCKED
+            return 0
         if deadline == NEVER:
             self.kvm_run.exit_reason = KVM_EXIT_HALTED
             self.kvm_run.message = "vCPU blocked in WFI with no interrupt that could ever wake it"
@@ -221,8 +237,28 @@ class Vcpu:
         self._ext_dabt = addr
 
     # --- KVM_RUN -------------------------------------------------------------------------
+    def wake_up(self, at: int) -> None:
+        """The scheduler wakes a blocked vCPU at virtual time `at` (soft timer or kick)."""
+        now = self.cpu.cycles
+        if at > now and at != NEVER:
+            self.cpu.advance_idle(at - now)
+            self.blocked_cycles += at - now
+        self.blocked_until = None
+        self.ledger.charge_named(HIGHVISOR, "soft timer / kick: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        self.update_timer_levels()
+
     def run(self) -> KvmRun:
         led = self.ledger
+        self.on_pending = False
+        if self.paused:                     # the same guest continues on its pCPU
+            self.paused = False
+            self.kvm_run = KvmRun()
+            ex = self.lowvisor.run(self.ctx, resume=True)
+            if ex.code == EXIT_TURN:
+                self.paused = True
+                self.kvm_run = KvmRun(EXIT_PREEMPTED)
+                return self.kvm_run
+            return self._after_exit(ex)
         if self._mmio is not None:          # kvm_handle_mmio_return
             led.charge_named(USER, "ioctl(KVM_RUN): re-enter the kernel", "kvm_run_ioctl")
             acc, self._mmio = self._mmio, None
@@ -237,19 +273,33 @@ class Vcpu:
             led.charge_named(HIGHVISOR, "run loop: signals, requests, preemption", "run_loop")
             self._flush()
             ex = self.lowvisor.run(self.ctx)
-            if self._pending_sample is not None:
-                name, t = self._pending_sample
-                self.stats.add(name, self.lowvisor.entered_at - t)
-            self._sync()
-            if ex.code == ARM_EXCEPTION_IRQ:      # the host takes it once it unmasks IRQs
-                handle_host_irq(self)
-            name = exit_name(ex)
-            if self.trace.on("exits"):
-                self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
-                                    f"far={ex.far:#x} cycles={ex.t_trap}")
-            self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
-            if handle_exit(self, ex, name) <= 0:
+            if ex.code == EXIT_TURN:
+                self.paused = True
+                self.kvm_run = KvmRun(EXIT_PREEMPTED)
                 return self.kvm_run
+            if self._handle(ex) <= 0:
+                return self.kvm_run
+
+    def _after_exit(self, ex) -> KvmRun:
+        """Continue KVM_RUN after an exit taken in a resumed turn."""
+        if self._handle(ex) <= 0:
+            return self.kvm_run
+        return self.run()
+
+    def _handle(self, ex) -> int:
+        """After __kvm_vcpu_run returned: statistics, vGIC/timer sync, host IRQs, handle_exit."""
+        if self._pending_sample is not None:
+            name, t = self._pending_sample
+            self.stats.add(name, self.lowvisor.entered_at - t)
+        self._sync()
+        if ex.code == ARM_EXCEPTION_IRQ:          # the host takes it once it unmasks IRQs
+            handle_host_irq(self)
+        name = exit_name(ex)
+        if self.trace.on("exits"):
+            self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
+                                    f"far={ex.far:#x} cycles={ex.t_trap}")
+        self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
+        return handle_exit(self, ex, name)
 
     def finish(self) -> None:
         """Close the last exit's sample when the run ends (nothing re-enters the guest)."""

@@ -45,6 +45,7 @@ def test_bad_images(tmp_path, name, content, needle):
     ["run", "-smp", "0", paths.image_path("hello.elf")],
     ["run", "-smp", "two", paths.image_path("hello.elf")],
     ["run", "-smp", "99", paths.image_path("hello.elf")],
+    ["run", "--quantum", "5", paths.image_path("hello.elf")],
     ["run", "-M", "pc", paths.image_path("hello.elf")],
     ["run", "-M", "virt,gic-version=5", paths.image_path("hello.elf")],
     ["run", "-d", "bogus", paths.image_path("hello.elf")],

@@ -1,4 +1,4 @@
-/* armvirt guest runtime: GICv2 / GICv3 helpers (one CPU, no LPIs). */
+/* armvirt guest runtime: GICv2 / GICv3 helpers (per-CPU interfaces, SGIs, no LPIs). */
 #include "runtime.h"
 
 /* QEMU virt / armvirt defaults, used when there is no DTB */
@@ -55,18 +55,14 @@ static inline void isb(void)
     __asm__ volatile("isb" ::: "memory");
 }
 
-static inline uint64_t read_mpidr(void)
-{
-    uint64_t v;
-    __asm__ volatile("mrs %0, mpidr_el1" : "=r"(v));
-    return v;
-}
 
 static struct {
-    int ver;
+    int ver;                /* published last: 0 until dist/cpu are set */
     const char *source;
-    uint64_t dist, cpu;     /* v2: GICC; v3: this CPU's RD_base */
+    uint64_t dist, cpu;     /* v2: GICC (banked per CPU); v3: first redistributor frame */
 } gic;
+static uint64_t rd_base[MAX_CPUS];     /* v3: each CPU's RD_base, found on first use */
+static volatile int dist_enabled;
 
 /* Aff3.Aff2.Aff1.Aff0 packed as in GICR_TYPER[63:32] */
 static uint32_t own_affinity(void)
@@ -94,7 +90,7 @@ static uint64_t find_redist(uint64_t base)
 
 static void gic_detect(void)
 {
-    if (gic.ver)
+    if (*(volatile int *)&gic.ver)
         return;
     uint64_t dist, cpu;
     int ver = fdt_gic(&dist, &cpu);
@@ -116,8 +112,22 @@ static void gic_detect(void)
         cpu = ver == 3 ? GICR_BASE_DEFAULT : GICC_BASE_DEFAULT;
     }
     gic.dist = dist;
-    gic.cpu = ver == 3 ? find_redist(cpu) : cpu;
-    gic.ver = ver;
+    gic.cpu = cpu;
+    __asm__ volatile("dmb ish" ::: "memory");
+    *(volatile int *)&gic.ver = ver;
+}
+
+/* v2: the GICC frame (banked); v3: the calling CPU's redistributor RD_base
+ * (the frame whose GICR_TYPER affinity is this CPU's MPIDR). */
+static uint64_t cpu_if(void)
+{
+    gic_detect();
+    if (gic.ver != 3)
+        return gic.cpu;
+    unsigned me = cpu_id() % MAX_CPUS;
+    if (!rd_base[me])
+        rd_base[me] = find_redist(gic.cpu);
+    return rd_base[me];
 }
 
 int gic_version(void)
@@ -140,8 +150,7 @@ uint64_t gic_dist_base(void)
 
 uint64_t gic_cpu_base(void)
 {
-    gic_detect();
-    return gic.cpu;
+    return cpu_if();
 }
 
 uint32_t gic_read_dist(uint32_t offset)
@@ -156,31 +165,42 @@ static void dist_wait_rwp(void)
         ;
 }
 
+/*
+ * The distributor is enabled by the first call (the boot CPU's, before it
+ * starts the others); every call sets up the CALLING CPU's banked CPU
+ * interface (v2 GICC) or its redistributor and ICC registers (v3).
+ */
 void gic_init(void)
 {
-    gic_detect();
+    uint64_t cpu = cpu_if();
+    int first = !dist_enabled;
     if (gic.ver == 2) {
         /* No Security Extensions: everything stays group 0, signalled as IRQ
          * (GICC_CTLR.FIQEn = 0); EOImode 0: EOIR drops priority and deactivates. */
-        mmio_write32(gic.dist + GICD_CTLR, 1);              /* EnableGrp0 */
-        mmio_write32(gic.cpu + GICC_PMR, PRIO_MASK_DEFAULT);
-        mmio_write32(gic.cpu + GICC_CTLR, 1);               /* EnableGrp0 */
+        if (first)
+            mmio_write32(gic.dist + GICD_CTLR, 1);          /* EnableGrp0 */
+        mmio_write32(cpu + GICC_PMR, PRIO_MASK_DEFAULT);
+        mmio_write32(cpu + GICC_CTLR, 1);                   /* EnableGrp0 */
+        dist_enabled = 1;
         return;
     }
     /* GICv3, affinity routing, group 1 */
-    mmio_write32(gic.dist + GICD_CTLR,
-                 mmio_read32(gic.dist + GICD_CTLR) | GICD_CTLR_ARE | 3);  /* + Grp0/Grp1 */
-    dist_wait_rwp();
-    mmio_write32(gic.cpu + GICR_WAKER, mmio_read32(gic.cpu + GICR_WAKER) & ~GICR_WAKER_PS);
-    for (int i = 0; i < 1000000 && (mmio_read32(gic.cpu + GICR_WAKER) & GICR_WAKER_CA); i++)
+    if (first) {
+        mmio_write32(gic.dist + GICD_CTLR,
+                     mmio_read32(gic.dist + GICD_CTLR) | GICD_CTLR_ARE | 3);  /* + Grp0/Grp1 */
+        dist_wait_rwp();
+    }
+    mmio_write32(cpu + GICR_WAKER, mmio_read32(cpu + GICR_WAKER) & ~GICR_WAKER_PS);
+    for (int i = 0; i < 1000000 && (mmio_read32(cpu + GICR_WAKER) & GICR_WAKER_CA); i++)
         ;
-    mmio_write32(gic.cpu + GICR_IGROUPR0, 0xffffffffu);    /* SGIs + PPIs: group 1 */
+    mmio_write32(cpu + GICR_IGROUPR0, 0xffffffffu);        /* SGIs + PPIs: group 1 */
     SYSREG_WRITE(ICC_SRE_EL1, SYSREG_READ(ICC_SRE_EL1) | 1); /* SRE */
     isb();
     SYSREG_WRITE(ICC_PMR_EL1, PRIO_MASK_DEFAULT);
     SYSREG_WRITE(ICC_CTLR_EL1, SYSREG_READ(ICC_CTLR_EL1) & ~(uint64_t)2);  /* EOImode 0 */
     SYSREG_WRITE(ICC_IGRPEN1_EL1, 1);
     isb();
+    dist_enabled = 1;
 }
 
 void gic_enable_irq(unsigned intid)
@@ -188,7 +208,7 @@ void gic_enable_irq(unsigned intid)
     gic_detect();
     uint32_t bit = 1u << (intid % 32);
     if (gic.ver == 3 && intid < 32) {
-        mmio_write32(gic.cpu + GICR_ISENABLER0, bit);
+        mmio_write32(cpu_if() + GICR_ISENABLER0, bit);
         return;
     }
     if (gic.ver == 3) {                 /* SPI: group 1, routed to this CPU */
@@ -206,7 +226,7 @@ void gic_enable_irq(unsigned intid)
 void gic_set_priority(unsigned intid, unsigned prio)
 {
     gic_detect();
-    uintptr_t reg = (gic.ver == 3 && intid < 32 ? gic.cpu + GICR_IPRIORITYR
+    uintptr_t reg = (gic.ver == 3 && intid < 32 ? cpu_if() + GICR_IPRIORITYR
                                                  : gic.dist + GICD_IPRIORITYR) + (intid & ~3u);
     unsigned shift = 8 * (intid % 4);
     uint32_t v = mmio_read32(reg) & ~(0xffu << shift);
@@ -256,6 +276,37 @@ void gic_send_sgi_self(unsigned sgi)
                | ((m >> 16) & 0xff) << 32               /* Aff2 */
                | (aff0 / 16) << 44                      /* RS */
                | ((m >> 32) & 0xff) << 48;              /* Aff3 */
+    SYSREG_WRITE(ICC_SGI1R_EL1, v);
+    isb();
+}
+
+/* v2: GICD_SGIR, TargetListFilter 0b00 (the list), CPUTargetList bit `cpu`.
+ * v3: ICC_SGI1R_EL1 with Aff0 = cpu (TargetList bit cpu % 16, RS = cpu / 16)
+ *     and the caller's Aff1/Aff2/Aff3 (one cluster). */
+uint64_t gic_sgi_value(unsigned cpu, unsigned sgi)
+{
+    gic_detect();
+    sgi &= 15;
+    if (gic.ver == 2)
+        return (1u << (16 + (cpu & 7))) | sgi;
+    uint64_t m = read_mpidr();
+    return (1ull << (cpu % 16))                         /* TargetList */
+         | ((m >> 8) & 0xff) << 16                      /* Aff1 */
+         | (uint64_t)sgi << 24                          /* INTID */
+         | ((m >> 16) & 0xff) << 32                     /* Aff2 */
+         | (uint64_t)(cpu / 16) << 44                   /* RS */
+         | ((m >> 32) & 0xff) << 48;                    /* Aff3 */
+}
+
+void gic_send_sgi(unsigned cpu, unsigned sgi)
+{
+    uint64_t v = gic_sgi_value(cpu, sgi);
+    /* make this CPU's earlier stores visible to the target's handler first */
+    __asm__ volatile("dsb ish" ::: "memory");
+    if (gic.ver == 2) {
+        mmio_write32(gic.dist + GICD_SGIR, (uint32_t)v);
+        return;
+    }
     SYSREG_WRITE(ICC_SGI1R_EL1, v);
     isb();
 }

@@ -149,12 +149,26 @@ void vprint(const char *fmt, va_list ap)
     }
 }
 
+/*
+ * One print() call's output is never interleaved with another CPU's: print
+ * holds print_lock (owner = MPIDR Aff0 + 1) while it formats.  A print from
+ * an exception taken while this CPU holds the lock (an IRQ handler, or the
+ * UNHANDLED EXCEPTION report) goes ahead without it instead of deadlocking.
+ */
+static spinlock_t print_lock;
+
 void print(const char *fmt, ...)
 {
+    uint32_t me = cpu_id() + 1;
+    int nested = print_lock.v == me;    /* only this CPU stores `me` there */
+    if (!nested)
+        spin_lock_as(&print_lock, me);
     va_list ap;
     va_start(ap, fmt);
     vprint(fmt, ap);
     va_end(ap);
+    if (!nested)
+        spin_unlock(&print_lock);
 }
 
 /* ------------------------------------------------------------------ PSCI */
@@ -226,12 +240,15 @@ static int fdt_looked;
 
 const void *fdt_blob(void)
 {
-    if (!fdt_looked) {
-        fdt_looked = 1;
+    if (!*(volatile int *)&fdt_looked) {   /* published after fdt_cached */
+        const uint8_t *b = NULL;
         if (fdt_valid((uintptr_t)boot_dtb))
-            fdt_cached = (const uint8_t *)(uintptr_t)boot_dtb;
+            b = (const uint8_t *)(uintptr_t)boot_dtb;
         else if (fdt_valid(RAM_BASE_DEFAULT))
-            fdt_cached = (const uint8_t *)RAM_BASE_DEFAULT;
+            b = (const uint8_t *)RAM_BASE_DEFAULT;
+        fdt_cached = b;
+        smp_mb();
+        *(volatile int *)&fdt_looked = 1;
     }
     return fdt_cached;
 }
@@ -293,19 +310,35 @@ static uint64_t read_cells(const uint8_t *p, uint32_t cells)
 /*
  * One walk of the structure block collecting what the runtime needs:
  *   /#address-cells, /#size-cells, first /memory[@..] reg,
- *   /cpus/cpu@0 clock-frequency, the first GIC node under / (version, reg).
+ *   /cpus/cpu@0 clock-frequency, the first GIC node under / (version, reg),
+ *   the number of /cpus/cpu@.. nodes and the reg of the first MAX_CPUS.
+ * The walk fills a local copy that is published (done = 1) only when it is
+ * complete, so a CPU that looks while another is scanning scans itself.
  */
 struct fdt_info {
     int done, have_mem, have_clock, gic_version;
     uint64_t mem_base, mem_size, clock_hz, gic_dist, gic_cpu;
+    unsigned ncpus;
+    uint64_t cpu_reg[MAX_CPUS];
 };
 static struct fdt_info fdt_info;
 
+static void fdt_walk(struct fdt_info *info);
+
 static void fdt_scan(void)
 {
-    if (fdt_info.done)
+    if (*(volatile int *)&fdt_info.done)
         return;
-    fdt_info.done = 1;
+    struct fdt_info t;
+    memset(&t, 0, sizeof(t));
+    fdt_walk(&t);
+    memcpy(&fdt_info, &t, sizeof(t));
+    smp_mb();
+    *(volatile int *)&fdt_info.done = 1;
+}
+
+static void fdt_walk(struct fdt_info *info)
+{
     const uint8_t *blob = fdt_blob();
     if (!blob)
         return;
@@ -315,6 +348,8 @@ static void fdt_scan(void)
     uint32_t addr_cells = 2, size_cells = 2;
     int depth = 0;
     int in_mem = 0, in_cpus = 0, in_cpu0 = 0;   /* depth-tagged flags */
+    int in_cpu = 0;                             /* a /cpus/cpu@.. node */
+    uint32_t cpus_addr_cells = 1;
     int node_gic = 0;                           /* the current depth-2 node */
     const uint8_t *node_reg = NULL;
     uint32_t node_reg_len = 0;
@@ -333,26 +368,29 @@ static void fdt_scan(void)
                 node_gic = 0;
                 node_reg = NULL;
             }
-            if (depth == 2 && node_is(name, "memory") && !fdt_info.have_mem)
+            if (depth == 2 && node_is(name, "memory") && !info->have_mem)
                 in_mem = 1;
             else if (depth == 2 && node_is_exact(name, "cpus"))
                 in_cpus = 1;
-            else if (depth == 3 && in_cpus && node_is_exact(name, "cpu@0"))
-                in_cpu0 = 1;
+            if (depth == 3 && in_cpus && node_is(name, "cpu")) {
+                in_cpu = 1;
+                in_cpu0 = node_is_exact(name, "cpu@0");
+                info->ncpus++;
+            }
         } else if (tok == FDT_END_NODE) {
             if (depth == 2) {
                 in_mem = 0;
                 in_cpus = 0;
                 uint32_t cells = addr_cells + size_cells;
-                if (node_gic && !fdt_info.gic_version && node_reg && addr_cells <= 2 &&
+                if (node_gic && !info->gic_version && node_reg && addr_cells <= 2 &&
                     size_cells <= 2 && node_reg_len >= 4 * (2 * cells)) {
-                    fdt_info.gic_version = node_gic;
-                    fdt_info.gic_dist = read_cells(node_reg, addr_cells);
-                    fdt_info.gic_cpu = read_cells(node_reg + 4 * cells, addr_cells);
+                    info->gic_version = node_gic;
+                    info->gic_dist = read_cells(node_reg, addr_cells);
+                    info->gic_cpu = read_cells(node_reg + 4 * cells, addr_cells);
                 }
             }
             if (depth == 3)
-                in_cpu0 = 0;
+                in_cpu0 = in_cpu = 0;
             if (--depth <= 0)
                 break;
         } else if (tok == FDT_PROP) {
@@ -371,13 +409,21 @@ static void fdt_scan(void)
             else if (in_mem && depth == 2 && streq_n(pname, "reg", 3) &&
                      addr_cells <= 2 && size_cells <= 2 &&
                      len >= 4 * (addr_cells + size_cells)) {
-                fdt_info.mem_base = read_cells(data, addr_cells);
-                fdt_info.mem_size = read_cells(data + 4 * addr_cells, size_cells);
-                fdt_info.have_mem = 1;
+                info->mem_base = read_cells(data, addr_cells);
+                info->mem_size = read_cells(data + 4 * addr_cells, size_cells);
+                info->have_mem = 1;
+            } else if (in_cpus && depth == 2 && len == 4 &&
+                       streq_n(pname, "#address-cells", 14)) {
+                cpus_addr_cells = be32(data);
+            } else if (in_cpu && depth == 3 && streq_n(pname, "reg", 3) &&
+                       cpus_addr_cells >= 1 && cpus_addr_cells <= 2 &&
+                       len >= 4 * cpus_addr_cells) {
+                if (info->ncpus <= MAX_CPUS)
+                    info->cpu_reg[info->ncpus - 1] = read_cells(data, cpus_addr_cells);
             } else if (in_cpu0 && depth == 3 && streq_n(pname, "clock-frequency", 15) &&
                        (len == 4 || len == 8)) {
-                fdt_info.clock_hz = read_cells(data, len / 4);
-                fdt_info.have_clock = 1;
+                info->clock_hz = read_cells(data, len / 4);
+                info->have_clock = 1;
             } else if (depth == 2 && streq_n(pname, "compatible", 10)) {
                 node_gic = gic_compat(data, len);
             } else if (depth == 2 && streq_n(pname, "reg", 3)) {
@@ -421,6 +467,21 @@ int fdt_gic(uint64_t *dist, uint64_t *cpu_or_redist)
     return fdt_info.gic_version;
 }
 
+unsigned fdt_cpu_count(void)
+{
+    fdt_scan();
+    return fdt_info.ncpus;
+}
+
+int fdt_cpu_mpidr(unsigned i, uint64_t *mpidr)
+{
+    fdt_scan();
+    if (i >= fdt_info.ncpus || i >= MAX_CPUS)
+        return 0;
+    *mpidr = fdt_info.cpu_reg[i];
+    return 1;
+}
+
 uint64_t cycles_per_tick(void)
 {
     uint64_t hz = fdt_cpu_clock_hz(), frq = read_cntfrq();
@@ -431,17 +492,17 @@ uint64_t cycles_per_tick(void)
 
 /* ------------------------------------------------------------ exceptions */
 
-static volatile uint64_t irq_entry;
+static volatile uint64_t irq_entry[MAX_CPUS];     /* per CPU (MPIDR Aff0) */
 
 uint64_t irq_entry_ticks(void)
 {
-    return irq_entry;
+    return irq_entry[cpu_id() % MAX_CPUS];
 }
 
 void exc_dispatch(struct exc_frame *f, int kind)
 {
-    if (KIND_IS_IRQ(kind))
-        irq_entry = f->x[18];   /* CNTVCT read by the vector's first instruction */
+    if (KIND_IS_IRQ(kind))      /* CNTVCT read by the vector's first instruction */
+        irq_entry[cpu_id() % MAX_CPUS] = f->x[18];
     if (KIND_IS_SYNC(kind) && sync_handler && sync_handler(f))
         return;
     if (KIND_IS_IRQ(kind) && irq_handler && irq_handler(f))

@@ -148,6 +148,102 @@ static inline void local_irq_disable(void)
 }
 
 /*
+ * SMP.  MPIDR_EL1 of CPU i has Aff0 = i; cpu_id() is that Aff0 (the GICv2 CPU
+ * interface number and the GICv3 TargetList bit of the CPU).
+ */
+#define MPIDR_AFF_MASK      0xff00ffffffull
+static inline uint64_t read_mpidr(void)
+{
+    uint64_t v;
+    __asm__ volatile("mrs %0, mpidr_el1" : "=r"(v));
+    return v;
+}
+static inline unsigned cpu_id(void)
+{
+    return (unsigned)(read_mpidr() & 0xff);
+}
+
+/*
+ * Spinlock: test-and-set with LDAXR/STLXR, released by STLR (no LSE
+ * atomics: -march=armv8-a).  *l is 0 when free, else the owner's value.
+ */
+typedef struct { volatile uint32_t v; } spinlock_t;
+static inline void spin_lock_as(spinlock_t *l, uint32_t owner)
+{
+    uint32_t tmp, fail;
+    __asm__ volatile(
+        "1:     ldaxr   %w[tmp], [%[p]]\n\t"
+        "       cbnz    %w[tmp], 2f\n\t"
+        "       stlxr   %w[fail], %w[own], [%[p]]\n\t"
+        "       cbnz    %w[fail], 1b\n\t"
+        "       b       3f\n"
+        "2:     yield\n\t"              /* held: wait with plain loads */
+        "       ldr     %w[tmp], [%[p]]\n\t"
+        "       cbnz    %w[tmp], 2b\n\t"
+        "       b       1b\n"
+        "3:"
+        : [tmp] "=&r"(tmp), [fail] "=&r"(fail)
+        : [p] "r"(&l->v), [own] "r"(owner)
+        : "memory");
+}
+static inline void spin_lock(spinlock_t *l)
+{
+    spin_lock_as(l, 1);
+}
+static inline void spin_unlock(spinlock_t *l)
+{
+    __asm__ volatile("stlr wzr, [%0]" :: "r"(&l->v) : "memory");
+}
+
+/* *p += v with LDXR/STLXR + DMB (fully ordered, as Linux's atomic_add_return);
+ * returns the new value. */
+static inline uint32_t atomic_add_return(volatile uint32_t *p, uint32_t v)
+{
+    uint32_t res, fail;
+    __asm__ volatile(
+        "1:     ldxr    %w[res], [%[p]]\n\t"
+        "       add     %w[res], %w[res], %w[v]\n\t"
+        "       stlxr   %w[fail], %w[res], [%[p]]\n\t"
+        "       cbnz    %w[fail], 1b\n\t"
+        "       dmb     ish"
+        : [res] "=&r"(res), [fail] "=&r"(fail)
+        : [p] "r"(p), [v] "r"(v)
+        : "memory");
+    return res;
+}
+static inline void smp_mb(void)
+{
+    __asm__ volatile("dmb ish" ::: "memory");
+}
+
+#define PSCI_CPU_OFF            0x84000002u
+#define PSCI_CPU_ON             0xC4000003u     /* SMC64: x1 MPIDR, x2 entry, x3 context id */
+#define PSCI_AFFINITY_INFO      0xC4000004u     /* SMC64: x1 MPIDR, x2 level 0 */
+#define PSCI_SUCCESS            0
+#define PSCI_INVALID_PARAMETERS (-2)
+#define PSCI_ALREADY_ON         (-4)
+#define PSCI_ON_PENDING         (-5)
+#define PSCI_AFF_ON             0
+#define PSCI_AFF_OFF            1
+#define PSCI_AFF_ON_PENDING     2
+
+/*
+ * smp.c.  CPU numbers are indexes into the DTB's /cpus list (cpu 0 = the boot
+ * CPU).  smp_cpu_on(cpu) starts `cpu` at secondary_entry (start.S) with
+ * context id = cpu: it runs secondary_main(cpu) on its own 16 KiB stack with
+ * the runtime's vectors, and calls PSCI CPU_OFF when that returns.  Set
+ * secondary_main before the first smp_cpu_on.
+ */
+extern void (*volatile secondary_main)(unsigned cpu);
+extern char secondary_entry[];
+unsigned smp_cpu_count(void);           /* DTB count (<= MAX_CPUS), else PSCI probe, else 1 */
+const char *smp_cpu_source(void);       /* "dtb", "psci" (AFFINITY_INFO probe) or "default" */
+uint64_t smp_cpu_mpidr(unsigned cpu);   /* DTB reg, else Aff0 = cpu */
+int64_t smp_cpu_on(unsigned cpu);       /* PSCI CPU_ON return value */
+int64_t smp_affinity_info(unsigned cpu);/* PSCI AFFINITY_INFO: 0 ON, 1 OFF, 2 ON_PENDING */
+const char *psci_ret_name(int64_t r);   /* "SUCCESS", "ALREADY_ON", ... */
+
+/*
  * x18 belongs to the runtime (everything is built with -ffixed-x18).  The
  * first instruction of every IRQ vector is `mrs x18, cntvct_el0` (no isb), so
  * x18 holds the handler's entry time; exc_common saves it in the frame
@@ -170,14 +266,22 @@ uint64_t irq_entry_ticks(void);
 int gic_version(void);                  /* 2 or 3 */
 const char *gic_source(void);           /* "dtb" or "probe" */
 uint64_t gic_dist_base(void);
-uint64_t gic_cpu_base(void);            /* v2: GICC; v3: this CPU's redistributor RD_base */
-void gic_init(void);                    /* distributor + CPU interface on, PMR 0xF0 */
+uint64_t gic_cpu_base(void);            /* v2: GICC; v3: the calling CPU's redistributor RD_base */
+/* The calling CPU's CPU interface (v3: its redistributor too), PMR 0xF0; the
+ * first call (the boot CPU's) also enables the distributor.  Call it on every
+ * CPU that takes interrupts; the banked SGI/PPI helpers act on the caller. */
+void gic_init(void);
 void gic_enable_irq(unsigned intid);
 void gic_set_priority(unsigned intid, unsigned prio);
 uint32_t gic_ack(void);                 /* GICC_IAR / ICC_IAR1_EL1 */
 void gic_eoi(uint32_t iar);             /* GICC_EOIR / ICC_EOIR1_EL1 (EOImode 0) */
 uint32_t gic_hppir(void);               /* GICC_HPPIR / ICC_HPPIR1_EL1 */
 void gic_send_sgi_self(unsigned sgi);
+/* SGI to CPU `cpu` (v2: CPUTargetList bit cpu; v3: Aff0 = cpu, Aff3.Aff2.Aff1
+ * of the caller).  gic_sgi_value() is the GICD_SGIR (v2) or ICC_SGI1R_EL1 (v3)
+ * value that gic_send_sgi() writes, for images that time the write itself. */
+uint64_t gic_sgi_value(unsigned cpu, unsigned sgi);
+void gic_send_sgi(unsigned cpu, unsigned sgi);
 uint32_t gic_read_dist(uint32_t offset);
 
 /* FDT (validated lazily: boot_dtb, else a probe of RAM base) */
@@ -189,6 +293,10 @@ uint64_t cycles_per_tick(void);                 /* clock-frequency / CNTFRQ, >= 
  * under the root: returns 2, 3 or 0 (none), with its first two reg bases
  * (v2: GICD, GICC; v3: GICD, first redistributor). */
 int fdt_gic(uint64_t *dist, uint64_t *cpu_or_redist);
+/* Number of cpu@ nodes under /cpus (0 without a DTB), and the reg (MPIDR
+ * affinity) of the i-th of the first MAX_CPUS (in DTB order). */
+unsigned fdt_cpu_count(void);
+int fdt_cpu_mpidr(unsigned i, uint64_t *mpidr);  /* 1 if the DTB lists it */
 
 /* Freestanding string helpers */
 void *memset(void *d, int c, size_t n);

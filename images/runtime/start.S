@@ -150,6 +150,54 @@ exc_common:
     eret
     .size exc_common, . - exc_common
 
+/*
+ * Secondary CPU entry (smp.c passes it to PSCI CPU_ON): EL1h, MMU off, DAIF
+ * masked, x0 = context id = this CPU's number (1..MAX_CPUS-1).  Takes the
+ * stack secondary_stacks[x0], enables FP/SIMD, installs the vectors and calls
+ * the C function pointer secondary_main(cpu) set by the boot CPU; when that
+ * returns (or is NULL, or x0 is out of range) the CPU calls PSCI CPU_OFF.
+ * Own sections, so images that never start a CPU do not link the 128 KiB of
+ * stacks (--gc-sections).
+ */
+    .section .text.secondary_entry, "ax"
+    .balign 4
+    .global secondary_entry
+    .type secondary_entry, %function
+secondary_entry:
+    msr     spsel, #1
+    mov     x19, x0
+    cmp     x19, #MAX_CPUS
+    b.hs    8f                      /* no stack for it: straight to CPU_OFF */
+    ldr     x1, =secondary_stacks
+    add     x2, x19, #1
+    add     x1, x1, x2, lsl #SECONDARY_STACK_SHIFT
+    mov     sp, x1                  /* top of secondary_stacks[cpu] */
+
+    mrs     x1, cpacr_el1           /* FPEN = 0b11 */
+    orr     x1, x1, #(3 << 20)
+    msr     cpacr_el1, x1
+    ldr     x1, =exc_vectors
+    msr     vbar_el1, x1
+    isb
+
+    ldr     x1, =secondary_main
+    ldr     x1, [x1]
+    cbz     x1, 8f
+    mov     x0, x19                 /* secondary_main(cpu) */
+    blr     x1
+8:  ldr     x0, =PSCI_CPU_OFF_FN
+    hvc     #0                      /* CPU_OFF: does not return on success */
+9:  wfi
+    b       9b
+    .size secondary_entry, . - secondary_entry
+    .ltorg
+
+    .section .bss.secondary_stacks, "aw", %nobits
+    .balign 16
+    .global secondary_stacks
+secondary_stacks:
+    .space  MAX_CPUS * SECONDARY_STACK_SIZE
+
 /* 64 KiB boot stack (SP_EL1), 16-byte aligned */
     .section .bss.stack, "aw", %nobits
     .balign 16
