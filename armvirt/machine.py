@@ -166,7 +166,11 @@ class Machine:
                     break
                 if vcpu.blocked_until is not None:
                     vcpu.wake_up(vcpu.blocked_until)
-                vcpu.cpu.st.turn_deadline = vcpu.cpu.cycles + self.cfg.quantum
+                # A turn may not run more than a quantum ahead of any other vCPU that is
+                # still running: shared-memory waits between vCPUs stay causal within it.
+                others = [v.cpu.cycles for v in self.vcpus
+                          if v is not vcpu and v.powered_on and v.blocked_until is None]
+                vcpu.cpu.st.turn_deadline = min([vcpu.cpu.cycles] + others) + self.cfg.quantum
                 self.vm.running = vcpu
             run = vcpu.run()
             self.vm.running = None

@@ -19,19 +19,28 @@ BENCH_RE = re.compile(r"^BENCH (\S+) avg_cycles=(\d+) iterations=(\d+)")
 
 def last_tagged(tag: str):
     """The path is one whole trap: the last recorded exit with this tag."""
-    def select(segments: list[Segment]) -> list:
+    def select(by_vcpu: list[list[Segment]]) -> list:
+        segments = by_vcpu[0]
         chosen = [s for s in segments if s.tag == tag]
         return chosen[-1].steps if chosen else []
     return select
 
 
-def irq_delivery(segments: list[Segment]) -> list:
+def _virq_cut(steps: list) -> int | None:
+    for i, st in enumerate(steps):
+        if st.what.startswith("vIRQ: exception entry"):
+            return i + 1
+    return None
+
+
+def irq_delivery(by_vcpu: list[list[Segment]]) -> list:
     """From the timer deadline to the first instruction of the guest's IRQ handler."""
+    segments = by_vcpu[0]
     for seg in reversed(segments):
         if seg.tag == "IRQ":
-            for i, st in enumerate(seg.steps):
-                if st.what.startswith("vIRQ: exception entry"):
-                    return seg.steps[:i + 1]
+            cut = _virq_cut(seg.steps)
+            if cut is not None:
+                return seg.steps[:cut]
     return []
 
 
@@ -42,12 +51,29 @@ ACK_EOI_STEPS = (("GICV_IAR read", "GICV_EOIR write"), ("ICV read S3_0_C12_C12_0
 ACK_EOI_TRAPS = ((f"mmio:{GICC_IAR:#x}", f"mmio:{GICC_EOIR:#x}"), ("sys:ICC_IAR1_EL1", "sys:ICC_EOIR1_EL1"))
 
 
-def ack_and_eoi(segments: list[Segment]) -> list:
+def virtual_ipi(by_vcpu: list[list[Segment]]) -> list:
+    """vCPU0 sends an SGI (a trap) to vCPU1, asleep in WFI: the sender's path up to the
+    kick, then the receiver's from its wake-up to the first instruction of its handler."""
+    send = next((seg for seg in reversed(by_vcpu[0])
+                 if any(st.what == "kvm_vcpu_kick(vCPU1)" for st in seg.steps)), None)
+    if send is None:
+        return []
+    k = next(i for i, st in enumerate(send.steps) if st.what == "kvm_vcpu_kick(vCPU1)")
+    for seg in reversed(by_vcpu[1]):
+        w = next((i for i, st in enumerate(seg.steps) if "kvm_vcpu_wake_up" in st.what), None)
+        cut = _virq_cut(seg.steps)
+        if w is not None and cut is not None and cut > w:
+            return send.steps[:k + 1] + seg.steps[w:cut]
+    return []
+
+
+def ack_and_eoi(by_vcpu: list[list[Segment]]) -> list:
     """Acknowledge + EOI of the last measured pair.  With a vGIC they are accesses to the
     virtual CPU interface inside whatever trap segment is open; without one, each is its
     own trap.  The instructions themselves are in the guest's baseline loop too (as
     LDR/STR on RAM, or NOPs on GICv3), so guest instruction steps are left out, as the
     guest's subtraction leaves them out."""
+    segments = by_vcpu[0]
     steps = [st for seg in segments for st in seg.steps]
     for ack, eoi in ACK_EOI_STEPS:
         for i in range(len(steps) - 1, 0, -1):
@@ -66,9 +92,10 @@ def ack_and_eoi(segments: list[Segment]) -> list:
 class PathSpec:
     name: str
     image: str
-    select: object      # segments -> the ordered steps of this path
+    select: object      # per-vCPU segments -> the ordered steps of this path
     bench: str          # the guest's BENCH name
     description: str
+    config: tuple = ()  # machine settings the path needs, e.g. (("smp", 2),)
 
 
 PATHS = {
@@ -82,6 +109,9 @@ PATHS = {
                     "virtual timer deadline to the guest's IRQ handler: IRQ exit, host GIC, LR with HW bit"),
     "eoi": PathSpec("eoi", "eoi.elf", ack_and_eoi, "eoi",
                     "guest acknowledge + EOI of a pending interrupt (GICC_IAR, GICC_EOIR)"),
+    "ipi": PathSpec("ipi", "ipi.elf", virtual_ipi, "ipi",
+                    "vCPU0 sends an SGI to vCPU1 asleep in WFI: trap, kick, wake-up, LR, vIRQ",
+                    (("smp", 2),)),
 }
 
 
@@ -117,16 +147,17 @@ class PathError(RuntimeError):
 
 def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None) -> PathRun:
     spec = PATHS[name]
-    cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000, **(cfg_overrides or {}))
+    cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
+                        **{**dict(spec.config), **(cfg_overrides or {})})
     m = Machine(cfg, profile, console=Console(echo=False))
-    ledger = m.vcpus[0].ledger
-    segments = ledger.start_recording()
+    by_vcpu = [v.ledger.start_recording() for v in m.vcpus]
     result = m.run()
-    ledger.stop_recording()
+    for v in m.vcpus:
+        v.ledger.stop_recording()
     if result.status != 0:
         raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")
     # Every measured iteration took the same path; the last one is steady state.
-    steps = spec.select(segments)
+    steps = spec.select(by_vcpu)
     if not steps:
         raise PathError(f"{spec.image} never took the {spec.name} path")
     seg = Segment(steps, spec.name)

@@ -157,6 +157,27 @@ def bench_timer_guest(rounds: int, profile, raw_mips: float) -> dict:
             "mips_ratio": mips / raw_mips}
 
 
+def bench_spinlock(profile) -> dict:
+    """spinlock.elf on 1 and on 4 vCPUs (one pCPU each, in deterministic turns):
+    guest instructions per host second."""
+    from armvirt.machine import Machine, MachineConfig
+    out = {}
+    for n in (1, 4):
+        m = Machine(MachineConfig(kernel=os.path.join(IMAGES, "spinlock.elf"), smp=n), profile,
+                    console=Console(echo=False))
+        gc.collect()
+        t0 = time.perf_counter()
+        res = m.run()
+        dt = time.perf_counter() - t0
+        line = next((l for l in res.console.lines if "ok=" in l), "")
+        if res.status != 0 or "ok=1" not in line:
+            sys.exit(f"spinlock on {n} vCPUs failed: {res.reason} {line}")
+        out[n] = {"insns": res.insns, "seconds": dt, "insns_per_s": res.insns / dt}
+    print(f"spinlock: vcpus=1 insns_per_s={out[1]['insns_per_s']:.0f} "
+          f"vcpus=4 insns_per_s={out[4]['insns_per_s']:.0f}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small round count and storm, for CI smoke runs")
@@ -169,11 +190,12 @@ def main() -> None:
     compute = bench_compute(rounds, profile)
     timer = bench_timer_guest(rounds, profile, compute["raw_mips"])
     print(f"timer-guest: mips_ratio={timer['mips_ratio']:.2f}")
+    spin = bench_spinlock(profile)
     storm = bench_hypercalls(QUICK_STORM_S if args.quick else STORM_S, profile)
     ratio, rate = compute["mips_ratio"], storm["hypercalls_per_s"]
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"quick": args.quick, "compute": compute, "timer_guest": timer, "hypercall_storm": storm,
+            json.dump({"quick": args.quick, "compute": compute, "timer_guest": timer, "spinlock": spin, "hypercall_storm": storm,
                        "mips_ratio": ratio, "hypercalls_per_s": rate}, f, indent=2)
             f.write("\n")
     print(f"engine: mips_ratio={ratio:.2f} hypercalls_per_s={rate:.0f}")

@@ -212,6 +212,8 @@ class Vm:
         v = self.vcpus[vcpu]
         if v is self.running:
             return                                # it re-enters through the vGIC flush itself
+        if self.running is not None:
+            self.running.ledger.note("highvisor EL1", f"kvm_vcpu_kick(vCPU{vcpu})", 0)
         if v.blocked_until is not None:
             v.blocked_until = min(v.blocked_until, self.now())
         elif v.paused:
