@@ -166,6 +166,9 @@ static inline unsigned cpu_id(void)
 /*
  * Spinlock: test-and-set with LDAXR/STLXR, released by STLR (no LSE
  * atomics: -march=armv8-a).  *l is 0 when free, else the owner's value.
+ * Waiters spin on plain loads, without WFE (not trappable under armvirt) or
+ * YIELD (under QEMU's -icount round-robin a vCPU that executes YIELD may not
+ * be scheduled again while another one spins).
  */
 typedef struct { volatile uint32_t v; } spinlock_t;
 static inline void spin_lock_as(spinlock_t *l, uint32_t owner)
@@ -177,8 +180,7 @@ static inline void spin_lock_as(spinlock_t *l, uint32_t owner)
         "       stlxr   %w[fail], %w[own], [%[p]]\n\t"
         "       cbnz    %w[fail], 1b\n\t"
         "       b       3f\n"
-        "2:     yield\n\t"              /* held: wait with plain loads */
-        "       ldr     %w[tmp], [%[p]]\n\t"
+        "2:     ldr     %w[tmp], [%[p]]\n\t"  /* held: wait with plain loads */
         "       cbnz    %w[tmp], 2b\n\t"
         "       b       1b\n"
         "3:"

@@ -31,7 +31,7 @@ static void secondary(unsigned cpu)
 {
     check_in(cpu);
     while (!release)            /* stay on until the boot CPU has checked */
-        __asm__ volatile("yield");
+        ;
     /* return: secondary_entry calls PSCI CPU_OFF */
 }
 

@@ -26,7 +26,7 @@ static volatile uint32_t started, go, done;
 static void work(void)
 {
     while (!go)
-        __asm__ volatile("yield");
+        ;
     for (unsigned i = 0; i < ITER; i++) {
         spin_lock(&lock);
         uint64_t c = counter;           /* non-atomic read-modify-write */

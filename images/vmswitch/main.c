@@ -5,14 +5,18 @@
  * Hypercall 0x4b000010 ("pass the baton"): the hypervisor switches to the
  * other VM on the same physical CPU, which runs until it makes the same call,
  * and then switches back, so the call returns after one switch each way.
- * Each call is timed on its own, cpu 0 only:
- *     isb; mrs t0, cntvct_el0; mov w0, #0x4b000010; hvc #0; isb; mrs t1, cntvct_el0
+ * Each call is timed on its own, cpu 0 only (w0 = 0x4b000010 set before):
+ *     isb; mrs t0, cntvct_el0; hvc #0; isb; mrs t1, cntvct_el0
  * One round trip t1 - t0 = switch to the peer + the peer's code between the
- * return of its previous call and its next call (this loop's bookkeeping, a
- * few tens of instructions) + switch back.  WARMUP calls come first (the very
- * first ones also cover the peer's boot up to its first call) and COOLDOWN
- * untimed calls come last, so that each timed call is answered by a call of
- * the peer's steady loop, whichever VM finishes first.  Prints
+ * return of its previous call and its next call (this loop's bookkeeping:
+ * about a dozen instructions, isb/mrs/sub/two stores/loop/mov/isb/mrs) +
+ * switch back.  WARMUP untimed calls come first (the first one also covers
+ * the peer's boot up to its first call) and COOLDOWN untimed calls last, so
+ * that each timed call of either VM is answered by a call of the peer's timed
+ * loop or just after it.  The very last call of the VM that started second
+ * has no call of the peer left to answer it: the hypervisor must return it
+ * (with -1, say) once the peer has powered off; its value is not looked at.
+ * Prints
  *     vmswitch: round_trip avg_cycles=<r> min_cycles=.. max_cycles=..
  *     BENCH vm_switch avg_cycles=<r/2> iterations=<k>
  * with r = round(sum(t1 - t0) * cycles_per_tick / k): one switch is half a
@@ -37,10 +41,10 @@ static int64_t baton(uint64_t *dt)
 {
     register uint64_t x0 __asm__("x0");
     uint64_t t0, t1;
-    __asm__ volatile("isb\n\t"
-                     "mrs   %[t0], cntvct_el0\n\t"
-                     "movz  w0, #0x4b00, lsl #16\n\t"
+    __asm__ volatile("movz  w0, #0x4b00, lsl #16\n\t"
                      "movk  w0, #0x0010\n\t"
+                     "isb\n\t"
+                     "mrs   %[t0], cntvct_el0\n\t"
                      "hvc   #0\n\t"
                      "isb\n\t"
                      "mrs   %[t1], cntvct_el0"
