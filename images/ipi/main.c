@@ -33,23 +33,14 @@
 
 static volatile uint32_t ready, stop, ack;
 static volatile uint64_t entry;                 /* cpu 1's handler entry time */
-static volatile uint32_t received, spurious, unexpected, last_unexpected, bad_source;
+static volatile uint32_t received, bad_source;
 
 static int irq(struct exc_frame *f)
 {
     (void)f;
-    uint32_t iar = gic_ack();
-    uint32_t id = GIC_INTID(iar);
-    if (id == GIC_SPURIOUS) {
-        spurious++;
+    uint32_t iar = gic_ack_wanted(SGI);
+    if (iar == GIC_NOT_WANTED)
         return 1;
-    }
-    if (id != SGI) {
-        unexpected++;
-        last_unexpected = id;
-        gic_eoi(iar);
-        return 1;
-    }
     entry = irq_entry_ticks();
     if (gic_version() == 2 && ((iar >> 10) & 7) != 0)   /* source CPU: cpu 0 */
         bad_source++;
@@ -162,14 +153,14 @@ int main(void)
     uint64_t avg = counted ? (sum * cpt + counted / 2) / counted : 0;
     print("ipi: sent=%u received=%u lost=%u spurious=%u unexpected=%u min_ticks=%ld max_ticks=%ld "
           "sum_ticks=%lu cycles_per_tick=%lu\n",
-          sent, got, lost, spurious, unexpected, lmin, lmax, sum, cpt);
+          sent, got, lost, irq_tally.spurious, irq_tally.unexpected, lmin, lmax, sum, cpt);
     int errors = 0;
     if (lost || got != sent) {
         print("ipi: ERROR: %u of %u SGIs did not arrive\n", sent - got, sent);
         errors++;
     }
-    if (unexpected) {
-        print("ipi: ERROR: %u unexpected interrupts (last INTID %u)\n", unexpected, last_unexpected);
+    if (irq_tally.unexpected) {
+        print("ipi: ERROR: %u unexpected interrupts (last INTID %u)\n", irq_tally.unexpected, irq_tally.last_unexpected);
         errors++;
     }
     if (bad_source) {

@@ -28,22 +28,13 @@
 #define PRIO    0xA0u
 
 static volatile uint64_t spin_pc, latency;
-static volatile uint32_t fired, retries, spurious, unexpected, last_unexpected;
+static volatile uint32_t fired, retries;
 
 static int irq(struct exc_frame *f)
 {
-    uint32_t iar = gic_ack();
-    uint32_t id = GIC_INTID(iar);
-    if (id == GIC_SPURIOUS) {
-        spurious++;
+    uint32_t iar = gic_ack_wanted(INTID_VTIMER);
+    if (iar == GIC_NOT_WANTED)
         return 1;
-    }
-    if (id != INTID_VTIMER) {
-        unexpected++;
-        last_unexpected = id;
-        gic_eoi(iar);
-        return 1;
-    }
     uint64_t entry = irq_entry_ticks();
     uint64_t cval = cntv_cval_read();
     cntv_ctl_write(CNTV_CTL_ENABLE | CNTV_CTL_IMASK);   /* no refire after the EOI */
@@ -107,10 +98,10 @@ int main(void)
     uint64_t avg = (sum * cpt + ITER / 2) / ITER;
     print("irq_latency: gic=v%d (%s) deadline=+%u ticks min_ticks=%lu max_ticks=%lu sum_ticks=%lu "
           "cycles_per_tick=%lu retries=%u spurious=%u\n",
-          gic_version(), gic_source(), DELAY, lmin, lmax, sum, cpt, retries, spurious);
-    if (unexpected) {
+          gic_version(), gic_source(), DELAY, lmin, lmax, sum, cpt, retries, irq_tally.spurious);
+    if (irq_tally.unexpected) {
         print("irq_latency: ERROR: %u unexpected interrupts (last INTID %u)\n",
-              unexpected, last_unexpected);
+              irq_tally.unexpected, irq_tally.last_unexpected);
         return 1;
     }
     print("irq_latency: min_cycles=%lu max_cycles=%lu\n", lmin * cpt, lmax * cpt);

@@ -241,6 +241,25 @@ uint32_t gic_ack(void)
     return mmio_read32(gic.cpu + GICC_IAR);
 }
 
+struct irq_tally irq_tally;
+
+uint32_t gic_ack_wanted(unsigned want)
+{
+    uint32_t iar = gic_ack();
+    uint32_t id = GIC_INTID(iar);
+    if (id >= 1020) {                   /* IHI 0048B 3.2.5 / IHI 0069 2.2.1: not completed */
+        irq_tally.spurious++;
+        return GIC_NOT_WANTED;
+    }
+    if (id != want) {
+        irq_tally.unexpected++;
+        irq_tally.last_unexpected = id;
+        gic_eoi(iar);
+        return GIC_NOT_WANTED;
+    }
+    return iar;
+}
+
 void gic_eoi(uint32_t iar)
 {
     gic_detect();

@@ -276,6 +276,14 @@ void gic_init(void);
 void gic_enable_irq(unsigned intid);
 void gic_set_priority(unsigned intid, unsigned prio);
 uint32_t gic_ack(void);                 /* GICC_IAR / ICC_IAR1_EL1 */
+/* The first step of an image's IRQ handler: acknowledge, and deal with whatever
+ * is not `want` - a special INTID 1020-1023 (spurious: nothing to complete) or
+ * another interrupt (counted and completed).  Returns the raw IAR of `want`, for
+ * gic_eoi(), or GIC_NOT_WANTED. */
+#define GIC_NOT_WANTED      0xffffffffu
+struct irq_tally { volatile uint32_t spurious, unexpected, last_unexpected; };
+extern struct irq_tally irq_tally;
+uint32_t gic_ack_wanted(unsigned want);
 void gic_eoi(uint32_t iar);             /* GICC_EOIR / ICC_EOIR1_EL1 (EOImode 0) */
 uint32_t gic_hppir(void);               /* GICC_HPPIR / ICC_HPPIR1_EL1 */
 void gic_send_sgi_self(unsigned sgi);

@@ -23,25 +23,16 @@
 #define PRIO        0xA0u
 #define MAX_REPORTS 10
 
-static volatile uint32_t count, istatus_ones, spurious, unexpected, last_unexpected;
+static volatile uint32_t count, istatus_ones;
 static uint64_t entry[NIRQ], deadline[NIRQ];
 static uint64_t next_cval;
 
 static int irq(struct exc_frame *f)
 {
     (void)f;
-    uint32_t iar = gic_ack();
-    uint32_t id = GIC_INTID(iar);
-    if (id == GIC_SPURIOUS) {
-        spurious++;
+    uint32_t iar = gic_ack_wanted(INTID_VTIMER);
+    if (iar == GIC_NOT_WANTED)
         return 1;
-    }
-    if (id != INTID_VTIMER) {
-        unexpected++;
-        last_unexpected = id;
-        gic_eoi(iar);
-        return 1;
-    }
     if (cntv_ctl_read() & CNTV_CTL_ISTATUS)
         istatus_ones++;
     uint32_t n = count;
@@ -82,7 +73,7 @@ int main(void)
     uint32_t n = count;
     if (n < NIRQ) {
         print("timer: ERROR: only %u of %u interrupts arrived (spurious=%u unexpected=%u)\n",
-              n, (unsigned)NIRQ, spurious, unexpected);
+              n, (unsigned)NIRQ, irq_tally.spurious, irq_tally.unexpected);
         return 1;
     }
 
@@ -118,13 +109,13 @@ int main(void)
     print("timer: interval min=%lu max=%lu avg=%lu ticks; latency min=%ld max=%ld ticks\n",
           dmin, dmax, avg, lmin, lmax);
     print("timer: istatus_in_handler=%u of %u, spurious=%u, unexpected=%u\n",
-          istatus_ones, n, spurious, unexpected);
+          istatus_ones, n, irq_tally.spurious, irq_tally.unexpected);
     if (istatus_ones != n) {
         print("timer: ERROR: CNTV_CTL.ISTATUS read 0 in %u handlers\n", n - istatus_ones);
         ok = 0;
     }
-    if (unexpected) {
-        print("timer: ERROR: %u unexpected interrupts (last INTID %u)\n", unexpected, last_unexpected);
+    if (irq_tally.unexpected) {
+        print("timer: ERROR: %u unexpected interrupts (last INTID %u)\n", irq_tally.unexpected, irq_tally.last_unexpected);
         ok = 0;
     }
     print("timer: interrupts=%u intervals_ok=%d\n", n, ok);

@@ -16,25 +16,17 @@
 #define MAX_LOOPS   3u
 #define PRIO        0xA0u
 
-static volatile uint32_t woken, wakeups, spurious, unexpected, last_unexpected;
+static volatile uint32_t woken, wakeups;
 
 static int irq(struct exc_frame *f)
 {
     (void)f;
-    uint32_t iar = gic_ack();
-    uint32_t id = GIC_INTID(iar);
-    if (id == GIC_SPURIOUS) {
-        spurious++;
+    uint32_t iar = gic_ack_wanted(INTID_VTIMER);
+    if (iar == GIC_NOT_WANTED)
         return 1;
-    }
-    if (id != INTID_VTIMER) {
-        unexpected++;
-        last_unexpected = id;
-    } else {
-        cntv_ctl_write(0);              /* one shot */
-        wakeups++;
-        woken = 1;
-    }
+    cntv_ctl_write(0);                  /* one shot */
+    wakeups++;
+    woken = 1;
     gic_eoi(iar);
     return 1;
 }
@@ -60,7 +52,7 @@ int main(void)
     uint64_t t1 = read_cntvct();
 
     print("wfi: gic=v%d (%s) sleep=%u ticks elapsed_ticks=%lu spurious=%u\n",
-          gic_version(), gic_source(), SLEEP, t1 - t0, spurious);
+          gic_version(), gic_source(), SLEEP, t1 - t0, irq_tally.spurious);
     print("wfi: slept_ticks=%lu wakeups=%u loop_iterations=%lu\n", slept, wakeups, loops);
     int ok = 1;
     if (slept < SLEEP) {
@@ -71,8 +63,8 @@ int main(void)
         print("wfi: ERROR: the wfi loop ran %lu times (> %u): WFI did not wait\n", loops, MAX_LOOPS);
         ok = 0;
     }
-    if (unexpected) {
-        print("wfi: ERROR: %u unexpected interrupts (last INTID %u)\n", unexpected, last_unexpected);
+    if (irq_tally.unexpected) {
+        print("wfi: ERROR: %u unexpected interrupts (last INTID %u)\n", irq_tally.unexpected, irq_tally.last_unexpected);
         ok = 0;
     }
     return ok ? 0 : 1;
