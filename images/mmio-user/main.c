@@ -13,60 +13,16 @@
 #endif
 #define WARMUP 16
 
-static uint64_t mmio_loop(uint64_t n, uint32_t *last)
-{
-    uint64_t t0, t1;
-    uint32_t v;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "mov    x2, %[fr]\n\t"
-        "mov    w1, #0xffffffff\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "ldr    w1, [x2]\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n\t"
-        "mov    %w[v], w1\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
-        : [n] "r"(n), [fr] "r"(UART_BASE + UART_FR)
-        : "x1", "x2", "x19", "cc", "memory");
-    *last = v;
-    return t1 - t0;
-}
-
-static uint64_t baseline_loop(uint64_t n)
-{
-    uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "mov    x2, %[fr]\n\t"
-        "mov    w1, #0xffffffff\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n), [fr] "r"(UART_BASE + UART_FR)
-        : "x1", "x2", "x19", "cc", "memory");
-    return t1 - t0;
-}
-
 int main(void)
 {
     uint64_t cpt = cycles_per_tick();
     uint32_t fr;
 
-    mmio_loop(WARMUP, &fr);
-    baseline_loop(WARMUP);
+    mmio_read32_loop(WARMUP, UART_BASE + UART_FR, &fr);
+    mmio_baseline_loop(WARMUP, UART_BASE + UART_FR);
 
-    uint64_t t = mmio_loop(ITER, &fr);
-    uint64_t b = baseline_loop(ITER);
+    uint64_t t = mmio_read32_loop(ITER, UART_BASE + UART_FR, &fr);
+    uint64_t b = mmio_baseline_loop(ITER, UART_BASE + UART_FR);
     int64_t dticks = (int64_t)(t - b);
     uint64_t avg = 0;
     if (dticks > 0)

@@ -299,6 +299,10 @@ const void *fdt_blob(void);                     /* NULL if none found */
 uint64_t fdt_cpu_clock_hz(void);                /* 0 if absent */
 int fdt_memory(uint64_t *base, uint64_t *size); /* 1 if found, else defaults + 0 */
 uint64_t cycles_per_tick(void);                 /* clock-frequency / CNTFRQ, >= 1 */
+/* n reads of a 32-bit MMIO register between two CNTVCT reads (counter ticks),
+ * and the same loop without the read: their difference is n reads' cost. */
+uint64_t mmio_read32_loop(uint64_t n, uint64_t addr, uint32_t *last);
+uint64_t mmio_baseline_loop(uint64_t n, uint64_t addr);
 /* GIC node (compatible "arm,gic-v3" -> 3, "arm,cortex-a15-gic"/"arm,gic-400" -> 2)
  * under the root: returns 2, 3 or 0 (none), with its first two reg bases
  * (v2: GICD, GICC; v3: GICD, first redistributor). */
