@@ -8,7 +8,6 @@ handle_exit.  It never decides what an exit means.
 """
 from __future__ import annotations
 
-from unicorn import arm64_const as A
 
 from engine.aarch64 import PSR_I
 from engine.core import NEVER, PhysicalCpu
@@ -53,7 +52,6 @@ class Lowvisor:
         self._exit: Exit | None = None
         self.entered_at = 0
         self._hpfar = RegBank(["HPFAR_EL2"], [S.HPFAR_EL2])
-        self._pstate = RegBank(["pstate"], [A.UC_ARM64_REG_PSTATE])
         cpu.el2_vector = self._el2_vector
         c = ledger.costs
         self._c_trap, self._c_eret = c["exc_entry_el2"], c["eret"]
@@ -83,9 +81,6 @@ class Lowvisor:
             e.hpfar = 0                           # UNKNOWN for other classes: report 0
         self._exit = Exit(ARM_EXCEPTION_TRAP, e.esr, e.far, e.hpfar, e.elr, t)
         self.cpu.stop()
-
-    def _guest_pc(self) -> int:
-        return self.cpu.uc.reg_read(A.UC_ARM64_REG_PC)
 
     def _fastpath_trap(self) -> Exit:
         """An MSR/MRS the fast path trapped (EC 0x18): exception entry to EL2 at its address."""
@@ -135,7 +130,7 @@ class Lowvisor:
                 led.note(GUEST, "instructions retired from the deadline to the block boundary", t - deadline)
             led.charge(HW, "IRQ: exception entry to EL2 (HCR_EL2.IMO)", self._c_trap)
             led.charge(LOWVISOR, "EL2 vector: IRQ, branch to exit path", self._c_vec_guest)
-            ex = Exit(ARM_EXCEPTION_IRQ, elr=self._guest_pc(), t_trap=t)
+            ex = Exit(ARM_EXCEPTION_IRQ, elr=self.cpu.pc(), t_trap=t)
         if ex is None:               # stopped without a trap: the instruction limit
             ex = Exit(EXIT_INSN_LIMIT, t_trap=self.cpu.cycles)
         self.ws.exit_guest(ctx, self.host)

@@ -14,7 +14,7 @@ from el2.lowvisor import Lowvisor
 from el2.stage2 import PagePool, Stage2Tables
 from el2.vmid import VmidAllocator
 from armvirt import layout
-from gic.v2_hyp import HCR_EN, GichV2
+from gic.v2_hyp import GichV2
 from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface
 from gic.vgic import Vgic
@@ -36,6 +36,24 @@ class Clocking:
     cpu_hz: int
     cntfrq_hz: int
     cpi: int
+
+
+def deactivate_physical(cpu: PhysicalCpu, pintid: int) -> None:
+    """The guest deactivated a HW-mapped interrupt: the physical one is inactive again."""
+    if pintid == layout.INTID_VIRT_TIMER:
+        cpu.st.timer_masked = 0               # the vtimer PPI may assert again
+
+
+def wire_gic_outputs(cpu: PhysicalCpu, hyp, vcpuif, port) -> None:
+    """The GIC's per-CPU outputs, either version: the virtual IRQ follows the virtual
+    CPU interface, a maintenance condition (HCR.En, bit 0 in GICH_HCR and ICH_HCR_EL2)
+    raises an IRQ to EL2, and a guest EOI of a HW interrupt deactivates the physical one."""
+    def on_change():
+        port.update_line()
+        if hyp.hcr & 1 and hyp.misr:
+            cpu.st.host_deadline = 0          # maintenance interrupt: an IRQ to EL2 now
+    hyp.on_change = on_change
+    vcpuif.on_hw_deactivate = lambda pintid: deactivate_physical(cpu, pintid)
 
 
 class Host:
@@ -80,44 +98,21 @@ class Host:
 
     @staticmethod
     def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:
-        """The GIC's per-CPU hardware: GICV on the physical bus, its virtual IRQ output
-        on the core's input, the maintenance interrupt on the physical GIC, and the
-        deactivation of HW-mapped interrupts (the virtual timer's PPI)."""
+        """GICv2: GICV on the physical bus, where stage 2 maps the guest's GICC."""
         vcpuif = VirtualCpuInterface(gich)
         port = GicvPort(cpu, vcpuif, low.ledger, low.engine_el2.set_virq_line)
-
-        def on_gich_change():
-            port.update_line()
-            if gich.hcr & HCR_EN and gich.misr:
-                cpu.st.host_deadline = 0          # maintenance interrupt: an IRQ to EL2 now
-
-        def on_hw_deactivate(pintid: int):
-            if pintid == layout.INTID_VIRT_TIMER:
-                cpu.st.timer_masked = 0           # the PPI is inactive again at the physical GIC
-        gich.on_change = on_gich_change
-        vcpuif.on_hw_deactivate = on_hw_deactivate
+        wire_gic_outputs(cpu, gich, vcpuif, port)
         port.attach(HOST_GICV_BASE)
         return port
 
     @staticmethod
     def _wire_icv(cpu: PhysicalCpu, ich, low: Lowvisor):
-        """GICv3: the ICV_* system registers answer the guest's ICC_* accesses; the
-        virtual IRQ, maintenance and HW deactivation are wired as for GICv2."""
+        """GICv3: the ICV_* system registers answer the guest's ICC_* accesses."""
         from gic.v3_port import IcvPort
         from gic.v3_vcpuif import VirtualCpuInterfaceV3
         vcpuif = VirtualCpuInterfaceV3(ich)
         port = IcvPort(cpu, vcpuif, low.ledger, low.engine_el2.set_virq_line)
-
-        def on_ich_change():
-            port.update_line()
-            if ich.hcr & 1 and ich.misr:          # ICH_HCR_EL2.En and a maintenance condition
-                cpu.st.host_deadline = 0
-
-        def on_hw_deactivate(pintid: int):
-            if pintid == layout.INTID_VIRT_TIMER:
-                cpu.st.timer_masked = 0
-        ich.on_change = on_ich_change
-        vcpuif.on_hw_deactivate = on_hw_deactivate
+        wire_gic_outputs(cpu, ich, vcpuif, port)
         return port
 
     def create_vm(self, name: str = "vm0", *, nr_vcpus: int = 1, vgic: bool = True,
@@ -221,8 +216,7 @@ class Vm:
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
         """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV
         hardware already did it the moment the guest wrote EOIR)."""
-        if pintid == layout.INTID_VIRT_TIMER:
-            self.vcpus[vcpu].cpu.st.timer_masked = 0
+        deactivate_physical(self.vcpus[vcpu].cpu, pintid)
 
     def add_ram(self, ipa: int, size: int):
         """KVM_SET_USER_MEMORY_REGION: back [ipa, ipa+size) with host memory on every pCPU.

@@ -1,7 +1,7 @@
 """A vCPU and its KVM_RUN loop (KVM arm.c kvm_arch_vcpu_ioctl_run)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from engine import aarch64
 from engine.ledger import GUEST, HIGHVISOR, USER
