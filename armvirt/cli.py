@@ -5,12 +5,13 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 
 from armvirt import paths, profile as profiles, report
 from armvirt.console import Console
 from armvirt.loader import BadImage
-from armvirt.machine import ConfigError, Machine, MachineConfig
+from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
 from engine.trace import CATEGORIES, Tracer
 
 EXIT_USAGE = 2
@@ -107,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
     r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
     r.add_argument("--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
+    r.add_argument("--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
+    r.add_argument("--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-name NAME]'",
+                   help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
@@ -133,48 +137,98 @@ def _load_profile(name: str):
         raise UsageError(str(e)) from None
 
 
-def cmd_run(a) -> int:
+def _vm_spec(text: str, index: int) -> dict:
+    """One --vm: an image and the per-VM options (the host-wide ones stay global)."""
+    vp = _Parser(prog="--vm", add_help=False)
+    vp.add_argument("image")
+    vp.add_argument("-smp", default="1")
+    vp.add_argument("-m", dest="mem", default="128M")
+    vp.add_argument("-append", default="")
+    vp.add_argument("-name", default=None)
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise UsageError(f"--vm {text!r}: {e}") from None
+    try:
+        v = vp.parse_args(words)
+    except UsageError as e:
+        raise UsageError(f"--vm {text!r}: {e}") from None
+    return {"kernel": v.image, "smp": parse_count(v.smp, "-smp"), "ram_size": parse_size(v.mem),
+            "append": v.append, "name": v.name or f"vm{index}"}
+
+
+def _run_configs(a) -> list[MachineConfig]:
     image = a.kernel or a.image
-    if not image:
-        raise UsageError("run: no guest image (give IMAGE or -kernel IMAGE)")
     if a.kernel and a.image:
         raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
+    if not image and not a.vm:
+        raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
     if a.cpu not in ("cortex-a57", "host", "max"):
         raise UsageError(f"-cpu {a.cpu!r}: armvirt models a cortex-a57 class core")
-    cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
-                        gic_version=parse_machine(a.machine), append=a.append,
-                        nr_lr=parse_count(a.lrs, "--lrs"), no_reboot=a.no_reboot,
-                        vgic=not a.no_vgic, vtimer=not a.no_vtimer, quantum=parse_count(a.quantum, "--quantum"),
-                        max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
+    specs = []
+    if image:
+        specs.append({"kernel": image, "ram_size": parse_size(a.mem), "smp": parse_count(a.smp, "-smp"),
+                      "append": a.append, "name": "vm0"})
+    specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
+    names = [sp["name"] for sp in specs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
+    common = dict(gic_version=parse_machine(a.machine), nr_lr=parse_count(a.lrs, "--lrs"),
+                  no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
+                  quantum=parse_count(a.quantum, "--quantum"),
+                  pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
+                  max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
+    return [MachineConfig(**sp, **common) for sp in specs]
+
+
+def _result_json(res) -> dict:
+    return {"status": res.status, "reason": res.reason, "message": res.message,
+            "console": res.console.lines, "guest_instructions": res.insns,
+            "cycles": res.cycles, "profile": res.profile, "exits": res.stats,
+            "counters": res.counters, "guest_errors": res.guest_errors,
+            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets}
+
+
+def _print_summary(res, fmt: str, name: str | None) -> None:
+    out = sys.stdout
+    who = f"{name}: " if name else ""
+    out.write(f"\n==== armvirt: {who}{res.reason}, exit status {res.status}, profile {res.profile}\n")
+    out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
+              f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
+    out.write(report.table(res.stats, fmt) + "\n")
+    for e in res.guest_errors[:10]:
+        out.write(f"guest error: {e}\n")
+    if len(res.guest_errors) > 10:
+        out.write(f"guest error: ... {len(res.guest_errors) - 10} more\n")
+
+
+def cmd_run(a) -> int:
+    cfgs = _run_configs(a)
     cats = parse_debug(a.debug)
     prof = _load_profile(a.profile)
     log = open(a.logfile, "w") if a.logfile else None
+    as_json = a.format == "json"
+    many = len(cfgs) > 1
     try:
-        as_json = a.format == "json"
-        m = Machine(cfg, prof, console=Console(echo=not as_json), trace=Tracer(cats, log))
-        res = m.run()
+        trace = Tracer(cats, log)
+        host = make_host(cfgs[0], prof, trace)
+        machines = [Machine(c, prof, console=Console(echo=not as_json, prefix=f"[{c.name}] " if many else ""),
+                            trace=trace, host=host) for c in cfgs]
+        results = run_machines(machines)
     finally:
         if log:
             log.close()
     if as_json:
-        print(json.dumps({"status": res.status, "reason": res.reason, "message": res.message,
-                          "console": res.console.lines, "guest_instructions": res.insns,
-                          "cycles": res.cycles, "profile": res.profile, "exits": res.stats,
-                          "counters": res.counters, "guest_errors": res.guest_errors,
-                          "stage2_pages": res.extra["stage2_pages"], "resets": res.resets}, indent=2))
+        doc = _result_json(results[0]) if not many else {
+            "vms": [{"name": c.name, **_result_json(r)} for c, r in zip(cfgs, results)]}
+        print(json.dumps(doc, indent=2))
     elif not a.quiet:
-        out = sys.stdout
-        out.write(f"\n==== armvirt: {res.reason}, exit status {res.status}, profile {res.profile}\n")
-        out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
-                  f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
-        out.write(report.table(res.stats, a.format) + "\n")
-        for e in res.guest_errors[:10]:
-            out.write(f"guest error: {e}\n")
-        if len(res.guest_errors) > 10:
-            out.write(f"guest error: ... {len(res.guest_errors) - 10} more\n")
-    if res.message:
-        print(f"armvirt: {res.message}", file=sys.stderr)
-    return res.status
+        for c, res in zip(cfgs, results):
+            _print_summary(res, a.format, c.name if many else None)
+    for c, res in zip(cfgs, results):
+        if res.message:
+            print(f"armvirt: {c.name + ': ' if many else ''}{res.message}", file=sys.stderr)
+    return max(res.status for res in results)
 
 
 def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:

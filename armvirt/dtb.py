@@ -19,7 +19,7 @@ from armvirt.layout import (
     DTB_MAX_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE, GIC_DIST_BASE, GIC_DIST_SIZE,
     GIC_REDIST_BASE, GIC_REDIST_SIZE, GIC_REDIST_STRIDE, INTID_HYP_TIMER,
     INTID_MAINTENANCE, INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
-    PPI_BASE, UART_BASE, UART_SIZE, UART_SPI,
+    PPI_BASE, UART_BASE, UART_SIZE, UART_SPI, BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI,
 )
 
 # Phandles as QEMU allocates them (any unique non-zero value would do).
@@ -194,6 +194,13 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         _words("interrupts", _SPI, UART_SPI, _LEVEL_HI),
         _words("clocks", CLK_PHANDLE, CLK_PHANDLE),
         _strs("clock-names", "uartclk", "apb_pclk"),
+    ))
+
+    root.append(_node(                 # armvirt's I/O latency test device (host_kernel/bench_io.py)
+        f"bench-io@{BENCH_IO_BASE:x}",
+        _strs("compatible", "armvirt,bench-io"),
+        _words("reg", *_cells64(BENCH_IO_BASE, BENCH_IO_SIZE)),
+        _words("interrupts", _SPI, BENCH_IO_SPI, _LEVEL_HI),
     ))
 
     chosen = _node("chosen", _strs("stdout-path", uart))

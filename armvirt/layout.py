@@ -11,6 +11,7 @@
     0x0900_0000 +--------------------+
                 | PL011 UART         |  user-space device (MMIO exit to the VMM)
     0x0A00_0000 | virtio-mmio x32    |
+    0x0B00_0000 | bench-io           |  in-kernel test device with a back end (I/O latency)
     0x4000_0000 +--------------------+
                 | RAM (-m)           |  memory slot, stage-2 mapped on first touch
                 +--------------------+
@@ -27,6 +28,7 @@ GIC_REDIST_BASE, GIC_REDIST_SIZE = 0x080A_0000, 0x00F6_0000
 GIC_REDIST_STRIDE = 0x2_0000
 UART_BASE, UART_SIZE = 0x0900_0000, 0x0000_1000
 VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_COUNT = 0x0A00_0000, 0x200, 32
+BENCH_IO_BASE, BENCH_IO_SIZE = 0x0B00_0000, 0x1000     # free on QEMU virt (virtio ends at 0x0A00_4000)
 RAM_BASE = 0x4000_0000
 RAM_MAX = 255 * 1024**3          # QEMU virt: RAM ends below 256 GiB
 IPA_BITS = 39
@@ -45,3 +47,5 @@ INTID_VIRT_TIMER = 27
 INTID_SEC_PHYS_TIMER = 29
 INTID_PHYS_TIMER = 30
 UART_SPI = 1                      # INTID 33
+BENCH_IO_SPI = 48                 # INTID 80: after virtio-mmio's SPIs 16-47
+BENCH_IO_INTID = SPI_BASE + BENCH_IO_SPI

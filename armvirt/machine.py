@@ -15,9 +15,8 @@ from engine.trace import NULL, Tracer
 from host_kernel import psci
 from host_kernel.kvm import Clocking, Host
 from host_kernel.mmio import MmioBus
-from host_kernel.vcpu import (EXIT_BLOCKED, EXIT_POWER_OFF, EXIT_PREEMPTED, KVM_EXIT_HALTED,
-                              KVM_EXIT_INSN_LIMIT, KVM_EXIT_MMIO, KVM_EXIT_SYSTEM_EVENT, BootState)
-from timers.generic_timer import NEVER
+from armvirt.scheduler import Scheduler
+from host_kernel.vcpu import BootState
 
 MAX_SMP = 8          # GICv2 targets at most 8 CPUs
 
@@ -39,6 +38,8 @@ class MachineConfig:
     vgic: bool = True               # --no-vgic: trap and emulate the CPU interface
     vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
     quantum: int = 20_000           # SMP: cycles of virtual time per pCPU turn
+    pcpus: int | None = None        # physical CPUs of the host (default: one per vCPU)
+    name: str = "vm0"
 
 
 @dataclass
@@ -60,6 +61,8 @@ class RunResult:
 def validate(cfg: MachineConfig) -> None:
     if not 1 <= cfg.smp <= MAX_SMP:
         raise ConfigError(f"-smp {cfg.smp}: must be between 1 and {MAX_SMP}")
+    if cfg.pcpus is not None and not 1 <= cfg.pcpus <= MAX_SMP:
+        raise ConfigError(f"--pcpus {cfg.pcpus}: must be between 1 and {MAX_SMP}")
     if not 1_000 <= cfg.quantum <= 100_000_000:
         raise ConfigError(f"--quantum {cfg.quantum}: must be 1000 to 100000000 cycles")
     if cfg.ram_size < 16 * 1024 * 1024 or cfg.ram_size % 4096:
@@ -72,17 +75,31 @@ def validate(cfg: MachineConfig) -> None:
         raise ConfigError(f"--lrs {cfg.nr_lr}: the number of list registers must be 1 to 16")
 
 
+def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) -> Host:
+    """The physical machine: `--pcpus` CPUs (default one per vCPU) with the chosen GIC."""
+    validate(cfg)
+    return Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
+                npcpus=cfg.pcpus or cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
+
+
+def run_machines(machines: list["Machine"]) -> list[RunResult]:
+    """Run VMs that share one host until every one of them has finished."""
+    Scheduler(machines[0].host, machines, machines[0].cfg.quantum).run()
+    return [m.result() for m in machines]
+
+
 class Machine:
     def __init__(self, cfg: MachineConfig, profile: CostProfile, console: Console | None = None,
-                 trace: Tracer = NULL):
+                 trace: Tracer = NULL, host: Host | None = None):
         validate(cfg)
         self.cfg, self.profile, self.trace = cfg, profile, trace
         self.console = console or Console()
         # Load before building anything: a bad image must fail fast with one line.
         self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
-        self.host = Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
-                         npcpus=cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
-        vm = self.vm = self.host.create_vm(nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
+        self.host = host or make_host(cfg, profile, trace)
+        if self.host.gic_version != cfg.gic_version:
+            raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
+        vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
         self.user_bus = MmioBus("user space")
         self.uart = Pl011(self.console)
@@ -93,9 +110,13 @@ class Machine:
                                        timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append))
         occupied = [(s.addr, s.addr + s.memsz) for s in self.image.segments]
         self.dtb_addr = dtb_load_address(layout.RAM_BASE, cfg.ram_size, len(self.dtb), occupied)
-        # One pCPU per vCPU; secondaries start powered off (PSCI CPU_ON starts them).
-        self.vcpus = [vm.create_vcpu(mpidr, pcpu=i) for i, mpidr in enumerate(self.mpidrs)]
+        # vCPUs go round-robin over the pCPUs in creation order, across VMs (two 1-vCPU
+        # VMs on one pCPU share it); secondaries start powered off (PSCI CPU_ON starts them).
+        npc = len(self.host.pcpus)
+        first = sum(len(v.vcpus) for v in self.host.vms if v is not vm)
+        self.vcpus = [vm.create_vcpu(mpidr, pcpu=(first + i) % npc) for i, mpidr in enumerate(self.mpidrs)]
         self.resets = 0
+        self.reason, self.message = "", ""
         self._load()
         if cfg.max_insns is not None:
             for cpu in self.host.pcpus:
@@ -117,7 +138,7 @@ class Machine:
         self.vcpus[0].reset(BootState(entry=self.image.entry, x0=self.dtb_addr))
 
     # --- user-space exits ----------------------------------------------------------
-    def _user_mmio(self, vcpu) -> None:
+    def user_mmio(self, vcpu) -> None:
         acc = vcpu.kvm_run.mmio
         led = vcpu.ledger
         led.charge_named(USER, "VMM: dispatch KVM_EXIT_MMIO on the device bus", "vmm_mmio_dispatch")
@@ -138,65 +159,24 @@ class Machine:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)
 
-    def _next_vcpu(self):
-        """Deterministic turns: the powered-on vCPU whose pCPU is furthest behind in
-        virtual time runs next (a blocked one counts at its wake time); ties go to the
-        lowest index."""
-        best, best_t = None, None
-        for v in self.vcpus:
-            if not v.powered_on:
-                continue
-            t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
-            if best is None or t < best_t:
-                best, best_t = v, t
-        return best, best_t
+    def system_event(self, type_: int) -> None:
+        if type_ == psci.SYSTEM_EVENT_RESET and not self.cfg.no_reboot:
+            self.resets += 1
+            self._load()
+            return
+        self.finish("shutdown" if type_ == psci.SYSTEM_EVENT_SHUTDOWN else "reset")
+
+    def finish(self, reason: str, message: str = "") -> None:
+        """This VM is done: its vCPUs stop for good (the host may run other VMs on)."""
+        self.reason, self.message = reason, message
+        self.vm.finished = True
 
     def run(self) -> RunResult:
-        vcpu = self.vcpus[0]
-        smp = self.vm.smp
-        reason, message = "", ""
-        while True:
-            if smp:
-                vcpu, t = self._next_vcpu()
-                if vcpu is None:
-                    reason = "all-off"
-                    break
-                if t == NEVER:
-                    reason, message = "halted", "every vCPU is blocked with nothing that could wake it"
-                    break
-                if vcpu.blocked_until is not None:
-                    vcpu.wake_up(vcpu.blocked_until)
-                # A turn may not run more than a quantum ahead of any other vCPU that is
-                # still running: shared-memory waits between vCPUs stay causal within it.
-                others = [v.cpu.cycles for v in self.vcpus
-                          if v is not vcpu and v.powered_on and v.blocked_until is None]
-                vcpu.cpu.st.turn_deadline = min([vcpu.cpu.cycles] + others) + self.cfg.quantum
-                self.vm.running = vcpu
-            run = vcpu.run()
-            self.vm.running = None
-            if run.exit_reason in (EXIT_PREEMPTED, EXIT_BLOCKED, EXIT_POWER_OFF):
-                if not smp:                       # the only vCPU switched itself off
-                    reason = "all-off"
-                    break
-                continue
-            if run.exit_reason == KVM_EXIT_MMIO:
-                self._user_mmio(vcpu)
-                continue
-            if run.exit_reason == KVM_EXIT_SYSTEM_EVENT:
-                if run.system_event_type == psci.SYSTEM_EVENT_RESET and not self.cfg.no_reboot:
-                    self.resets += 1
-                    self._load()
-                    continue
-                reason = "shutdown" if run.system_event_type == psci.SYSTEM_EVENT_SHUTDOWN else "reset"
-                break
-            if run.exit_reason == KVM_EXIT_INSN_LIMIT:
-                reason = "insn-limit"
-                message = f"guest stopped after {vcpu.cpu.insns} instructions (--max-insns {self.cfg.max_insns})"
-                break
-            if run.exit_reason == KVM_EXIT_HALTED:
-                reason, message = "halted", run.message
-                break
-            raise AssertionError(f"unexpected exit reason {run.exit_reason}")
+        """Run this VM alone on its host (several VMs: armvirt.scheduler.run_machines)."""
+        return run_machines([self])[0]
+
+    def result(self) -> RunResult:
+        reason, message = self.reason, self.message
         for v in self.vcpus:
             v.finish()
         self.console.flush()
@@ -204,9 +184,10 @@ class Machine:
             status = self.console.exit_status if self.console.exit_status is not None else 0
         else:
             status = 3
-        cpus = self.host.pcpus
-        stats = self.vcpus[0].stats.rows() if not smp else [
+        cpus = {id(v.cpu): v.cpu for v in self.vcpus}.values()
+        stats = self.vcpus[0].stats.rows() if len(self.vcpus) == 1 else [
             {"vCPU": v.index, **row} for v in self.vcpus for row in v.stats.rows()]
+        # instructions and cycles of this VM's pCPUs (VMs sharing pCPUs share these)
         return RunResult(status, reason, message, self.console, sum(c.insns for c in cpus),
                          max(c.cycles for c in cpus), stats,
                          dict(self.vm.counters), list(self.vm.guest_errors), self.profile.name,

@@ -16,7 +16,8 @@ REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_
             "user_mmio_device", "kvm_run_ioctl", "gicv_mmio_read", "gicv_mmio_write", "gicc_mmio_read",
             "gicc_mmio_write", "vgic_lr_populate", "vgic_lr_fold", "host_irq_entry", "timer_irq_handler",
             "maintenance_irq_handler", "host_event_handler", "vcpu_block", "vcpu_wakeup",
-            "ich_sysreg_read", "ich_sysreg_write", "icv_sysreg_read", "icv_sysreg_write")
+            "ich_sysreg_read", "ich_sysreg_write", "icv_sysreg_read", "icv_sysreg_write",
+            "ioeventfd_signal", "backend_wakeup", "irqfd_inject", "kick_ipi", "sched_switch")
 
 
 class ProfileError(ValueError):

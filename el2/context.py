@@ -19,7 +19,7 @@ GP_X = tuple(f"x{i}" for i in range(31))
 GP_SPECIAL = ("SP_EL0", "SP_EL1", "ELR_EL1", "ELR_EL2", "SPSR_EL2", "SPSR_EL1")
 _GP_SPECS = ([A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A.UC_ARM64_REG_X30]
              + [A.UC_ARM64_REG_SP_EL0, A.UC_ARM64_REG_SP_EL1, A.UC_ARM64_REG_ELR_EL1,
-                A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, S.SPSR_EL1])
+                A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, S.SPSR_EL1, A.UC_ARM64_REG_SP])
 HOST_GP_X = tuple(f"x{i}" for i in range(19, 31))      # callee-saved: the host's x0-x18 are clobbered
 
 FP_Q = tuple(f"q{i}" for i in range(32))
@@ -37,8 +37,14 @@ TIMER_REGS = ("CNTV_CTL_EL0", "CNTV_CVAL_EL0", "CNTVOFF_EL2", "CNTHCTL_EL2")
 TRAP_REGS = ("HCR_EL2", "CPTR_EL2", "HSTR_EL2", "MDCR_EL2")
 
 
+_SP = len(GP_X) + 6
+
+
 def gp_bank() -> RegBank:
-    names = GP_X + ("SP_EL0", "SP_EL1", "ELR_EL1", "pc", "pstate", "SPSR_EL1")
+    # "sp": the engine's live stack pointer.  The core keeps the SP of the current
+    # mode in X31 and copies it to SP_EL0/SP_EL1 only on exception entry and return,
+    # which the core never performs for armvirt's traps: VcpuContext fixes them up.
+    names = GP_X + ("SP_EL0", "SP_EL1", "ELR_EL1", "pc", "pstate", "SPSR_EL1", "sp")
     return RegBank(names, _GP_SPECS)
 
 
@@ -79,6 +85,17 @@ class VcpuContext:
         self.vgic = vgic_state
         self.trap = trap
         self.vttbr = vttbr
+
+    def _live_sp(self) -> str:
+        """Which banked SP is the one in use (ARM ARM D1.6.2: SPSel selects SP_ELx at EL1)."""
+        p = self.gp[35]
+        return "SP_EL1" if (p >> 2) & 3 == 1 and p & 1 else "SP_EL0"
+
+    def after_engine_read(self) -> None:
+        self.gp.set(self._live_sp(), self.gp[_SP])
+
+    def before_engine_write(self) -> None:
+        self.gp[_SP] = self.gp[self.gp.index[self._live_sp()]]
 
     # Convenience accessors used by exit handlers (KVM vcpu_get_reg/vcpu_set_reg).
     def x(self, n: int) -> int:

@@ -123,18 +123,33 @@ class Lowvisor:
             ex = self._fastpath_trap()
         if ex is None and st.irq_pending:
             st.irq_pending = 0
-            t = self.cpu.cycles
-            led.begin_segment()
-            deadline = min(st.timer_deadline if not st.timer_masked else NEVER, st.host_deadline)
-            if 0 < deadline <= t:            # a timer, not a line raised "now" (maintenance)
-                led.note(GUEST, "instructions retired from the deadline to the block boundary", t - deadline)
-            led.charge(HW, "IRQ: exception entry to EL2 (HCR_EL2.IMO)", self._c_trap)
-            led.charge(LOWVISOR, "EL2 vector: IRQ, branch to exit path", self._c_vec_guest)
-            ex = Exit(ARM_EXCEPTION_IRQ, elr=self.cpu.pc(), t_trap=t)
+            ex = self._irq_exit()
         if ex is None:               # stopped without a trap: the instruction limit
             ex = Exit(EXIT_INSN_LIMIT, t_trap=self.cpu.cycles)
+        return self._return_to_host(ctx, ex)
+
+    def _irq_exit(self) -> Exit:
+        """An IRQ routed to EL2 (HCR_EL2.IMO) was taken at the block boundary."""
+        st, led = self.cpu.st, self.ledger
+        t = self.cpu.cycles
+        led.begin_segment()
+        deadline = min(st.timer_deadline if not st.timer_masked else NEVER, st.host_deadline)
+        if 0 < deadline <= t:            # a timer, not a line raised "now" (maintenance, IPI)
+            led.note(GUEST, "instructions retired from the deadline to the block boundary", t - deadline)
+        led.charge(HW, "IRQ: exception entry to EL2 (HCR_EL2.IMO)", self._c_trap)
+        led.charge(LOWVISOR, "EL2 vector: IRQ, branch to exit path", self._c_vec_guest)
+        return Exit(ARM_EXCEPTION_IRQ, elr=self.cpu.pc(), t_trap=t)
+
+    def _return_to_host(self, ctx: VcpuContext, ex: Exit) -> Exit:
+        st = self.cpu.st
         self.ws.exit_guest(ctx, self.host)
         if ex.code == ARM_EXCEPTION_TRAP and st.trap_pc:
             ctx.pc, st.trap_pc = ex.elr, 0   # the core moved past the trapped MSR/MRS
-        led.charge(HW, "ERET to highvisor", self._c_eret)
+        self.ledger.charge(HW, "ERET to highvisor", self._c_eret)
         return ex
+
+    def preempt(self, ctx: VcpuContext) -> Exit:
+        """The host's scheduler interrupt arrives for a guest paused at its turn boundary
+        (its pCPU is wanted by another vCPU): the IRQ exit it would take right there."""
+        self.cpu.st.irq_pending = 0
+        return self._return_to_host(ctx, self._irq_exit())

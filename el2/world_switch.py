@@ -90,9 +90,11 @@ class WorldSwitch:
     # is still charged for exactly the registers its declaration lists.
     def save_guest_banks(self, ctx: C.VcpuContext) -> None:
         ctx.engine_banks.read(self.cpu.uch)
+        ctx.after_engine_read()
         self.ledger.charge_steps(*self.batches[("save", "guest")])
 
     def restore_guest_banks(self, ctx: C.VcpuContext) -> None:
+        ctx.before_engine_write()
         ctx.engine_banks.write(self.cpu.uch)
         self.ledger.charge_steps(*self.batches[("restore", "guest")])
 

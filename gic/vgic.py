@@ -197,6 +197,10 @@ class Vgic(VgicV3Mixin):
         t = irq.targets & self._cpu_mask()
         return (t & -t).bit_length() - 1 if t else None
 
+    def spi_target(self, intid: int) -> int | None:
+        """The vCPU an SPI is routed to (GICD_ITARGETSR / GICD_IROUTER), or None."""
+        return self._target(self._irq(intid, None))
+
     def _forwarded(self, irq: IrqState) -> bool:
         return bool(self.ctlr & (1 << irq.group))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.ledger import HIGHVISOR
 from el2 import syndrome as syn
 from el2.lowvisor import ARM_EXCEPTION_IRQ, ARM_EXCEPTION_TRAP, EXIT_INSN_LIMIT, Exit
-from host_kernel import inject, psci, sys_regs
+from host_kernel import inject, psci, sys_regs, vm_switch
 from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fault
 
 
@@ -15,6 +15,11 @@ def handle_hvc(vcpu, ex: Exit) -> int:
     if led.segments is not None:
         led.tag(f"hvc:{fid:#x}")
     led.charge_named(HIGHVISOR, lambda: f"kvm_hvc_call_handler: SMCCC function {fid:#010x}", "hvc_handler")
+    if fid == vm_switch.VM_SWITCH_CALL:
+        if vm_switch.handle(vcpu):
+            vcpu.kvm_run.exit_reason = "BLOCKED"
+            return EXIT_TO_USER
+        return RESUME
     res = psci.call(vcpu, fid)
     if res is None:
         if vcpu.trace.on("psci"):

@@ -18,6 +18,7 @@ from gic.v2_hyp import GichV2
 from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface
 from gic.vgic import Vgic
+from host_kernel.bench_io import BenchIo, KvmIoBackend
 from host_kernel.memslots import MemSlot, MemSlots
 from host_kernel.mmio import MmioBus
 from host_kernel.vcpu import Vcpu
@@ -96,6 +97,11 @@ class Host:
         self.el1_reset, self.fp_reset = b1.values(), b2.values()
         self.vms: list[Vm] = []
 
+    @property
+    def shared(self) -> bool:
+        """More than one vCPU on this host: a blocked vCPU yields to the scheduler."""
+        return sum(len(vm.vcpus) for vm in self.vms) > 1
+
     @staticmethod
     def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:
         """GICv2: GICV on the physical bus, where stage 2 maps the guest's GICC."""
@@ -162,7 +168,10 @@ class Vm:
         self.vgic.on_hw_deactivate = self._hw_deactivated
         self.vgic.on_kick = self.kick
         self.running: Vcpu | None = None
+        self.finished = False                 # shut down (SYSTEM_OFF / reset / every vCPU off)
         self.gicc_unhandled: list = []
+        self.bench_io = BenchIo(self, KvmIoBackend(host.costs))
+        self.kernel_bus.register(layout.BENCH_IO_BASE, layout.BENCH_IO_SIZE, self.bench_io)
         self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
                                  InKernelDevice("vgic-dist", self.vgic.dist_read, self.vgic.dist_write,
                                                 self.vgic.unhandled))
@@ -210,7 +219,8 @@ class Vm:
         if self.running is not None:
             self.running.ledger.note("highvisor EL1", f"kvm_vcpu_kick(vCPU{vcpu})", 0)
         if v.blocked_until is not None:
-            v.blocked_until = min(v.blocked_until, self.now())
+            if not v.baton_waiting:               # asleep in a hypercall, not in WFI
+                v.blocked_until = min(v.blocked_until, self.now())
         elif v.paused:
             v.cpu.st.host_deadline = 0
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:

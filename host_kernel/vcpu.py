@@ -11,6 +11,7 @@ from el2.lowvisor import ARM_EXCEPTION_IRQ, EXIT_TURN, Lowvisor
 from gic.v2_hyp import VgicV2CpuIf
 from host_kernel import inject, psci
 from host_kernel.arch_timer import VTIMER_INTID, ArchTimer
+from host_kernel.bench_io import BenchIoEvents
 from host_kernel.emul_timer import make_timers
 from host_kernel.handle_exit import exit_name, handle_exit
 from host_kernel.irq import handle_host_irq
@@ -64,6 +65,7 @@ class Vcpu:
         self.on_pending = False            # CPU_ON accepted, not yet run (AFFINITY_INFO: ON_PENDING)
         self.blocked_until: int | None = None
         self.paused = False                # its turn ended mid-guest: resume without a world switch
+        self.baton_waiting = False         # asleep in the VM-switch hypercall (host_kernel/vm_switch.py)
         self._pending_sample: tuple[str, int] | None = None
         self._mmio: MmioAccess | None = None
         self._ext_dabt: int | None = None
@@ -74,7 +76,8 @@ class Vcpu:
             vm.vgic.map_hw(index, VTIMER_INTID, VTIMER_INTID)
         self.blocked_cycles = 0
         self.ctx = self._reset_context()
-        self.soft_timers = make_timers(self)
+        # host event sources standing in for hardware while the vCPU is out or blocked
+        self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io)]
         if self.trace.on("int"):
             self.cpu.on_guest_exception = self._log_guest_exception
 
@@ -158,7 +161,7 @@ class Vcpu:
         if self.vm.vgic.has_pending(self.index):
             return 1
         deadline = self.next_timer_deadline()
-        if self.vm.smp:
+        if self.vm.host.shared:
             # Other vCPUs run meanwhile and may kick this one: the scheduler decides when
             # it wakes (its soft timer or a kick) and jumps its pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
@@ -279,6 +282,16 @@ class Vcpu:
                 return self.kvm_run
             if self._handle(ex) <= 0:
                 return self.kvm_run
+
+    def preempt(self) -> None:
+        """The scheduler gives this vCPU's pCPU to another vCPU while this one is paused
+        mid-guest: the scheduler tick's IRQ exits it (charged: the exit, the host's IRQ
+        handling, the switch out); it re-enters later by a full world switch."""
+        self.paused = False
+        self.cpu.st.host_deadline = 0            # the tick: a host interrupt is pending now
+        self._handle(self.lowvisor.preempt(self.ctx))
+        self.ledger.charge_named(HIGHVISOR, "need_resched: schedule() to another vCPU thread", "sched_switch")
+        self.kvm_run = KvmRun(EXIT_PREEMPTED)
 
     def _after_exit(self, ex) -> KvmRun:
         """Continue KVM_RUN after an exit taken in a resumed turn."""

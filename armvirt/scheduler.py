@@ -1,0 +1,122 @@
+"""The host scheduler: runs every vCPU of every VM on the host's pCPUs in
+deterministic turns of virtual time (DESIGN.md section 6: nothing reads the
+host clock, so the same inputs give the same numbers bit for bit).
+
+Each step runs the vCPU that is furthest behind in virtual time (a blocked
+one counts at its wake-up time); ties go to the lower pCPU, then to the
+vCPU of that pCPU that ran least recently, then to creation order.  A turn
+may not run more than a quantum ahead of any other pCPU that is running, so
+shared-memory waits between vCPUs stay causal.  When a pCPU carries more
+vCPUs than one, a vCPU whose turn ended mid-guest is preempted by the
+scheduler tick before another vCPU takes the pCPU: the exit and the switch
+are charged like any other (vcpu.preempt)."""
+from __future__ import annotations
+
+from host_kernel import vm_switch
+from host_kernel.vcpu import (EXIT_BLOCKED, EXIT_POWER_OFF, EXIT_PREEMPTED, KVM_EXIT_HALTED,
+                              KVM_EXIT_INSN_LIMIT, KVM_EXIT_MMIO, KVM_EXIT_SYSTEM_EVENT)
+from timers.generic_timer import NEVER
+
+
+class Scheduler:
+    def __init__(self, host, machines: list, quantum: int):
+        self.host, self.machines, self.quantum = host, machines, quantum
+        self.entries = [(m, v) for m in machines for v in m.vcpus]
+        self.pcpu_of = {id(v): host.pcpus.index(v.cpu) for _, v in self.entries}
+        self.order = {id(v): i for i, (_, v) in enumerate(self.entries)}
+        self.last_turn = {id(v): -1 for _, v in self.entries}
+        self.resident = {}            # pCPU index -> the vCPU paused mid-guest on it
+        self.owner = {}               # pCPU index -> (vCPU, end of its turn)
+        self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
+                       for p in range(len(host.pcpus))}
+        self.turns = 0
+
+    def _live(self):
+        for m, v in self.entries:
+            if not m.vm.finished and v.powered_on:
+                yield m, v
+
+    def _pick(self):
+        best, best_key = None, None
+        for m, v in self._live():
+            t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
+            p = self.pcpu_of[id(v)]
+            # the vCPU whose turn on a shared pCPU is not over keeps it (a user-space
+            # exit does not give the pCPU away; the end of the turn does)
+            owner = self.owner.get(p)
+            keeps = owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
+            key = (t, p, not keeps, self.last_turn[id(v)], self.order[id(v)])
+            if best_key is None or key < best_key:
+                best, best_key = (m, v), key
+        return best, (best_key[0] if best_key else None)
+
+    def _turn_deadline(self, vcpu) -> int:
+        """A quantum past the slowest other pCPU that still has a vCPU running."""
+        mine = self.pcpu_of[id(vcpu)]
+        others = [v.cpu.cycles for _, v in self._live()
+                  if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
+        return min([vcpu.cpu.cycles] + others) + self.quantum
+
+    def run(self) -> None:
+        while True:
+            pick, t = self._pick()
+            if pick is None:
+                break
+            m, vcpu = pick
+            if t == NEVER:
+                for mm in self.machines:
+                    if not mm.vm.finished:
+                        mm.finish("halted", "every vCPU is blocked with nothing that could wake it")
+                break
+            p = self.pcpu_of[id(vcpu)]
+            other = self.resident.get(p)
+            if other is not None and other is not vcpu:
+                other.preempt()                   # the pCPU changes hands: tick, exit, switch
+                self.resident.pop(p)
+            if vcpu.blocked_until is not None:
+                vcpu.wake_up(vcpu.blocked_until)
+            owner = self.owner.get(p)
+            if owner is None or owner[0] is not vcpu or vcpu.cpu.cycles >= owner[1]:
+                self.turns += 1                   # a new turn
+                self.last_turn[id(vcpu)] = self.turns
+            if len(self.entries) > 1:             # a lone vCPU runs until it exits
+                deadline = self._turn_deadline(vcpu)
+                if self.shared[p] and owner is not None and owner[0] is vcpu and vcpu.cpu.cycles < owner[1]:
+                    deadline = min(deadline, owner[1])   # the same turn goes on
+                vcpu.cpu.st.turn_deadline = deadline
+                self.owner[p] = (vcpu, deadline)
+            m.vm.running = vcpu
+            run = vcpu.run()
+            m.vm.running = None
+            if vcpu.paused:
+                self.resident[p] = vcpu
+            else:
+                self.resident.pop(p, None)
+            self._after(m, vcpu, run)
+            if m.vm.finished or not vcpu.powered_on:
+                vm_switch.release_orphans(self.host, vcpu.cpu.cycles)
+        for m in self.machines:
+            if not m.vm.finished:
+                m.finish("all-off")
+
+    def _after(self, m, vcpu, run) -> None:
+        r = run.exit_reason
+        if r in (EXIT_PREEMPTED, EXIT_BLOCKED):
+            return
+        if r == EXIT_POWER_OFF:
+            if not any(v.powered_on for v in m.vcpus):
+                m.finish("all-off")
+            return
+        if r == KVM_EXIT_MMIO:
+            m.user_mmio(vcpu)
+        elif r == KVM_EXIT_SYSTEM_EVENT:
+            m.system_event(run.system_event_type)
+        elif r == KVM_EXIT_INSN_LIMIT:
+            for mm in self.machines:              # the limit is the host's: everything stops
+                if not mm.vm.finished:
+                    mm.finish("insn-limit", f"guest stopped after {vcpu.cpu.insns} instructions "
+                                            f"(--max-insns {mm.cfg.max_insns})")
+        elif r == KVM_EXIT_HALTED:
+            m.finish("halted", run.message)
+        else:
+            raise AssertionError(f"unexpected exit reason {r}")
