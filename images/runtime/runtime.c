@@ -490,6 +490,157 @@ uint64_t cycles_per_tick(void)
     return hz / frq;
 }
 
+/*
+ * Look-ups that only some images need, on demand (a walk of their own, not
+ * part of fdt_scan): /chosen/bootargs and a device node by compatible.  In a
+ * section of their own, so --gc-sections drops them from the other images.
+ */
+#define FDT_LOOKUP_TEXT __attribute__((section(".text.fdt_lookup")))
+#define FDT_LOOKUP_STR(name, s) \
+    static const char name[] __attribute__((section(".rodata.fdt_lookup"))) = s
+FDT_LOOKUP_STR(str_chosen, "chosen");
+FDT_LOOKUP_STR(str_bootargs, "bootargs");
+FDT_LOOKUP_STR(str_address_cells, "#address-cells");
+FDT_LOOKUP_STR(str_compatible, "compatible");
+FDT_LOOKUP_STR(str_reg, "reg");
+FDT_LOOKUP_STR(str_interrupts, "interrupts");
+
+struct fdt_query {
+    const char *compat;         /* in: wanted compatible string, or NULL */
+    const char *bootargs;       /* out: /chosen/bootargs, NUL-terminated in the blob */
+    int found;                  /* out: a node under / whose compatible list holds compat */
+    uint64_t base;
+    uint32_t intid;
+};
+
+static int FDT_LOOKUP_TEXT compat_list_has(const uint8_t *data, uint32_t len, const char *want)
+{
+    uint32_t i = 0;
+    while (i < len) {
+        uint32_t n = 0;
+        while (i + n < len && data[i + n])
+            n++;
+        if (streq_n(data + i, want, n))
+            return 1;
+        i += n + 1;
+    }
+    return 0;
+}
+
+static void FDT_LOOKUP_TEXT fdt_query(struct fdt_query *q)
+{
+    const uint8_t *blob = fdt_blob();
+    if (!blob)
+        return;
+    uint32_t total = be32(blob + 4);
+    uint32_t off = be32(blob + 8);
+    uint32_t strings = be32(blob + 12);
+    uint32_t addr_cells = 2;
+    int depth = 0, in_chosen = 0, match = 0;
+    const uint8_t *reg = NULL, *irq = NULL;
+    uint32_t reg_len = 0, irq_len = 0;
+
+    while (off + 4 <= total) {
+        uint32_t tok = be32(blob + off);
+        off += 4;
+        if (tok == FDT_BEGIN_NODE) {
+            const uint8_t *name = blob + off;
+            uint32_t len = 0;
+            while (off + len < total && name[len])
+                len++;
+            off = (off + len + 1 + 3) & ~3u;
+            if (++depth == 2) {
+                in_chosen = node_is_exact(name, str_chosen);
+                match = 0;
+                reg = irq = NULL;
+                reg_len = irq_len = 0;
+            }
+        } else if (tok == FDT_END_NODE) {
+            if (depth == 2 && match && !q->found && reg && addr_cells >= 1 &&
+                addr_cells <= 2 && reg_len >= 4 * addr_cells) {
+                q->found = 1;
+                q->base = read_cells(reg, addr_cells);
+                q->intid = 0;
+                if (irq && irq_len >= 12) {         /* GIC: <type number flags> */
+                    uint32_t type = be32(irq), num = be32(irq + 4);
+                    q->intid = type == 0 ? 32 + num : type == 1 ? 16 + num : 0;
+                }
+            }
+            if (depth == 2)
+                in_chosen = match = 0;
+            if (--depth <= 0)
+                break;
+        } else if (tok == FDT_PROP) {
+            if (off + 8 > total)
+                break;
+            uint32_t len = be32(blob + off), nameoff = be32(blob + off + 4);
+            const uint8_t *data = blob + off + 8;
+            const uint8_t *pname = blob + strings + nameoff;
+            off = (off + 8 + len + 3) & ~3u;
+            if (off > total || strings + nameoff >= total)
+                break;
+            if (depth == 1 && len == 4 && streq_n(pname, str_address_cells, 14))
+                addr_cells = be32(data);
+            else if (depth == 2 && in_chosen && len > 0 && data[len - 1] == 0 &&
+                     streq_n(pname, str_bootargs, 8))
+                q->bootargs = (const char *)data;
+            else if (depth == 2 && q->compat && streq_n(pname, str_compatible, 10))
+                match = compat_list_has(data, len, q->compat);
+            else if (depth == 2 && streq_n(pname, str_reg, 3)) {
+                reg = data;
+                reg_len = len;
+            } else if (depth == 2 && streq_n(pname, str_interrupts, 10)) {
+                irq = data;
+                irq_len = len;
+            }
+        } else if (tok == FDT_NOP) {
+            continue;
+        } else {
+            break;
+        }
+    }
+}
+
+const char *FDT_LOOKUP_TEXT fdt_bootargs(void)
+{
+    struct fdt_query q;
+    memset(&q, 0, sizeof(q));
+    fdt_query(&q);
+    return q.bootargs;
+}
+
+int FDT_LOOKUP_TEXT fdt_bootargs_has(const char *word)
+{
+    const char *s = fdt_bootargs();
+    size_t n = strlen(word);
+    if (!s || !n)
+        return 0;
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        size_t k = 0;
+        while (s[k] && s[k] != ' ')
+            k++;
+        if (k == n && !memcmp(s, word, n))
+            return 1;
+        s += k;
+    }
+    return 0;
+}
+
+int FDT_LOOKUP_TEXT fdt_find_compatible(const char *compat, uint64_t *base, uint32_t *intid)
+{
+    struct fdt_query q;
+    memset(&q, 0, sizeof(q));
+    q.compat = compat;
+    fdt_query(&q);
+    if (!q.found)
+        return 0;
+    *base = q.base;
+    *intid = q.intid;
+    return 1;
+}
+
 /* ------------------------------------------------------------ exceptions */
 
 static volatile uint64_t irq_entry[MAX_CPUS];     /* per CPU (MPIDR Aff0) */

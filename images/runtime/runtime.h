@@ -312,6 +312,16 @@ int fdt_gic(uint64_t *dist, uint64_t *cpu_or_redist);
 unsigned fdt_cpu_count(void);
 int fdt_cpu_mpidr(unsigned i, uint64_t *mpidr);  /* 1 if the DTB lists it */
 
+/* /chosen/bootargs (NUL-terminated, inside the blob) or NULL; fdt_bootargs_has():
+ * 1 if it holds `word` as a whole space-separated word.  fdt_find_compatible():
+ * the first node under / whose compatible list holds `compat`: 1 with its first
+ * reg base (root #address-cells) and the INTID of its first interrupt (GIC
+ * specifier <type number flags>: SPI n -> 32 + n, PPI n -> 16 + n; 0 if none),
+ * else 0.  Each call walks the blob anew. */
+const char *fdt_bootargs(void);
+int fdt_bootargs_has(const char *word);
+int fdt_find_compatible(const char *compat, uint64_t *base, uint32_t *intid);
+
 /* Freestanding string helpers */
 void *memset(void *d, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n);

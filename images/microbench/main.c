@@ -1,0 +1,821 @@
+/*
+ * microbench: the single-purpose benchmark images in one guest, in the style
+ * of kvm-unit-tests' arm/micro-bench, for 1 or more vCPUs (ipi needs 2).
+ *
+ * Each benchmark uses the method of the image it comes from, unchanged (same
+ * loops, same baseline subtraction, same rounding), and prints one line
+ *     BENCH <name> avg_cycles=<n> iterations=<k>
+ * with n in CPU cycles (CNTVCT ticks * cycles_per_tick), in this order:
+ *   hypercall    HVC 0x4b000000 loop minus the loop without the hvc (hypercall)
+ *   mmio_kernel  32-bit read of the bench-io ID register (an in-kernel device),
+ *                loop minus baseline (mmio_read32_loop/mmio_baseline_loop)
+ *   mmio_user    the same for PL011 FR (user-space device model; mmio-user)
+ *   gic_trap     the same for GICD_TYPER (distributor emulation; gic-trap)
+ *   eoi          acknowledge + EOI of a pending SGI 1, IRQs masked, each pair
+ *                timed minus a baseline pair (eoi)
+ *   ipi          SGI 2 from cpu 0 to cpu 1 waiting in WFI, to cpu 1's vector
+ *                (ipi); skipped with one CPU
+ *   io_out       bench-io notify: t0 = CNTVCT (isb; mrs), str to NOTIFY, then
+ *                sample = SEEN - t0, the counter value at which the back end
+ *                saw the notify.  No baseline: the sample contains the
+ *                isb/mrs and the str, as the model's path table does.
+ *   io_in        bench-io event: EVENT_AT = CNTVCT + IO_DELAY, spin on one
+ *                `b .`; sample = handler entry (x18, the IRQ vector's first
+ *                instruction) - SENT, the counter value at which the back end
+ *                sent the event (as irq-latency does for the timer)
+ *   vm_switch    hypercall 0x4b000010 with x1 = CNTVCT: the hypervisor
+ *                switches to the peer VM on this pCPU, and the call returns
+ *                the x1 of the peer's next call; sample = our CNTVCT right
+ *                after the return - that value: one switch, peer to us.  The
+ *                first of the WARMUP_VM_SWITCH untimed calls is made at boot,
+ *                before any other benchmark, so that a peer VM sharing the
+ *                pCPU waits in its call (not runnable) while they run.
+ * Loop benchmarks: avg = round((loop - baseline) * cycles_per_tick / ITER)
+ * (0 if negative); per-operation ones: avg = round(sum * cycles_per_tick / k).
+ * A benchmark that cannot run prints `BENCH <name> skipped (<why>)`: ipi with
+ * one CPU, mmio_kernel/io_out/io_in without the bench-io device (ID register
+ * != "AVB0"), vm_switch when its first call returns -1 (no peer VM).
+ *
+ * With the word `vm-peer` in /chosen/bootargs the image runs no benchmark: it
+ * is vm_switch's partner VM and calls 0x4b000010 (x1 = CNTVCT, the same code
+ * as the timed calls) until the call returns -1 (the other VM has powered
+ * off), then prints `microbench: vm-peer done after <n> calls`, n counting
+ * the last call too (so n = the other VM's WARMUP_VM_SWITCH + ITER_VM_SWITCH
+ * calls), and exits 0.
+ *
+ * Exits 0, or 1 after `microbench: ERROR:` lines if a check failed (a wrong
+ * value read, a lost or unexpected interrupt, a spurious acknowledge, a
+ * negative sample, the peer VM leaving before the end).
+ */
+#include "runtime.h"
+
+#ifndef ITER_HYPERCALL
+#define ITER_HYPERCALL  1000
+#endif
+#ifndef ITER_MMIO                       /* mmio_kernel, mmio_user, gic_trap */
+#define ITER_MMIO       1000
+#endif
+#ifndef ITER_EOI
+#define ITER_EOI        1000
+#endif
+#ifndef ITER_IPI
+#define ITER_IPI        100
+#endif
+#ifndef ITER_IO                         /* io_out, io_in */
+#define ITER_IO         100
+#endif
+#ifndef ITER_VM_SWITCH
+#define ITER_VM_SWITCH  100
+#endif
+#define WARMUP_LOOP     16              /* hypercall, mmio_*, gic_trap, eoi */
+#define WARMUP_IPI      10
+#define WARMUP_IO       4
+#define WARMUP_VM_SWITCH 4
+
+#define PRIO            0xA0u
+#define SGI_EOI         1u
+#define SGI_IPI         2u
+#define IPI_TARGET      1u
+#define EOI_WAIT_POLLS  100000
+#define TIMEOUT_SEC     2
+
+/* bench-io: armvirt's in-kernel benchmark device (DTB node "armvirt,bench-io") */
+#define BENCH_IO_COMPAT     "armvirt,bench-io"
+#define BENCH_IO_BASE       0x0b000000UL
+#define BENCH_IO_INTID      80u         /* SPI 48, level */
+#define BENCH_IO_ID_VALUE   0x41564230u /* "AVB0" */
+#define IO_ID               0x00u       /* RO */
+#define IO_NOTIFY           0x04u       /* WO: back end records CNTVCT in SEEN */
+#define IO_SEEN_LO          0x08u       /* RO */
+#define IO_SEEN_HI          0x0Cu
+#define IO_EVENT_AT_LO      0x10u       /* WO; writing HI arms the event */
+#define IO_EVENT_AT_HI      0x14u
+#define IO_SENT_LO          0x18u       /* RO: CNTVCT at which the event was sent */
+#define IO_SENT_HI          0x1Cu
+#define IO_ACK              0x20u       /* WO: deasserts the interrupt */
+#ifndef IO_DELAY
+#define IO_DELAY            1000u       /* ticks: well past the two arming MMIO exits */
+#endif
+
+#define VM_SWITCH_CALL      0x4b000010u
+#define GICD_ITARGETSR      0x800u      /* GICv2 */
+
+static uint64_t cpt;
+static int errors;
+
+#define ERROR(...) do { print("microbench: ERROR: " __VA_ARGS__); errors++; } while (0)
+
+static void bench(const char *name, uint64_t avg, unsigned iterations)
+{
+    print("BENCH %s avg_cycles=%lu iterations=%u\n", name, avg, iterations);
+}
+
+/* round((loop - baseline) * cycles_per_tick / n), 0 if negative */
+static uint64_t loop_avg(uint64_t t, uint64_t b, unsigned n)
+{
+    int64_t d = (int64_t)(t - b);
+    return d > 0 ? ((uint64_t)d * cpt + n / 2) / n : 0;
+}
+
+/* round(sum * cycles_per_tick / n) */
+static uint64_t sum_avg(uint64_t sum, unsigned n)
+{
+    return n ? (sum * cpt + n / 2) / n : 0;
+}
+
+/* ------------------------------------------------------------ exceptions */
+
+/* QEMU (not armvirt) makes an hvc with a non-PSCI function ID UNDEFINED: emulate
+ * NOT_SUPPORTED for it, as images/hypercall does.  A data abort while probing
+ * for bench-io (no device there) skips the load and marks the probe failed. */
+#define INSN_HVC0 0xd4000002u
+static volatile uint64_t undef_hvcs;
+static volatile int probing, probe_faulted;
+
+static int sync(struct exc_frame *f)
+{
+    if (ESR_EC(f->esr) == EC_UNKNOWN && *(const uint32_t *)(uintptr_t)f->elr == INSN_HVC0) {
+        f->x[0] = PSCI_NOT_SUPPORTED;
+        f->elr += 4;
+        undef_hvcs++;
+        return 1;
+    }
+    if (probing && ESR_EC(f->esr) == EC_DABT_CUR) {
+        probe_faulted = 1;
+        f->elr += 4;
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ hypercall */
+
+/* Both loops clobber x0-x17 (SMCCC 1.0 allows the callee to) and x19. */
+#define LOOP_CLOBBERS "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", \
+    "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x19", "cc", "memory"
+
+static uint64_t hvc_loop(uint64_t n)
+{
+    uint64_t t0, t1;
+    __asm__ volatile(
+        "mov    x19, %[n]\n\t"
+        "isb\n\t"
+        "mrs    %[t0], cntvct_el0\n"
+        "1:\n\t"
+        "movz   w0, #0x4b00, lsl #16\n\t"
+        "hvc    #0\n\t"
+        "subs   x19, x19, #1\n\t"
+        "b.ne   1b\n\t"
+        "isb\n\t"
+        "mrs    %[t1], cntvct_el0\n"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1)
+        : [n] "r"(n)
+        : LOOP_CLOBBERS);
+    return t1 - t0;
+}
+
+static uint64_t hvc_baseline_loop(uint64_t n)
+{
+    uint64_t t0, t1;
+    __asm__ volatile(
+        "mov    x19, %[n]\n\t"
+        "isb\n\t"
+        "mrs    %[t0], cntvct_el0\n"
+        "1:\n\t"
+        "movz   w0, #0x4b00, lsl #16\n\t"
+        "subs   x19, x19, #1\n\t"
+        "b.ne   1b\n\t"
+        "isb\n\t"
+        "mrs    %[t1], cntvct_el0\n"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1)
+        : [n] "r"(n)
+        : LOOP_CLOBBERS);
+    return t1 - t0;
+}
+
+static void bench_hypercall(void)
+{
+    uint64_t ret = psci_call(ARMVIRT_BENCH_CALL, 0, 0, 0);
+    if (ret != PSCI_NOT_SUPPORTED)
+        ERROR("hypercall 0x%x returned 0x%lx, expected -1\n", ARMVIRT_BENCH_CALL, ret);
+    hvc_loop(WARMUP_LOOP);
+    hvc_baseline_loop(WARMUP_LOOP);
+    uint64_t t = hvc_loop(ITER_HYPERCALL);
+    uint64_t b = hvc_baseline_loop(ITER_HYPERCALL);
+    print("microbench: hypercall: ret=%ld loop_ticks=%lu baseline_ticks=%lu\n", (int64_t)ret, t, b);
+    bench("hypercall", loop_avg(t, b, ITER_HYPERCALL), ITER_HYPERCALL);
+}
+
+/* ------------------------------------------------ MMIO reads (loop - baseline) */
+
+/* n reads of addr timed as a loop, minus the loop without the read (the
+ * runtime's helpers, shared with mmio-user and gic-trap) */
+static uint64_t mmio_bench(uint64_t addr, unsigned n, uint32_t *last, uint64_t *t, uint64_t *b)
+{
+    mmio_read32_loop(WARMUP_LOOP, addr, last);
+    mmio_baseline_loop(WARMUP_LOOP, addr);
+    *t = mmio_read32_loop(n, addr, last);
+    *b = mmio_baseline_loop(n, addr);
+    return loop_avg(*t, *b, n);
+}
+
+static int io_present;
+static uint64_t io_base = BENCH_IO_BASE;
+static unsigned io_intid = BENCH_IO_INTID;
+static const char *io_source = "default";
+static uint32_t io_id;
+
+/* Find bench-io (DTB node, else the default base) and read its ID register;
+ * an abort (no device there) or another value means it is absent. */
+static void io_detect(void)
+{
+    uint64_t base;
+    uint32_t intid, v;
+    if (fdt_find_compatible(BENCH_IO_COMPAT, &base, &intid)) {
+        io_base = base;
+        if (intid)
+            io_intid = intid;
+        io_source = "dtb";
+    }
+    probe_faulted = 0;
+    probing = 1;
+    smp_mb();
+    __asm__ volatile("mov   %w0, #0xffffffff\n\t"
+                     "ldr   %w0, [%1]"
+                     : "=&r"(v) : "r"(io_base + IO_ID) : "memory");
+    smp_mb();
+    probing = 0;
+    io_id = v;
+    io_present = !probe_faulted && v == BENCH_IO_ID_VALUE;
+    if (io_present)
+        print("microbench: bench-io at 0x%lx intid=%u (%s) ID=0x%x\n", io_base, io_intid,
+              io_source, v);
+    else if (probe_faulted)
+        print("microbench: no bench-io device (reading 0x%lx (%s) aborted)\n", io_base + IO_ID,
+              io_source);
+    else
+        print("microbench: no bench-io device (ID at 0x%lx (%s) = 0x%x, expected 0x%x)\n",
+              io_base + IO_ID, io_source, v, BENCH_IO_ID_VALUE);
+}
+
+static void bench_mmio_kernel(void)
+{
+    if (!io_present) {
+        print("BENCH mmio_kernel skipped (no bench-io device)\n");
+        return;
+    }
+    uint32_t id;
+    uint64_t t, b;
+    uint64_t avg = mmio_bench(io_base + IO_ID, ITER_MMIO, &id, &t, &b);
+    print("microbench: mmio_kernel: ID=0x%x loop_ticks=%lu baseline_ticks=%lu\n", id, t, b);
+    if (id != BENCH_IO_ID_VALUE)
+        ERROR("mmio_kernel: bench-io ID read 0x%x, expected 0x%x\n", id, BENCH_IO_ID_VALUE);
+    bench("mmio_kernel", avg, ITER_MMIO);
+}
+
+static void bench_mmio_user(void)
+{
+    uint32_t fr;
+    uint64_t t, b;
+    uint64_t avg = mmio_bench(UART_BASE + UART_FR, ITER_MMIO, &fr, &t, &b);
+    print("microbench: mmio_user: FR=0x%x TXFF=%u loop_ticks=%lu baseline_ticks=%lu\n", fr,
+          (fr & UART_FR_TXFF) ? 1u : 0u, t, b);
+    if (fr & UART_FR_TXFF)
+        ERROR("mmio_user: FR.TXFF set in the value read (FR=0x%x)\n", fr);
+    bench("mmio_user", avg, ITER_MMIO);
+}
+
+static void bench_gic_trap(void)
+{
+    uint32_t typer;
+    uint64_t t, b;
+    uint64_t avg = mmio_bench(gic_dist_base() + GICD_TYPER, ITER_MMIO, &typer, &t, &b);
+    unsigned itl = typer & 0x1f;
+    print("microbench: gic_trap: GICD_TYPER=0x%x ITLinesNumber=%u lines=%u loop_ticks=%lu "
+          "baseline_ticks=%lu\n", typer, itl, 32 * (itl + 1), t, b);
+    if (itl == 0 || typer == 0xffffffffu)
+        ERROR("gic_trap: GICD_TYPER=0x%x: ITLinesNumber=%u, expected SPIs (> 32 lines)\n",
+              typer, itl);
+    bench("gic_trap", avg, ITER_MMIO);
+}
+
+/* ------------------------------------------------------------------ eoi */
+
+static volatile uint32_t ram_words[2];
+
+static uint64_t timed_ack_eoi(int v3, uint32_t *iar)
+{
+    uint64_t t0, t1, v;
+    if (v3) {
+        __asm__ volatile(
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n\t"
+            "mrs    %[v], S3_0_C12_C12_0\n\t"       /* ICC_IAR1_EL1 */
+            "msr    S3_0_C12_C12_1, %[v]\n\t"       /* ICC_EOIR1_EL1 */
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
+            :
+            : "memory");
+    } else {
+        uint64_t cpu = gic_cpu_base();
+        __asm__ volatile(
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n\t"
+            "ldr    %w[v], [%[iar]]\n\t"            /* GICC_IAR */
+            "str    %w[v], [%[eoir]]\n\t"           /* GICC_EOIR */
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
+            : [iar] "r"(cpu + 0x0C), [eoir] "r"(cpu + 0x10)
+            : "memory");
+    }
+    *iar = (uint32_t)v;
+    return t1 - t0;
+}
+
+/* the same pair with the GIC accesses replaced: v2 the same ldr/str on RAM,
+ * v3 two nops (a system register access has no plain stand-in) */
+static uint64_t timed_eoi_baseline(int v3)
+{
+    uint64_t t0, t1, v;
+    if (v3) {
+        __asm__ volatile(
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n\t"
+            "nop\n\t"
+            "nop\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1)
+            :
+            : "memory");
+    } else {
+        __asm__ volatile(
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n\t"
+            "ldr    %w[v], [%[a]]\n\t"
+            "str    %w[v], [%[b]]\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
+            : [a] "r"(&ram_words[0]), [b] "r"(&ram_words[1])
+            : "memory");
+    }
+    return t1 - t0;
+}
+
+static void bench_eoi(void)
+{
+    int v3 = gic_version() == 3;
+    gic_set_priority(SGI_EOI, PRIO);
+    gic_enable_irq(SGI_EOI);
+
+    uint64_t t = 0, b = 0;
+    uint32_t ok = 0, bad = 0, last_bad = 0;
+    for (int i = 0; i < WARMUP_LOOP + ITER_EOI; i++) {
+        gic_send_sgi_self(SGI_EOI);         /* pending at the CPU interface, IRQs masked */
+        int polls = 0;
+        while (GIC_INTID(gic_hppir()) != SGI_EOI && ++polls < EOI_WAIT_POLLS)
+            ;
+        if (polls >= EOI_WAIT_POLLS) {
+            ERROR("eoi: SGI %u not pending at the CPU interface after %d polls "
+                  "(HPPIR=0x%x, iteration %d)\n", SGI_EOI, EOI_WAIT_POLLS, gic_hppir(), i);
+            print("BENCH eoi skipped (SGI never pending)\n");
+            return;
+        }
+        uint32_t iar;
+        uint64_t dt = timed_ack_eoi(v3, &iar);
+        uint64_t db = timed_eoi_baseline(v3);
+        if (GIC_INTID(iar) != SGI_EOI) {
+            bad++;
+            last_bad = iar;
+        }
+        if (i < WARMUP_LOOP)
+            continue;
+        t += dt;
+        b += db;
+        ok += GIC_INTID(iar) == SGI_EOI;
+    }
+    print("microbench: eoi: sgi=%u acks_ok=%u loop_ticks=%lu baseline_ticks=%lu\n", SGI_EOI, ok,
+          t, b);
+    if (bad)
+        ERROR("eoi: %u acknowledges did not return SGI %u (last IAR=0x%x)\n", bad, SGI_EOI,
+              last_bad);
+    bench("eoi", loop_avg(t, b, ITER_EOI), ITER_EOI);
+}
+
+/* ------------------------------------------------------------------ ipi */
+
+static volatile uint32_t ipi_ready, ipi_stop, ipi_ack;
+static volatile uint64_t ipi_entry;             /* cpu 1's handler entry time */
+static volatile uint32_t ipi_received, ipi_bad_source;
+
+static int ipi_irq(struct exc_frame *f)
+{
+    (void)f;
+    uint32_t iar = gic_ack_wanted(SGI_IPI);
+    if (iar == GIC_NOT_WANTED)
+        return 1;
+    ipi_entry = irq_entry_ticks();
+    if (gic_version() == 2 && ((iar >> 10) & 7) != 0)   /* source CPU: cpu 0 */
+        ipi_bad_source++;
+    ipi_received++;
+    gic_eoi(iar);
+    smp_mb();                   /* entry and count before the flag */
+    ipi_ack = 1;
+    return 1;
+}
+
+static void ipi_target(unsigned cpu)
+{
+    (void)cpu;
+    gic_init();                 /* this CPU's interface (v3: its redistributor) */
+    gic_set_priority(SGI_IPI, PRIO);
+    gic_enable_irq(SGI_IPI);
+    smp_mb();
+    ipi_ready = 1;
+    local_irq_enable();
+    while (!ipi_stop)
+        __asm__ volatile("wfi" ::: "memory");
+    local_irq_disable();
+}
+
+/* one SGI to cpu 1; returns t0 (CNTVCT just before the send instruction) */
+static uint64_t ipi_send(uint64_t val, uintptr_t sgir, int v3)
+{
+    uint64_t t0;
+    if (v3)
+        __asm__ volatile("dsb ish\n\t"
+                         "isb\n\t"
+                         "mrs   %0, cntvct_el0\n\t"
+                         "msr   S3_0_C12_C11_5, %1\n\t"     /* ICC_SGI1R_EL1 */
+                         "isb"
+                         : "=&r"(t0) : "r"(val) : "memory");
+    else
+        __asm__ volatile("dsb ish\n\t"
+                         "isb\n\t"
+                         "mrs   %0, cntvct_el0\n\t"
+                         "str   %w1, [%2]"                  /* GICD_SGIR */
+                         : "=&r"(t0) : "r"(val), "r"(sgir) : "memory");
+    return t0;
+}
+
+static void bench_ipi(void)
+{
+    unsigned n = smp_cpu_count();
+    if (n < 2) {
+        print("BENCH ipi skipped (needs 2 CPUs)\n");
+        return;
+    }
+    int v3 = gic_version() == 3;
+    irq_handler = ipi_irq;
+    secondary_main = ipi_target;
+    int64_t r = smp_cpu_on(IPI_TARGET);
+    uint64_t t = read_cntvct(), limit = read_cntfrq() * TIMEOUT_SEC;
+    while (!ipi_ready && read_cntvct() - t < limit)
+        ;
+    if (r != PSCI_SUCCESS || !ipi_ready) {
+        ERROR("ipi: cpu %u did not come up (CPU_ON returned %ld %s)\n", IPI_TARGET, r,
+              psci_ret_name(r));
+        print("BENCH ipi skipped (cpu %u did not come up)\n", IPI_TARGET);
+        return;
+    }
+    smp_mb();
+
+    uint64_t val = gic_sgi_value(IPI_TARGET, SGI_IPI);
+    uintptr_t sgir = gic_dist_base() + 0xF00;
+    uint64_t per_wait = read_cntfrq() / 10;     /* 100 ms for one IPI */
+    uint64_t sum = 0;
+    int64_t lmin = INT64_MAX, lmax = INT64_MIN;
+    unsigned lost = 0, negative = 0, sent = 0;
+    for (unsigned i = 0; i < WARMUP_IPI + ITER_IPI; i++) {
+        ipi_ack = 0;
+        uint64_t t0 = ipi_send(val, sgir, v3);
+        sent++;
+        while (!ipi_ack && read_cntvct() - t0 < per_wait)
+            ;
+        if (!ipi_ack) {
+            lost++;
+            continue;
+        }
+        smp_mb();
+        int64_t l = (int64_t)(ipi_entry - t0);
+        if (i < WARMUP_IPI)
+            continue;
+        if (l < 0)
+            negative++;
+        sum += (uint64_t)(l < 0 ? 0 : l);
+        lmin = l < lmin ? l : lmin;
+        lmax = l > lmax ? l : lmax;
+    }
+    uint32_t got = ipi_received;
+    unsigned counted = ITER_IPI - (lost > ITER_IPI ? ITER_IPI : lost);
+
+    /* let cpu 1 leave its loop (CPU_OFF); not part of the result */
+    ipi_stop = 1;
+    t = read_cntvct();
+    do {
+        gic_send_sgi(IPI_TARGET, SGI_IPI);
+        for (uint64_t w = read_cntvct(); read_cntvct() - w < per_wait / 100;)
+            ;
+    } while (smp_affinity_info(IPI_TARGET) != PSCI_AFF_OFF && read_cntvct() - t < limit);
+    int64_t aff = smp_affinity_info(IPI_TARGET);
+
+    print("microbench: ipi: sgi=%u cpu 0 -> cpu %u sent=%u received=%u lost=%u min_ticks=%ld "
+          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", SGI_IPI, IPI_TARGET, sent, got, lost, lmin,
+          lmax, sum, IPI_TARGET, aff == PSCI_AFF_OFF ? 1u : 0u);
+    if (lost || got != sent)
+        ERROR("ipi: %u of %u SGIs did not arrive\n", sent - got, sent);
+    if (ipi_bad_source)
+        ERROR("ipi: %u SGIs with a source CPU other than 0\n", ipi_bad_source);
+    if (negative)
+        ERROR("ipi: %u handler entries before their send (CNTVCT skew between CPUs)\n", negative);
+    if (aff != PSCI_AFF_OFF)
+        ERROR("ipi: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", IPI_TARGET, aff);
+    bench("ipi", sum_avg(sum, counted), counted);
+}
+
+/* --------------------------------------------------------------- io_out */
+
+/* t0 = CNTVCT (isb; mrs), at once the notify; then the back end's SEEN */
+static int64_t io_out_one(void)
+{
+    uint64_t t0;
+    __asm__ volatile("isb\n\t"
+                     "mrs   %[t0], cntvct_el0\n\t"
+                     "str   %w[one], [%[notify]]"
+                     : [t0] "=&r"(t0)
+                     : [one] "r"(1u), [notify] "r"(io_base + IO_NOTIFY)
+                     : "memory");
+    uint64_t lo = mmio_read32(io_base + IO_SEEN_LO);
+    uint64_t hi = mmio_read32(io_base + IO_SEEN_HI);
+    return (int64_t)((hi << 32 | lo) - t0);
+}
+
+static void bench_io_out(void)
+{
+    if (!io_present) {
+        print("BENCH io_out skipped (no bench-io device)\n");
+        return;
+    }
+    uint64_t sum = 0;
+    int64_t lmin = INT64_MAX, lmax = INT64_MIN;
+    unsigned negative = 0;
+    for (unsigned i = 0; i < WARMUP_IO + ITER_IO; i++) {
+        int64_t l = io_out_one();
+        if (i < WARMUP_IO)
+            continue;
+        if (l < 0)
+            negative++;
+        sum += (uint64_t)(l < 0 ? 0 : l);
+        lmin = l < lmin ? l : lmin;
+        lmax = l > lmax ? l : lmax;
+    }
+    print("microbench: io_out: min_ticks=%ld max_ticks=%ld sum_ticks=%lu\n", lmin, lmax, sum);
+    if (negative)
+        ERROR("io_out: %u notifies seen before they were sent\n", negative);
+    bench("io_out", sum_avg(sum, ITER_IO), ITER_IO);
+}
+
+/* ---------------------------------------------------------------- io_in */
+
+static volatile uint64_t io_spin_pc, io_entry;
+static volatile uint32_t io_fired, io_retries, io_irqs;
+
+static void io_arm(uint64_t at)
+{
+    mmio_write32(io_base + IO_EVENT_AT_LO, (uint32_t)at);
+    mmio_write32(io_base + IO_EVENT_AT_HI, (uint32_t)(at >> 32));
+}
+
+static uint64_t io_sent(void)
+{
+    uint64_t lo = mmio_read32(io_base + IO_SENT_LO);
+    uint64_t hi = mmio_read32(io_base + IO_SENT_HI);
+    return hi << 32 | lo;
+}
+
+/* acknowledge, ACK the device (its line drops), EOI; ELR at the `b .`: record
+ * the entry time (x18 of the vector) and return past it.  An event taken
+ * anywhere else is not counted: re-arm IO_DELAY ticks later, and the `b .`
+ * waits for that one. */
+static int io_irq(struct exc_frame *f)
+{
+    uint32_t iar = gic_ack_wanted(io_intid);
+    if (iar == GIC_NOT_WANTED)
+        return 1;
+    uint64_t entry = irq_entry_ticks();
+    mmio_write32(io_base + IO_ACK, 1);
+    gic_eoi(iar);
+    io_irqs++;
+    if (f->elr == io_spin_pc) {
+        io_entry = entry;
+        f->elr += 4;                    /* return past the `b .` */
+        io_fired = 1;
+    } else {
+        io_retries++;
+        io_arm(read_cntvct() + IO_DELAY);
+    }
+    return 1;
+}
+
+/* EVENT_AT = CNTVCT + IO_DELAY (writing HI arms it), then one `b .` until the
+ * handler moves ELR past it; returns EVENT_AT */
+static uint64_t io_in_one(void)
+{
+    uint64_t at;
+    io_fired = 0;
+    __asm__ volatile(
+        "adr    x0, 1f\n\t"
+        "str    x0, [%[pc]]\n\t"
+        "isb\n\t"
+        "mrs    %[at], cntvct_el0\n\t"
+        "add    %[at], %[at], %[delay]\n\t"
+        "str    %w[at], [%[lo]]\n\t"
+        "lsr    x0, %[at], #32\n\t"
+        "str    w0, [%[hi]]\n"
+        "1:\n\t"
+        "b      1b\n"                   /* the handler returns to the next instruction */
+        : [at] "=&r"(at)
+        : [pc] "r"(&io_spin_pc), [delay] "r"((uint64_t)IO_DELAY),
+          [lo] "r"(io_base + IO_EVENT_AT_LO), [hi] "r"(io_base + IO_EVENT_AT_HI)
+        : "x0", "memory");
+    return at;
+}
+
+/* SPI io_intid to this CPU (v2: its GICD_ITARGETSR byte; v3: gic_enable_irq
+ * writes GICD_IROUTER), priority PRIO, enabled */
+static void io_enable_irq(void)
+{
+    if (gic_version() == 2) {
+        uintptr_t reg = gic_dist_base() + GICD_ITARGETSR + (io_intid & ~3u);
+        unsigned shift = 8 * (io_intid % 4);
+        uint32_t v = mmio_read32(reg) & ~(0xffu << shift);
+        mmio_write32(reg, v | (1u << cpu_id()) << shift);
+    }
+    gic_set_priority(io_intid, PRIO);
+    gic_enable_irq(io_intid);
+}
+
+static void bench_io_in(void)
+{
+    if (!io_present) {
+        print("BENCH io_in skipped (no bench-io device)\n");
+        return;
+    }
+    irq_handler = io_irq;
+    io_enable_irq();
+    local_irq_enable();
+    uint64_t sum = 0;
+    int64_t lmin = INT64_MAX, lmax = INT64_MIN, late_min = INT64_MAX, late_max = INT64_MIN;
+    unsigned negative = 0;
+    for (unsigned i = 0; i < WARMUP_IO + ITER_IO; i++) {
+        uint64_t at = io_in_one();
+        uint64_t sent = io_sent();
+        int64_t l = (int64_t)(io_entry - sent);
+        int64_t late = (int64_t)(sent - at);    /* 0 unless re-armed / sent late */
+        if (i < WARMUP_IO)
+            continue;
+        if (l < 0)
+            negative++;
+        sum += (uint64_t)(l < 0 ? 0 : l);
+        lmin = l < lmin ? l : lmin;
+        lmax = l > lmax ? l : lmax;
+        late_min = late < late_min ? late : late_min;
+        late_max = late > late_max ? late : late_max;
+    }
+    local_irq_disable();
+    unsigned irqs = io_irqs, want = WARMUP_IO + ITER_IO + io_retries;
+    print("microbench: io_in: intid=%u delay=%u ticks min_ticks=%ld max_ticks=%ld sum_ticks=%lu "
+          "irqs=%u retries=%u sent-event_at=[%ld,%ld]\n", io_intid, IO_DELAY, lmin, lmax, sum, irqs,
+          io_retries, late_min, late_max);
+    if (irqs != want)
+        ERROR("io_in: %u interrupts, expected %u\n", irqs, want);
+    if (negative)
+        ERROR("io_in: %u handler entries before their event was sent\n", negative);
+    bench("io_in", sum_avg(sum, ITER_IO), ITER_IO);
+}
+
+/* ------------------------------------------------------------ vm_switch */
+
+/* 0x4b000010 with x1 = CNTVCT; returns x0 (the peer's x1, or -1) and our
+ * CNTVCT right after the call */
+static int64_t baton(uint64_t *t1)
+{
+    register uint64_t x0 __asm__("x0");
+    uint64_t t;
+    __asm__ volatile("movz  w0, #0x4b00, lsl #16\n\t"
+                     "movk  w0, #0x0010\n\t"
+                     "isb\n\t"
+                     "mrs   x1, cntvct_el0\n\t"
+                     "hvc   #0\n\t"
+                     "isb\n\t"
+                     "mrs   %[t], cntvct_el0"
+                     : "=r"(x0), [t] "=&r"(t)
+                     :
+                     : "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
+                       "x12", "x13", "x14", "x15", "x16", "x17", "memory");
+    *t1 = t;
+    return (int64_t)x0;
+}
+
+/* The first call is made at boot, before any other benchmark (vm_switch_first):
+ * a peer VM sharing this pCPU then waits in its call while the others run, so
+ * its boot does not share the pCPU with them, and it answers at once later. */
+static int64_t vm_switch_first;
+
+static void bench_vm_switch(void)
+{
+    uint64_t t1;
+    if (vm_switch_first == -1) {
+        print("microbench: vm_switch: hypercall 0x%x returned -1\n", VM_SWITCH_CALL);
+        print("BENCH vm_switch skipped (no peer VM)\n");
+        return;
+    }
+    for (unsigned i = 1; i < WARMUP_VM_SWITCH; i++)
+        baton(&t1);
+    uint64_t sum = 0;
+    int64_t lmin = INT64_MAX, lmax = INT64_MIN;
+    unsigned gone = 0, negative = 0;
+    for (unsigned i = 0; i < ITER_VM_SWITCH; i++) {
+        int64_t v = baton(&t1);
+        if (v == -1) {
+            gone++;
+            continue;
+        }
+        int64_t l = (int64_t)(t1 - (uint64_t)v);
+        if (l < 0)
+            negative++;
+        sum += (uint64_t)(l < 0 ? 0 : l);
+        lmin = l < lmin ? l : lmin;
+        lmax = l > lmax ? l : lmax;
+    }
+    unsigned counted = ITER_VM_SWITCH - gone;
+    print("microbench: vm_switch: calls=%u (the first at boot) min_ticks=%ld max_ticks=%ld "
+          "sum_ticks=%lu\n", (unsigned)(WARMUP_VM_SWITCH + ITER_VM_SWITCH), lmin, lmax, sum);
+    if (gone)
+        ERROR("vm_switch: %u of %u timed calls returned -1 (the peer VM left early)\n", gone,
+              (unsigned)ITER_VM_SWITCH);
+    if (negative)
+        ERROR("vm_switch: %u returns before the peer's call (CNTVCT differs between the VMs)\n",
+              negative);
+    bench("vm_switch", sum_avg(sum, counted), counted);
+}
+
+/* The partner VM of vm_switch: pass the baton until the other VM is gone. */
+static int vm_peer(void)
+{
+    print("microbench: vm-peer\n");
+    uint64_t t1, calls = 0;
+    int64_t v;
+    do {
+        v = baton(&t1);
+        calls++;
+    } while (v != -1);
+    print("microbench: vm-peer done after %lu calls\n", calls);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(void)
+{
+    sync_handler = sync;
+    if (fdt_bootargs_has("vm-peer"))
+        return vm_peer();
+    uint64_t t1;
+    vm_switch_first = baton(&t1);       /* vm_switch's first warm-up call, see there */
+
+    local_irq_disable();
+    cpt = cycles_per_tick();
+    gic_init();                 /* boot CPU: distributor + its own interface */
+    print("microbench: gic=v%d (%s) cpus=%u (%s) cycles_per_tick=%lu iterations: hypercall=%u "
+          "mmio=%u eoi=%u ipi=%u io=%u vm_switch=%u\n",
+          gic_version(), gic_source(), smp_cpu_count(), smp_cpu_source(), cpt,
+          (unsigned)ITER_HYPERCALL, (unsigned)ITER_MMIO, (unsigned)ITER_EOI, (unsigned)ITER_IPI,
+          (unsigned)ITER_IO, (unsigned)ITER_VM_SWITCH);
+    io_detect();
+
+    bench_hypercall();
+    bench_mmio_kernel();
+    bench_mmio_user();
+    bench_gic_trap();
+    bench_eoi();
+    bench_ipi();
+    bench_io_out();
+    bench_io_in();
+    bench_vm_switch();
+
+    print("microbench: interrupts spurious=%u unexpected=%u (last INTID %u)\n",
+          irq_tally.spurious, irq_tally.unexpected, irq_tally.last_unexpected);
+    if (irq_tally.unexpected || irq_tally.spurious)
+        ERROR("%u spurious and %u unexpected interrupts\n", irq_tally.spurious,
+              irq_tally.unexpected);
+    if (undef_hvcs)
+        print("microbench: note: hvc was UNDEFINED %lu times (not armvirt?); emulated "
+              "NOT_SUPPORTED in the guest\n", undef_hvcs);
+    if (errors)
+        print("microbench: FAIL errors=%d\n", errors);
+    return errors ? 1 : 0;
+}
