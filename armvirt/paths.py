@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from armvirt.console import Console
-from armvirt.machine import Machine, MachineConfig, RunResult
+from armvirt.machine import Machine, MachineConfig, RunResult, run_machines
 from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
 from el2.world_switch import GROUPS
@@ -88,6 +88,15 @@ def ack_and_eoi(by_vcpu: list[list[Segment]]) -> list:
     return []
 
 
+def vm_switch(by_vcpu: list[list[Segment]]) -> list:
+    """One VM's HVC 0x4b000010 to the other VM's return into its guest, on the pCPU
+    they share: the exit of one, the host's switch, the entry of the other.  Every
+    timed call takes the same path; a steady-state one from the middle is shown."""
+    calls = [s for s in by_vcpu[0] if s.tag == "hvc:0x4b000010"
+             and any("kvm_vcpu_wake_up" in st.what for st in s.steps)]
+    return calls[len(calls) // 2].steps if calls else []
+
+
 @dataclass(frozen=True)
 class PathSpec:
     name: str
@@ -96,6 +105,7 @@ class PathSpec:
     bench: str          # the guest's BENCH name
     description: str
     config: tuple = ()  # machine settings the path needs, e.g. (("smp", 2),)
+    peer: str | None = None   # a second VM on the same host (its image)
 
 
 PATHS = {
@@ -112,6 +122,9 @@ PATHS = {
     "ipi": PathSpec("ipi", "ipi.elf", virtual_ipi, "ipi",
                     "vCPU0 sends an SGI to vCPU1 asleep in WFI: trap, kick, wake-up, LR, vIRQ",
                     (("smp", 2),)),
+    "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
+                          "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
+                          "exit one VM, switch, enter the other", peer="vmswitch.elf"),
 }
 
 
@@ -150,8 +163,12 @@ def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None)
     cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
                         **{**dict(spec.config), **(cfg_overrides or {})})
     m = Machine(cfg, profile, console=Console(echo=False))
+    machines = [m]
+    if spec.peer:                 # the peer VM shares the host (and vCPU0's pCPU)
+        peer = MachineConfig(**{**cfg.__dict__, "kernel": image_path(spec.peer), "name": "peer"})
+        machines.append(Machine(peer, profile, console=Console(echo=False), host=m.host))
     by_vcpu = [v.ledger.start_recording() for v in m.vcpus]
-    result = m.run()
+    result = run_machines(machines)[0]
     for v in m.vcpus:
         v.ledger.stop_recording()
     if result.status != 0:

@@ -71,5 +71,8 @@ class EngineEl2:
         if self.loaded["vttbr"] != regs.vttbr:
             self.cpu.write_sysreg(S.VTTBR_EL2, regs.vttbr)
             # The engine's TLB is not tagged by VMID: a new VTTBR must not hit old entries.
+            # Nor is its translated code: a TB is found by virtual PC, so another VM's
+            # code at the same IPA would run (measured: two VMs on one pCPU); drop it all.
             self.cpu.flush_tlb()
+            self.cpu.uc.ctl_flush_tb()
             self.loaded["vttbr"] = regs.vttbr

@@ -23,14 +23,14 @@ def handle_hvc(vcpu, ex: Exit) -> int:
     res = psci.call(vcpu, fid)
     if res is None:
         if vcpu.trace.on("psci"):
-            vcpu.trace.log("psci", f"vcpu{vcpu.index}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
+            vcpu.trace.log("psci", f"{vcpu.tag}: unknown SMCCC function {fid:#x}: NOT_SUPPORTED")
         res = psci.NOT_SUPPORTED
     if res is psci.POWER_OFF:
         vcpu.kvm_run.exit_reason = "POWER_OFF"
         return EXIT_TO_USER
     if isinstance(res, psci.SystemEvent):
         if vcpu.trace.on("psci"):
-            vcpu.trace.log("psci", f"vcpu{vcpu.index}: system event {res.type}")
+            vcpu.trace.log("psci", f"{vcpu.tag}: system event {res.type}")
         vcpu.kvm_run.system_event(res.type)
         return EXIT_TO_USER
     ctx.set_x(0, res & 0xFFFF_FFFF_FFFF_FFFF)

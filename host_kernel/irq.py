@@ -41,5 +41,5 @@ def handle_host_irq(vcpu) -> None:
             for t in vcpu.soft_timers:
                 t.update_level()
         if vcpu.trace.on("int"):
-            vcpu.trace.log("int", f"vcpu{vcpu.index}: physical IRQ ({src}) while the guest ran")
+            vcpu.trace.log("int", f"{vcpu.tag}: physical IRQ ({src}) while the guest ran")
         led.charge_named(HIGHVISOR, "host GICC_EOIR write: priority drop", "gicc_mmio_write")

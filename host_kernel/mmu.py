@@ -25,7 +25,7 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
         vm.counters["stage2_faults"] += 1
         led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
         if vcpu.trace.on("stage2"):
-            vcpu.trace.log("stage2", f"vcpu{vcpu.index}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
+            vcpu.trace.log("stage2", f"{vcpu.tag}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
         return RESUME
     if is_iabt:
         vcpu.guest_error(f"instruction fetch from IPA {ipa:#x} (no RAM): prefetch abort injected")
@@ -58,7 +58,7 @@ def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
     if da.wnr:
         acc.data = vcpu.ctx.x(da.srt) & ((1 << (8 * da.size)) - 1)
     if vcpu.trace.on("mmio"):
-        vcpu.trace.log("mmio", f"vcpu{vcpu.index}: {'write' if da.wnr else 'read'} {da.size}B IPA {ipa:#x}"
+        vcpu.trace.log("mmio", f"{vcpu.tag}: {'write' if da.wnr else 'read'} {da.size}B IPA {ipa:#x}"
                            + (f" = {acc.data:#x}" if da.wnr else ""))
     hit = vcpu.vm.kernel_bus.find(ipa)
     if hit is not None:

@@ -81,10 +81,15 @@ class Vcpu:
         if self.trace.on("int"):
             self.cpu.on_guest_exception = self._log_guest_exception
 
+    @property
+    def tag(self) -> str:
+        """How logs name this vCPU: with its VM's name once the host runs several."""
+        return f"{self.vm.name}/vcpu{self.index}" if len(self.vm.host.vms) > 1 else f"vcpu{self.index}"
+
     def _log_guest_exception(self, intno: int, esr: int, far: int, pc: int) -> None:
         far_text = f" FAR {far:#x}" if intno in (3, 4) else ""      # only aborts set FAR_EL1
         if self.trace.on("int"):
-            self.trace.log("int", f"vcpu{self.index}: exception taken to EL1: ESR_EL1 {esr:#010x} "
+            self.trace.log("int", f"{self.tag}: exception taken to EL1: ESR_EL1 {esr:#010x} "
                               f"(EC {esr >> 26:#x}){far_text} ELR {pc:#x}")
 
     # --- state --------------------------------------------------------------------
@@ -148,9 +153,9 @@ class Vcpu:
 
     def guest_error(self, msg: str) -> None:
         self.vm.counters["guest_errors"] += 1
-        self.vm.guest_errors.append(f"vcpu{self.index}: {msg}")
+        self.vm.guest_errors.append(f"{self.tag}: {msg}")
         if self.trace.on("guest_errors"):
-            self.trace.log("guest_errors", f"vcpu{self.index}: {msg}")
+            self.trace.log("guest_errors", f"{self.tag}: {msg}")
 
     def block_in_wfi(self) -> int:
         """kvm_vcpu_block: sleep until an interrupt is pending for this vCPU - even one
@@ -178,7 +183,7 @@ class Vcpu:
             self.cpu.advance_idle(deadline - now)
             self.blocked_cycles += deadline - now
             if self.trace.on("timer"):
-                self.trace.log("timer", f"vcpu{self.index}: blocked in WFI for {deadline - now} cycles")
+                self.trace.log("timer", f"{self.tag}: blocked in WFI for {deadline - now} cycles")
         led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
         self.update_timer_levels()
         if not self.vm.vgic.has_pending(self.index):
@@ -309,7 +314,7 @@ class Vcpu:
             handle_host_irq(self)
         name = exit_name(ex)
         if self.trace.on("exits"):
-            self.trace.log("exits", f"vcpu{self.index}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
+            self.trace.log("exits", f"{self.tag}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
                                     f"far={ex.far:#x} cycles={ex.t_trap}")
         self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
         return handle_exit(self, ex, name)
