@@ -81,11 +81,26 @@ def _add_features(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
     p.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
     p.add_argument("--lrs", default="4", help="number of list registers")
+    _add_design(p)
+
+
+def _add_design(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hyp-mode", default="nvhe", choices=("nvhe", "kvm-split", "vhe", "type1"),
+                   help="hypervisor design: split-mode KVM (nvhe), KVM with VHE, or a Xen-like type 1")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
+                   help="switch every register group on every trap (no lazy/deferred switching)")
+    g.add_argument("--lazy-switch", dest="lazy", action="store_true",
+                   help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe and type1)")
+
+
+def _design(a) -> dict:
+    return {"hyp_mode": a.hyp_mode, "lazy": a.lazy}
 
 
 def _features(a) -> dict:
     return {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
-            "nr_lr": parse_count(a.lrs, "--lrs")}
+            "nr_lr": parse_count(a.lrs, "--lrs"), **_design(a)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
+    _add_design(r)
     _add_common(r, ("simple", "github", "json", "plain", "grid"))
     w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
     _add_common(w)
@@ -175,7 +191,7 @@ def _run_configs(a) -> list[MachineConfig]:
         raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
     common = dict(gic_version=parse_machine(a.machine), nr_lr=parse_count(a.lrs, "--lrs"),
                   no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
-                  quantum=parse_count(a.quantum, "--quantum"),
+                  quantum=parse_count(a.quantum, "--quantum"), **_design(a),
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
                   max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
     return [MachineConfig(**sp, **common) for sp in specs]
@@ -281,7 +297,7 @@ def cmd_demo(a) -> int:
     print(report.table(res.stats, a.format))
     print()
     ns = argparse.Namespace(profile=a.profile, format=a.format, gic="2", no_vgic=False, no_vtimer=False,
-                            lrs="4")
+                            lrs="4", hyp_mode="nvhe", lazy=None)
     cmd_world_switch(ns)
     print()
     ns.path = "hypercall"

@@ -16,6 +16,7 @@ from host_kernel import psci
 from host_kernel.kvm import Clocking, Host
 from host_kernel.mmio import MmioBus
 from armvirt.scheduler import Scheduler
+from el2.design import Design
 from host_kernel.vcpu import BootState
 
 MAX_SMP = 8          # GICv2 targets at most 8 CPUs
@@ -39,6 +40,8 @@ class MachineConfig:
     vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
     quantum: int = 20_000           # SMP: cycles of virtual time per pCPU turn
     pcpus: int | None = None        # physical CPUs of the host (default: one per vCPU)
+    hyp_mode: str = "nvhe"          # nvhe (split mode) | vhe | type1
+    lazy: bool | None = None        # lazy/deferred switching (default: per design)
     name: str = "vm0"
 
 
@@ -78,8 +81,13 @@ def validate(cfg: MachineConfig) -> None:
 def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) -> Host:
     """The physical machine: `--pcpus` CPUs (default one per vCPU) with the chosen GIC."""
     validate(cfg)
-    return Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
-                npcpus=cfg.pcpus or cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version)
+    try:
+        design = Design.make(cfg.hyp_mode, cfg.lazy)
+        return Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
+                    npcpus=cfg.pcpus or cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version,
+                    design=design)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def run_machines(machines: list["Machine"]) -> list[RunResult]:

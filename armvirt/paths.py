@@ -7,7 +7,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from armvirt import layout
 from armvirt.console import Console
+from host_kernel.bench_io import BACKEND, REG_NOTIFY
 from armvirt.machine import Machine, MachineConfig, RunResult, run_machines
 from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
@@ -45,6 +47,7 @@ def irq_delivery(by_vcpu: list[list[Segment]]) -> list:
 
 
 GICC_IAR, GICC_EOIR = 0x0801000C, 0x08010010
+BENCH_IO_NOTIFY = layout.BENCH_IO_BASE + REG_NOTIFY
 # (acknowledge, EOI) as recorded: GICv2 GICV device steps and GICC trap tags, GICv3 ICV
 # steps and ICC trap tags.
 ACK_EOI_STEPS = (("GICV_IAR read", "GICV_EOIR write"), ("ICV read S3_0_C12_C12_0", "ICV write S3_0_C12_C12_1"))
@@ -60,7 +63,7 @@ def virtual_ipi(by_vcpu: list[list[Segment]]) -> list:
         return []
     k = next(i for i, st in enumerate(send.steps) if st.what == "kvm_vcpu_kick(vCPU1)")
     for seg in reversed(by_vcpu[1]):
-        w = next((i for i, st in enumerate(seg.steps) if "kvm_vcpu_wake_up" in st.what), None)
+        w = next((i for i, st in enumerate(seg.steps) if "vcpu_wake" in st.what), None)
         cut = _virq_cut(seg.steps)
         if w is not None and cut is not None and cut > w:
             return send.steps[:k + 1] + seg.steps[w:cut]
@@ -93,8 +96,29 @@ def vm_switch(by_vcpu: list[list[Segment]]) -> list:
     they share: the exit of one, the host's switch, the entry of the other.  Every
     timed call takes the same path; a steady-state one from the middle is shown."""
     calls = [s for s in by_vcpu[0] if s.tag == "hvc:0x4b000010"
-             and any("kvm_vcpu_wake_up" in st.what for st in s.steps)]
+             and any("vcpu_wake" in st.what for st in s.steps)]
     return calls[len(calls) // 2].steps if calls else []
+
+
+def io_out(by_vcpu: list[list[Segment]]) -> list:
+    """The guest's notify (a store to bench-io NOTIFY) until the back end sees it."""
+    for seg in reversed(by_vcpu[0]):
+        if seg.tag == f"mmio:{BENCH_IO_NOTIFY:#x}":
+            seen = max((i for i, st in enumerate(seg.steps) if st.where == BACKEND), default=None)
+            if seen is not None:
+                return seg.steps[:seen + 1]
+    return []
+
+
+def io_in(by_vcpu: list[list[Segment]]) -> list:
+    """The back end sends an event until the first instruction of the guest's handler:
+    the back end's steps (on its own pCPU), then the vCPU's IRQ exit and re-entry."""
+    for seg in reversed(by_vcpu[0]):
+        back = [st for st in seg.steps if st.where == BACKEND]
+        cut = _virq_cut(seg.steps)
+        if seg.tag == "IRQ" and back and cut is not None:
+            return back + [st for st in seg.steps[:cut] if st.where != BACKEND]
+    return []
 
 
 @dataclass(frozen=True)
@@ -122,6 +146,13 @@ PATHS = {
     "ipi": PathSpec("ipi", "ipi.elf", virtual_ipi, "ipi",
                     "vCPU0 sends an SGI to vCPU1 asleep in WFI: trap, kick, wake-up, LR, vIRQ",
                     (("smp", 2),)),
+    "mmio-kernel": PathSpec("mmio-kernel", "microbench.elf", last_tagged(f"mmio:{layout.BENCH_IO_BASE:#x}"),
+                            "mmio_kernel", "guest read of an in-kernel device register (bench-io ID): "
+                            "stage-2 fault, emulated in the kernel", (("smp", 2),)),
+    "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
+                       "I/O latency out: the guest's notify until the back end sees it", (("smp", 2),)),
+    "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
+                      "I/O latency in: a back-end event until the guest's handler runs", (("smp", 2),)),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),

@@ -27,6 +27,7 @@ class Scheduler:
         self.last_turn = {id(v): -1 for _, v in self.entries}
         self.resident = {}            # pCPU index -> the vCPU paused mid-guest on it
         self.owner = {}               # pCPU index -> (vCPU, end of its turn)
+        self.loaded = {}              # pCPU index -> the vCPU last loaded there (vcpu_load/put)
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
@@ -73,6 +74,11 @@ class Scheduler:
             if other is not None and other is not vcpu:
                 other.preempt()                   # the pCPU changes hands: tick, exit, switch
                 self.resident.pop(p)
+            if self.loaded.get(p) is not vcpu:     # the pCPU changes hands: put, then load
+                if self.loaded.get(p) is not None:
+                    self.loaded[p].vcpu_put()
+                vcpu.vcpu_load()
+                self.loaded[p] = vcpu
             if vcpu.blocked_until is not None:
                 vcpu.wake_up(vcpu.blocked_until)
             owner = self.owner.get(p)

@@ -16,6 +16,7 @@ from engine.regbank import RegBank
 from engine import sysreg as S
 from el2 import syndrome as syn
 from el2.context import HostContext, VcpuContext
+from el2.design import NVHE, Design, configure_ledger
 from el2.regs import El2Regs, EngineEl2
 from el2.world_switch import WorldSwitch
 from gic.v2_hyp import GichV2
@@ -43,12 +44,13 @@ class Exit:
 
 
 class Lowvisor:
-    def __init__(self, cpu: PhysicalCpu, ledger: Ledger, gich: GichV2):
-        self.cpu, self.ledger = cpu, ledger
+    def __init__(self, cpu: PhysicalCpu, ledger: Ledger, gich: GichV2, design: Design = NVHE):
+        self.cpu, self.ledger, self.design = cpu, ledger, design
+        configure_ledger(ledger, design)
         self.el2 = El2Regs()
         self.engine_el2 = EngineEl2(cpu)
         self.host = HostContext()
-        self.ws = WorldSwitch(cpu, ledger, self.el2, gich)
+        self.ws = WorldSwitch(cpu, ledger, self.el2, gich, design)
         self._exit: Exit | None = None
         self.entered_at = 0
         self._hpfar = RegBank(["HPFAR_EL2"], [S.HPFAR_EL2])
@@ -103,7 +105,8 @@ class Lowvisor:
         if resume:
             pc = self.cpu.pc()
         else:
-            led.charge_steps(*self._hvc_in_steps)
+            if not self.design.host_at_el2:       # split mode: the highvisor HVCs back into EL2
+                led.charge_steps(*self._hvc_in_steps)
             self.ws.enter_guest(ctx, self.host)
             self.engine_el2.sync(self.el2)
             led.charge(HW, "ERET to guest", self._c_eret)
@@ -145,7 +148,8 @@ class Lowvisor:
         self.ws.exit_guest(ctx, self.host)
         if ex.code == ARM_EXCEPTION_TRAP and st.trap_pc:
             ctx.pc, st.trap_pc = ex.elr, 0   # the core moved past the trapped MSR/MRS
-        self.ledger.charge(HW, "ERET to highvisor", self._c_eret)
+        if not self.design.host_at_el2:           # VHE / type 1: exit handling runs at EL2
+            self.ledger.charge(HW, "ERET to highvisor", self._c_eret)
         return ex
 
     def preempt(self, ctx: VcpuContext) -> Exit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.ledger import LOWVISOR, Ledger, Step
 from el2 import context as C
 from el2.hcr import CNTHCTL_EL1TVT
+from el2.design import NVHE, Design
 from el2.regs import El2Regs
 from gic.v2_hyp import GICH_APR, GICH_HCR, GICH_LR0, GICH_VMCR, GichV2
 
@@ -28,9 +29,11 @@ def _pairs(n: int) -> int:
 
 
 class WorldSwitch:
-    def __init__(self, cpu, ledger: Ledger, el2: El2Regs, gich):
-        """`gich`: the pCPU's GICv2 GICH (MMIO) or GICv3 ICH (system registers)."""
-        self.cpu, self.ledger, self.el2, self.gich = cpu, ledger, el2, gich
+    def __init__(self, cpu, ledger: Ledger, el2: El2Regs, gich, design: Design = NVHE):
+        """`gich`: the pCPU's GICv2 GICH (MMIO) or GICv3 ICH (system registers).
+        `design`: which groups a trap switches; the others move at vcpu_load/put."""
+        self.cpu, self.ledger, self.el2, self.gich, self.design = cpu, ledger, el2, gich, design
+        self.v3 = not isinstance(gich, GichV2)
         v3 = not isinstance(gich, GichV2)
         self.save_vgic = self.save_vgic_v3 if v3 else self.save_vgic_v2
         self.restore_vgic = self.restore_vgic_v3 if v3 else self.restore_vgic_v2
@@ -54,12 +57,21 @@ class WorldSwitch:
                       (FP, "guest"): len(C.FP_Q) + len(C.FP_CTRL), (FP, "host"): len(C.FP_Q) + len(C.FP_CTRL),
                       (EL1, "guest"): len(C.EL1_SYSREGS), (EL1, "host"): len(C.EL1_SYSREGS)}
 
-        # Each batch of bank moves is one charge of the declared groups' steps.
+        # Each batch of bank moves is one charge of the declared groups' steps: the groups
+        # this design switches on every trap (the rest: vcpu_load/put, or never).
+        d = design
+        guest = [GP] + [FP] * d.per_exit_fp + [EL1] * d.per_exit_el1
+        host = ([GP] * d.saves_host_gp + [FP] * (d.per_exit_fp and d.switches_host_el1)
+                + [EL1] * d.switches_host_el1)
+        # lazy FP/SIMD is switched only when the guest uses it (vcpu_put charges that case)
+        deferred = [g for g in (FP, EL1) if g not in guest and not (g == FP and d.lazy)]
         self.batches = {}
-        for kind, who, order in (("save", "guest", (GP, FP, EL1)), ("restore", "guest", (EL1, FP, GP)),
-                                 ("save", "host", (GP, FP, EL1)), ("restore", "host", (EL1, FP, GP))):
-            steps = tuple(Step(LOWVISOR, self.labels[(g, kind, who)], self.cost[(g, kind, who)], g, kind,
-                               self.nregs[(g, who)]) for g in order)
+        for kind, who, order in (("save", "guest", guest), ("restore", "guest", guest[::-1]),
+                                 ("save", "host", host), ("restore", "host", host[::-1]),
+                                 ("save", "put", deferred), ("restore", "load", deferred[::-1])):
+            w = who if who in ("guest", "host") else "guest"
+            steps = tuple(Step(LOWVISOR, self.labels[(g, kind, w)] + ("" if w == who else f" (vcpu_{who})"),
+                               self.cost[(g, kind, w)], g, kind, self.nregs[(g, w)]) for g in order)
             self.batches[(kind, who)] = (sum(st.cycles for st in steps), steps)
         rd, wr = "el2_sysreg_read", "el2_sysreg_write"
         # Fixed-shape groups: (reads, writes) per access list, as declared below.
@@ -114,8 +126,8 @@ class WorldSwitch:
         st.cntv_ctl = 0                                              # disable: the host must not see it fire
         self.cpu.recalc_timer()
         self.el2.cnthctl = host.cnthctl                              # give the host its counter access
-        self._access(TIMER, "save", 2, 2, "el2_sysreg_read", "el2_sysreg_write",
-                     "save timer (CNTV_CTL, CNTV_CVAL; disable; CNTHCTL)")
+        if self.design.per_exit_timer:
+            self.ledger.charge_steps(*self.fixed["save_timer"])
 
     def restore_timer(self, ctx: C.VcpuContext) -> None:
         st, t = self.cpu.st, ctx.timer
@@ -123,7 +135,8 @@ class WorldSwitch:
         st.cntvoff, st.cntv_cval, st.cntv_ctl = t.cntvoff, t.cntv_cval, t.cntv_ctl   # 3 writes
         st.trap_timer = int(bool(t.cnthctl & CNTHCTL_EL1TVT))
         self.cpu.recalc_timer()
-        self.ledger.charge_steps(*self.fixed["restore_timer"])
+        if self.design.per_exit_timer:
+            self.ledger.charge_steps(*self.fixed["restore_timer"])
 
     # --- vGIC: GICH MMIO (GICv2) ------------------------------------------------
     def save_vgic_v2(self, ctx: C.VcpuContext) -> None:
@@ -134,8 +147,13 @@ class WorldSwitch:
         # The virtual IRQ output drops with HCR.En; nothing runs on the engine until the
         # next restore re-evaluates it, so the output is not recomputed here.
         g.write(GICH_HCR, 0, notify=False)
-        self._access(VGIC, "save", 7 + g.nr_lr, 1, "gich_mmio_read", "gich_mmio_write",
-                     lambda: f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
+        mode = self.design.per_exit_vgic
+        if mode == "all":
+            self._access(VGIC, "save", 7 + g.nr_lr, 1, "gich_mmio_read", "gich_mmio_write",
+                         lambda: f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
+        elif mode == "used" and v.used_lrs:     # KVM 4.12+: ELRSR0/1 and the used LRs only
+            self._access(VGIC, "save", 2 + v.used_lrs, 1, "gich_mmio_read", "gich_mmio_write",
+                         lambda: f"save vGIC (ELRSR0/1, {v.used_lrs} used LRs; HCR=0)")
 
     def restore_vgic_v2(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
@@ -148,8 +166,13 @@ class WorldSwitch:
             else:
                 g.lr[i] = 0
         g.notify()
-        self._access(VGIC, "restore", 0, 3 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
-                     lambda: f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
+        mode = self.design.per_exit_vgic
+        if mode == "all":
+            self._access(VGIC, "restore", 0, 3 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
+                         lambda: f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
+        elif mode == "used" and v.used_lrs:
+            self._access(VGIC, "restore", 0, 1 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
+                         lambda: f"restore vGIC (HCR, {v.used_lrs} used LRs)")
 
     # --- vGIC: ICH_* system registers (GICv3) ----------------------------------------
     def save_vgic_v3(self, ctx: C.VcpuContext) -> None:
@@ -159,8 +182,13 @@ class WorldSwitch:
         v.vmcr, v.misr, v.eisr, v.elrsr, ap0r, ap1r, lrs = g.snapshot()
         v.ap0r, v.ap1r, v.lr[:] = list(ap0r), list(ap1r), lrs
         g.write("HCR", 0, notify=False)
-        self._access(VGIC, "save", 6 + g.nr_lr, 1, "ich_sysreg_read", "ich_sysreg_write",
-                     lambda: f"save vGIC (ICH_VMCR, MISR, EISR, ELRSR, AP0R0, AP1R0, {g.nr_lr} LRs; HCR=0)")
+        mode = self.design.per_exit_vgic
+        if mode == "all":
+            self._access(VGIC, "save", 6 + g.nr_lr, 1, "ich_sysreg_read", "ich_sysreg_write",
+                         lambda: f"save vGIC (ICH_VMCR, MISR, EISR, ELRSR, AP0R0, AP1R0, {g.nr_lr} LRs; HCR=0)")
+        elif mode == "used" and v.used_lrs:
+            self._access(VGIC, "save", 1 + v.used_lrs, 1, "ich_sysreg_read", "ich_sysreg_write",
+                         lambda: f"save vGIC (ICH_ELRSR, {v.used_lrs} used LRs; HCR=0)")
 
     def restore_vgic_v3(self, ctx: C.VcpuContext) -> None:
         g, v = self.gich, ctx.vgic
@@ -171,32 +199,90 @@ class WorldSwitch:
         for i in range(g.nr_lr):
             g.write(f"LR{i}", v.lr[i] if i < v.used_lrs else 0, notify=False)
         g.notify()
-        self._access(VGIC, "restore", 0, 4 + v.used_lrs, "ich_sysreg_read", "ich_sysreg_write",
-                     lambda: f"restore vGIC (ICH_HCR, VMCR, AP0R0, AP1R0, {v.used_lrs} used LRs)")
+        mode = self.design.per_exit_vgic
+        if mode == "all":
+            self._access(VGIC, "restore", 0, 4 + v.used_lrs, "ich_sysreg_read", "ich_sysreg_write",
+                         lambda: f"restore vGIC (ICH_HCR, VMCR, AP0R0, AP1R0, {v.used_lrs} used LRs)")
+        elif mode == "used" and v.used_lrs:
+            self._access(VGIC, "restore", 0, 1 + v.used_lrs, "ich_sysreg_read", "ich_sysreg_write",
+                         lambda: f"restore vGIC (ICH_HCR, {v.used_lrs} used LRs)")
 
     # --- EL2 trap configuration and stage 2 ------------------------------------
     def deactivate_traps(self, host: C.HostContext) -> None:
         e, t = self.el2, host.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        self.ledger.charge_steps(*self.fixed["deactivate_traps"])
+        if self.design.per_exit_traps:
+            self.ledger.charge_steps(*self.fixed["deactivate_traps"])
 
     def activate_traps(self, ctx: C.VcpuContext) -> None:
         e, t = self.el2, ctx.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        self.ledger.charge_steps(*self.fixed["activate_traps"])
+        if self.design.per_exit_traps:
+            self.ledger.charge_steps(*self.fixed["activate_traps"])
 
     def deactivate_vm(self) -> None:
         self.el2.vttbr = 0
-        self.ledger.charge_steps(*self.fixed["deactivate_vm"])
+        if self.design.per_exit_vttbr:
+            self.ledger.charge_steps(*self.fixed["deactivate_vm"])
 
     def activate_vm(self, ctx: C.VcpuContext) -> None:
         self.el2.vttbr = ctx.vttbr
-        self.ledger.charge_steps(*self.fixed["activate_vm"])
+        if self.design.per_exit_vttbr:
+            self.ledger.charge_steps(*self.fixed["activate_vm"])
+
+    # --- vcpu_put / vcpu_load: what this design defers from the trap path --------
+    def _vgic_deferred(self, kind: str) -> tuple[int, int, str]:
+        """(reads, writes, what) of the vGIC state moved at put/load."""
+        mode, nr = self.design.per_exit_vgic, self.gich.nr_lr
+        if mode == "all":
+            return 0, 0, ""
+        if mode == "used":                      # VMCR and the active priorities
+            regs = 3 if self.v3 else 2
+            what = "ICH_VMCR, AP0R0, AP1R0" if self.v3 else "GICH_VMCR, GICH_APR"
+        else:                                   # the whole interface, as a trap never moves it
+            regs = (6 + nr) if kind == "save" else (4 + nr) if self.v3 else (7 + nr if kind == "save" else 3 + nr)
+            what = f"vGIC interface and {nr} LRs"
+        return (regs, 0, what) if kind == "save" else (0, regs, what)
+
+    def vcpu_put(self, fp_used: bool = False) -> None:
+        """The vCPU leaves its pCPU (schedule out): save what the trap path left loaded.
+        `fp_used`: a lazy design saw the guest use FP/SIMD (CPTR_EL2.TFP trapped once):
+        its registers were switched then, and are saved now."""
+        d = self.design
+        self.ledger.charge_steps(*self.batches[("save", "put")])
+        if fp_used and d.lazy and not d.per_exit_fp:
+            self.ledger.charge(LOWVISOR, "lazy FP/SIMD: first-use trap, host save + guest restore",
+                               self.ledger.costs["exc_entry_el2"] + self.cost[(FP, "save", "host")]
+                               + self.cost[(FP, "restore", "guest")], FP, "restore")
+            self.ledger.charge(LOWVISOR, "lazy FP/SIMD: save guest", self.cost[(FP, "save", "guest")], FP, "save")
+        r, w, what = self._vgic_deferred("save")
+        if r:
+            rk, wk = ("ich_sysreg_read", "ich_sysreg_write") if self.v3 else ("gich_mmio_read", "gich_mmio_write")
+            self._access(VGIC, "save", r, w, rk, wk, f"vcpu_put: save {what}")
+        if not d.per_exit_timer:
+            self._access(TIMER, "save", 2, 2, "el2_sysreg_read", "el2_sysreg_write", "vcpu_put: save timer")
+        if not d.per_exit_vttbr:
+            self._access(VM, "save", 0, 1, "vttbr_write", "vttbr_write", "vcpu_put: deactivate stage 2")
+
+    def vcpu_load(self) -> None:
+        """The vCPU gets a pCPU (schedule in): load what the trap path does not."""
+        d = self.design
+        if not d.per_exit_traps:
+            self.ledger.charge_steps(*self.fixed["activate_traps"])
+        if not d.per_exit_vttbr:
+            self._access(VM, "restore", 0, 1, "vttbr_write", "vttbr_write", "vcpu_load: activate stage 2 (VMID)")
+        if not d.per_exit_timer:
+            self._access(TIMER, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write", "vcpu_load: restore timer")
+        r, w, what = self._vgic_deferred("restore")
+        if w:
+            rk, wk = ("ich_sysreg_read", "ich_sysreg_write") if self.v3 else ("gich_mmio_read", "gich_mmio_write")
+            self._access(VGIC, "restore", r, w, rk, wk, f"vcpu_load: restore {what}")
+        self.ledger.charge_steps(*self.batches[("restore", "load")])
 
     # --- the scripts ---------------------------------------------------------------
     def enter_guest(self, ctx: C.VcpuContext, host: C.HostContext) -> None:
         """__kvm_vcpu_run, up to the ERET: save host, load guest."""
-        self.save_host_state(host)              # GP, FP/SIMD, EL1
+        self.save_host_state(host)              # GP, FP/SIMD, EL1 (those the design switches)
         self.activate_traps(ctx)
         self.activate_vm(ctx)
         self.restore_vgic(ctx)

@@ -46,11 +46,18 @@ class Ledger:
         if self.steps is not None:
             self.steps.extend(steps)
 
+    # Designs other than split mode run the same call sites elsewhere (el2/design.py).
+    where_map: Mapping[str, str] = {}
+    key_map: Mapping[str, tuple] = {}
+
     def charge_named(self, where: str, what, name: str) -> None:
         """Charge a named primitive or host software path from the profile."""
+        if name in self.key_map:
+            name, what = self.key_map[name]
         self.st.charged += self.costs[name]
         if self.steps is not None:
-            self.steps.append(Step(where, what() if callable(what) else what, self.costs[name]))
+            self.steps.append(Step(self.where_map.get(where, where), what() if callable(what) else what,
+                                   self.costs[name]))
 
     def note(self, where: str, what, cycles: int) -> None:
         """Record a step whose cycles the clock already holds (a retired guest instruction)."""

@@ -10,6 +10,7 @@ from engine.core import PhysicalCpu
 from engine.ledger import Ledger
 from engine.trace import NULL, Tracer
 from el2.context import el1_bank, fp_bank
+from el2.design import NVHE, TYPE1_KEYS, Design
 from el2.lowvisor import Lowvisor
 from el2.stage2 import PagePool, Stage2Tables
 from el2.vmid import VmidAllocator
@@ -59,11 +60,15 @@ def wire_gic_outputs(cpu: PhysicalCpu, hyp, vcpuif, port) -> None:
 
 class Host:
     def __init__(self, costs: Mapping[str, int], clocking: Clocking, npcpus: int = 1,
-                 nr_lr: int = 4, trace: Tracer = NULL, gic_version: int = 2):
+                 nr_lr: int = 4, trace: Tracer = NULL, gic_version: int = 2, design: Design = NVHE):
         from math import gcd
         g = gcd(clocking.cntfrq_hz, clocking.cpu_hz)
         self.costs, self.clocking, self.trace, self.nr_lr = costs, clocking, trace, nr_lr
-        self.gic_version = gic_version
+        self.gic_version, self.design = gic_version, design
+        if design.name == "type1":
+            missing = [k for k in TYPE1_KEYS if k not in costs]
+            if missing:
+                raise ValueError(f"--hyp-mode type1: the cost profile lacks {', '.join(missing)}")
         self.counter = SystemCounter.for_clock(clocking.cpu_hz, clocking.cntfrq_hz)
         self.pcpus: list[PhysicalCpu] = []
         self.lowvisors: list[Lowvisor] = []
@@ -76,11 +81,11 @@ class Host:
             if gic_version == 3:
                 from gic.v3_hyp import IchV3
                 gich = IchV3(nr_lr)
-                low = Lowvisor(cpu, Ledger(cpu, costs), gich)
+                low = Lowvisor(cpu, Ledger(cpu, costs), gich, design)
                 port = self._wire_icv(cpu, gich, low)
             else:
                 gich = GichV2(nr_lr)
-                low = Lowvisor(cpu, Ledger(cpu, costs), gich)
+                low = Lowvisor(cpu, Ledger(cpu, costs), gich, design)
                 port = self._wire_gicv(cpu, gich, low)
             self.pcpus.append(cpu)
             self.lowvisors.append(low)

@@ -65,6 +65,7 @@ class Vcpu:
         self.on_pending = False            # CPU_ON accepted, not yet run (AFFINITY_INFO: ON_PENDING)
         self.blocked_until: int | None = None
         self.paused = False                # its turn ended mid-guest: resume without a world switch
+        self._fp_at_load = None
         self.baton_waiting = False         # asleep in the VM-switch hypercall (host_kernel/vm_switch.py)
         self._pending_sample: tuple[str, int] | None = None
         self._mmio: MmioAccess | None = None
@@ -287,6 +288,15 @@ class Vcpu:
                 return self.kvm_run
             if self._handle(ex) <= 0:
                 return self.kvm_run
+
+    def vcpu_load(self) -> None:
+        """kvm_arch_vcpu_load: this vCPU gets its pCPU (state the design defers moves now)."""
+        self._fp_at_load = self.ctx.fp.values()
+        self.lowvisor.ws.vcpu_load()
+
+    def vcpu_put(self) -> None:
+        """kvm_arch_vcpu_put: another vCPU takes the pCPU."""
+        self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.values() != self._fp_at_load)
 
     def preempt(self) -> None:
         """The scheduler gives this vCPU's pCPU to another vCPU while this one is paused

@@ -1,0 +1,147 @@
+"""Hypervisor designs (DESIGN.md section 5): where the host runs, what a trap
+switches, and what is deferred to vCPU load/put.
+
+- nvhe  (split-mode KVM/ARM, Linux 4.0 as measured in ISCA'16): the highvisor
+  runs at EL1, so every exit saves the guest and restores the host, and every
+  entry takes a second trap (HVC) into the lowvisor.
+- vhe   (KVM with HCR_EL2.E2H/TGE, ATC'17): the host kernel runs at EL2; no host
+  EL1 context, no second trap.  Optimised ("lazy"): guest EL1 state, VTTBR, the
+  timer and the vGIC's VMCR/APR move at vcpu_load/put, the list registers only
+  when in use, FP/SIMD only when the guest uses it.
+- type1 (Xen-like): the hypervisor runs entirely at EL2 and handles hypercalls,
+  the vGIC and the timers there, touching only the guest's GP registers on a
+  trap; full context switches happen only between vCPUs.  Guest I/O goes to a
+  driver domain (dom0) on its own pCPU through an event channel.
+
+`lazy` (the default for vhe and type1; `--eager-switch` turns it off, and
+`--lazy-switch` turns it on for nvhe, the optimised split mode of later
+kernels): list registers only when used, FP/SIMD only when used, timer and
+VMCR/APR deferred.  The model always moves the whole state (Python copies cost
+nothing); the design decides what the hardware path would touch, and charges
+exactly that, on the exit or at load/put.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.ledger import HIGHVISOR
+
+DESIGNS = ("nvhe", "vhe", "type1")
+ALIASES = {"kvm-split": "nvhe", "split": "nvhe", "xen": "type1"}
+HOST_AT_EL2 = "host kernel EL2"
+XEN = "Xen EL2"
+DOM0 = "dom0"
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str = "nvhe"
+    lazy: bool = False
+
+    @staticmethod
+    def make(name: str, lazy: bool | None = None) -> "Design":
+        name = ALIASES.get(name, name)
+        if name not in DESIGNS:
+            raise ValueError(f"--hyp-mode {name!r}: must be one of {', '.join(DESIGNS)} (or kvm-split)")
+        return Design(name, (name != "nvhe") if lazy is None else lazy)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}{'' if self.lazy == (self.name != 'nvhe') else (' lazy' if self.lazy else ' eager')}"
+
+    @property
+    def host_at_el2(self) -> bool:
+        """No HVC back into EL2 to enter the guest, no ERET down to a host at EL1."""
+        return self.name != "nvhe"
+
+    @property
+    def switches_host_el1(self) -> bool:
+        return self.name == "nvhe"
+
+    @property
+    def saves_host_gp(self) -> bool:
+        """KVM saves the host's callee-saved registers around __guest_enter; Xen has
+        no host context, its own state lives on its stack."""
+        return self.name != "type1"
+
+    @property
+    def per_exit_el1(self) -> bool:
+        """Guest EL1 system registers on every exit: the split-mode host needs EL1;
+        VHE defers them when lazy; Xen never touches them on a trap."""
+        return self.name == "nvhe" or (self.name == "vhe" and not self.lazy)
+
+    @property
+    def per_exit_traps(self) -> bool:
+        """HCR/CPTR/HSTR/MDCR switch on every exit for KVM (the host needs its own
+        configuration, TGE under VHE); Xen keeps the guest's while it handles a trap."""
+        return self.name != "type1"
+
+    @property
+    def per_exit_vttbr(self) -> bool:
+        return self.name == "nvhe" or (self.name == "vhe" and not self.lazy)
+
+    @property
+    def per_exit_timer(self) -> bool:
+        return self.name != "type1" and not self.lazy
+
+    @property
+    def per_exit_fp(self) -> bool:
+        return self.name != "type1" and not self.lazy
+
+    @property
+    def per_exit_vgic(self) -> str:
+        """'all' (GICH/ICH snapshot every exit), 'used' (only the LRs in use, nothing if
+        none: KVM 4.12+), 'none' (Xen: the LRs stay loaded while the vCPU runs)."""
+        if self.name == "type1":
+            return "none"
+        return "used" if self.lazy else "all"
+
+    @property
+    def where(self) -> str:
+        """Where exit handling runs (the ledger's location for host software)."""
+        return {"nvhe": HIGHVISOR, "vhe": HOST_AT_EL2, "type1": XEN}[self.name]
+
+
+NVHE = Design()
+
+# The type-1 hypervisor's own software in place of the host kernel's (same call
+# sites, Xen's paths and costs): KVM cost name -> (Xen cost name, what it does).
+XEN_PATHS = {
+    "handle_exit": ("xen_trap_dispatch", "do_trap_guest_sync: dispatch on ESR_EL2.EC"),
+    "hvc_handler": ("xen_hypercall", "do_trap_hypercall: hypercall table / PSCI dispatch"),
+    "run_loop": ("xen_leave_hypervisor", "leave_hypervisor_to_guest: softirqs, return to the guest"),
+    "vgic_flush": ("xen_vgic_flush", "vgic_sync_to_lrs: nothing pending"),
+    "vgic_sync": ("xen_vgic_sync", "vgic_sync_from_lrs: no LR in use"),
+    "timer_flush": ("xen_vtimer_check", "virtual timer stays loaded: check only"),
+    "timer_sync": ("xen_vtimer_check", "virtual timer stays loaded: check only"),
+    "vgic_lr_populate": ("xen_lr_write", "gic_raise_guest_irq: write a list register"),
+    "vgic_lr_fold": ("xen_lr_read", "vgic_sync_from_lrs: read back a list register"),
+    "mmio_decode": ("xen_mmio_decode", "try_handle_mmio: decode the syndrome, find the handler"),
+    "kernel_mmio_device": ("xen_mmio_device", "an emulated device in Xen (vGIC distributor, bench-io)"),
+    "host_irq_entry": ("xen_irq_entry", "do_trap_irq: gic_interrupt"),
+    "timer_irq_handler": ("xen_vtimer_irq", "vtimer_interrupt: inject the virtual timer"),
+    "host_event_handler": ("xen_softirq", "an IPI or timer softirq in Xen"),
+    "maintenance_irq_handler": ("xen_maintenance_irq", "maintenance interrupt: nothing to do"),
+    "vcpu_block": ("xen_vcpu_block", "vcpu_block: schedule() to another vCPU or idle"),
+    "vcpu_wakeup": ("xen_vcpu_wake", "vcpu_wake: unblock, schedule the vCPU in"),
+    "sched_switch": ("xen_context_switch", "schedule(): context_switch to another vCPU"),
+    "sysreg_emulate": ("xen_sysreg", "do_sysreg: emulate a trapped system register"),
+    "inject_fault": ("xen_inject", "inject a synchronous exception into the guest"),
+    "ioeventfd_signal": ("xen_evtchn_send", "event channel: notify dom0's back end, IPI its pCPU"),
+    "backend_wakeup": ("xen_dom0_wakeup", "dom0's pCPU: Xen switches idle -> dom0 (VM switch), upcall, back end reads the ring"),
+    "irqfd_inject": ("xen_evtchn_hypercall", "dom0 back end: EVTCHNOP_send hypercall, Xen marks the vIRQ pending"),
+    "kick_ipi": ("xen_ipi", "Xen: IPI to the domU vCPU's pCPU"),
+    "exit_to_user": ("xen_ioreq_send", "ioreq to dom0: event channel, VM switch to dom0 on its pCPU, upcall"),
+    "vmm_mmio_dispatch": ("vmm_mmio_dispatch", "dom0 device model (QEMU): dispatch the ioreq"),
+    "user_mmio_device": ("user_mmio_device", "dom0 device model: PL011 register access"),
+    "kvm_run_ioctl": ("xen_ioreq_complete", "dom0: ioreq completion hypercall, VM switch back, domU resumes"),
+}
+TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device"}))
+
+
+def configure_ledger(ledger, design: Design) -> None:
+    """Host software charged at the design's own location (and, for type 1, Xen's paths)."""
+    ledger.where_map = {HIGHVISOR: design.where}
+    if design.name == "type1":
+        ledger.where_map["VMM user space"] = DOM0
+        ledger.key_map = XEN_PATHS
