@@ -8,7 +8,7 @@ import re
 import shlex
 import sys
 
-from armvirt import paths, profile as profiles, report
+from armvirt import compare, compare_report, paths, profile as profiles, report
 from armvirt.console import Console
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
@@ -138,6 +138,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
     _add_features(t)
+    c = sub.add_parser("compare", help="the microbenchmark guest under each hypervisor design")
+    c.add_argument("--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
+    c.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
+    c.add_argument("--format", default="simple", choices=compare_report.FORMATS, help="table format")
+    c.add_argument("--plot", default=None, metavar="FILE.png|FILE.svg",
+                   help="write a grouped bar chart of the table and the world-switch groups per design")
+    c.add_argument("--breakdown", default=None, choices=compare_report.OPERATIONS,
+                   help="show the steps of this operation's path under each design")
+    c.add_argument("--gic", default="2", choices=("2", "3"), help="GIC version")
+    c.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
+    c.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
+    c.add_argument("--lrs", default="4", help="number of list registers")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
+                   help="every design switches every register group on every trap")
+    g.add_argument("--lazy-switch", dest="lazy", action="store_true",
+                   help="every design switches lazily (nvhe too)")
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -319,7 +336,38 @@ def cmd_profiles(a) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "trap-path": cmd_trap_path, "world-switch": cmd_world_switch,
+def cmd_compare(a) -> int:
+    try:
+        designs = compare.parse_designs(a.designs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if a.plot and os.path.splitext(a.plot)[1].lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
+    prof = _load_profile(a.profile)
+    features = {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
+                "nr_lr": parse_count(a.lrs, "--lrs"), "lazy": a.lazy}
+    if a.breakdown:
+        steps = compare.breakdown(a.breakdown, designs, prof, features)
+        print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
+        return 0
+    res = compare.run_compare(designs, prof, features)
+    failed = {d: st for d, st in res.statuses.items() if st[0] != 0}
+    meta = {"profile": prof.name, "designs": designs,
+            "features": {k: v for k, v in features.items()}, "image": compare.IMAGE}
+    title = (f"microbench (cycles, guest-measured with CNTVCT), profile {prof.name}, GICv{a.gic}"
+             f"{', no vGIC' if a.no_vgic else ''}{', no vtimer' if a.no_vtimer else ''}"
+             f"{'' if a.lazy is None else (', lazy switching' if a.lazy else ', eager switching')}")
+    print(compare_report.format_table(res.rows, designs, a.format, title=title, meta=meta))
+    if a.plot:
+        compare_report.plot(res.rows, res.world_switch, designs, a.plot, title=title)
+        if a.format not in ("json", "csv"):
+            print(f"plot written to {a.plot}")
+    for d, (status, reason, message) in failed.items():
+        print(f"armvirt: {d}: microbench failed ({reason}, status {status}) {message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+COMMANDS = {"compare": cmd_compare, "run": cmd_run, "trap-path": cmd_trap_path, "world-switch": cmd_world_switch,
             "demo": cmd_demo, "profiles": cmd_profiles}
 
 

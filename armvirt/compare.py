@@ -1,0 +1,82 @@
+"""`armvirt compare`: the microbenchmark guest under each hypervisor design, one
+table of what the guest measured (the KVM/ARM papers' question, for any cost
+profile).  The world-switch groups come from the same runs: the steps recorded
+while the guest's hypercalls ran."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from armvirt import paths
+from armvirt.compare_report import OPERATIONS
+from armvirt.console import Console
+from armvirt.machine import Machine, MachineConfig, make_host, run_machines
+from armvirt.profile import CostProfile
+from el2.design import Design
+from el2.world_switch import GROUPS
+
+# microbench's BENCH name -> the trap path (armvirt trap-path) that explains it
+PATH_OF = {"hypercall": "hypercall", "gic_trap": "gic-trap", "ipi": "ipi", "eoi": "eoi",
+           "vm_switch": "vm-switch", "io_out": "io-out", "io_in": "io-in", "mmio_user": "mmio-user",
+           "mmio_kernel": "mmio-kernel"}
+IMAGE = "microbench.elf"
+
+
+@dataclass
+class Comparison:
+    designs: list[str]
+    rows: dict            # {operation: {design: cycles or None}}
+    world_switch: dict    # {design: {group: {"save": n, "restore": n}}}
+    statuses: dict        # {design: (status, reason)}
+
+
+def run_design(design: str, profile: CostProfile, features: dict) -> tuple[dict, dict, tuple]:
+    """microbench on 2 vCPUs, with a peer VM (microbench -append vm-peer) sharing pCPU 0
+    for the VM switch; returns (BENCH cycles by name, world-switch groups, status)."""
+    common = dict(max_insns=500_000_000, pcpus=2, **{"hyp_mode": design, **features})
+    main = MachineConfig(kernel=paths.image_path(IMAGE), smp=2, name="microbench", **common)
+    peer = MachineConfig(kernel=paths.image_path(IMAGE), smp=1, append="vm-peer", name="peer", **common)
+    host = make_host(main, profile)
+    m = Machine(main, profile, console=Console(echo=False), host=host)
+    p = Machine(peer, profile, console=Console(echo=False), host=host)
+    segs = m.vcpus[0].ledger.start_recording()
+    res, _ = run_machines([m, p])
+    m.vcpus[0].ledger.stop_recording()
+    bench = {name: avg for name, (avg, _) in paths.bench_lines(res.console).items()}
+    ws = {}
+    hvc = [s for s in segs if s.tag == "hvc:0x4b000000"]
+    if hvc:
+        for row in paths.world_switch_rows(hvc[-1])[:len(GROUPS)]:
+            ws[row["group"]] = {"save": row["save"], "restore": row["restore"]}
+    return bench, ws, (res.status, res.reason, res.message)
+
+
+def run_compare(designs: list[str], profile: CostProfile, features: dict) -> Comparison:
+    rows = {op: {} for op in OPERATIONS}
+    world_switch, statuses = {}, {}
+    for d in designs:
+        bench, ws, status = run_design(d, profile, features)
+        for op in OPERATIONS:
+            rows[op][d] = bench.get(op)
+        world_switch[d], statuses[d] = ws, status
+    return Comparison(designs, rows, world_switch, statuses)
+
+
+def breakdown(op: str, designs: list[str], profile: CostProfile, features: dict) -> dict:
+    """The steps of one operation's trap path under each design (armvirt trap-path)."""
+    out = {}
+    for d in designs:
+        run = paths.run_path(PATH_OF[op], profile, {**features, "hyp_mode": d})
+        out[d] = [{"where": s.where, "what": s.what, "cycles": s.cycles} for s in run.segment.steps]
+    return out
+
+
+def parse_designs(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    out = []
+    for n in names:
+        d = Design.make(n).name          # ValueError names the valid ones
+        if d not in out:
+            out.append(d)
+    if not out:
+        raise ValueError("--designs: name at least one of nvhe, vhe, type1")
+    return out
