@@ -178,6 +178,22 @@ def bench_spinlock(profile) -> dict:
     return out
 
 
+def bench_compare() -> dict:
+    """`armvirt compare` for the three designs, as a user runs it (a fresh process,
+    imports included): wall-clock seconds.  Target: under 20 s on a 2-core machine."""
+    import subprocess
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "armvirt", "compare", "--format", "json"],
+                       capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        sys.exit(f"armvirt compare failed: {r.stderr.strip()}")
+    rows = json.loads(r.stdout)["rows"]
+    print(f"compare: designs=nvhe,vhe,type1 seconds={dt:.2f} "
+          f"hypercall={'/'.join(str(rows['hypercall'][d]) for d in ('nvhe', 'vhe', 'type1'))}")
+    return {"seconds": dt, "rows": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small round count and storm, for CI smoke runs")
@@ -192,11 +208,12 @@ def main() -> None:
     print(f"timer-guest: mips_ratio={timer['mips_ratio']:.2f}")
     spin = bench_spinlock(profile)
     storm = bench_hypercalls(QUICK_STORM_S if args.quick else STORM_S, profile)
+    cmp = bench_compare()
     ratio, rate = compute["mips_ratio"], storm["hypercalls_per_s"]
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"quick": args.quick, "compute": compute, "timer_guest": timer, "spinlock": spin, "hypercall_storm": storm,
-                       "mips_ratio": ratio, "hypercalls_per_s": rate}, f, indent=2)
+                       "compare": cmp, "mips_ratio": ratio, "hypercalls_per_s": rate}, f, indent=2)
             f.write("\n")
     print(f"engine: mips_ratio={ratio:.2f} hypercalls_per_s={rate:.0f}")
 
