@@ -53,6 +53,7 @@ class Lowvisor:
         self.ws = WorldSwitch(cpu, ledger, self.el2, gich, design)
         self._exit: Exit | None = None
         self.entered_at = 0
+        self.clear_monitor = False        # set while the host runs more than one vCPU
         self._hpfar = RegBank(["HPFAR_EL2"], [S.HPFAR_EL2])
         cpu.el2_vector = self._el2_vector
         c = ledger.costs
@@ -118,6 +119,13 @@ class Lowvisor:
             pc = ctx.pc
         self._exit = None
         st.turn_over = 0
+        if self.clear_monitor:
+            # An exception return clears the local monitor (which is why arm64 Linux
+            # needs no CLREX on kernel_exit); the engine's monitor is value-based, so
+            # without this a reservation taken before a turn or exit would survive
+            # another vCPU's store of the same value (ABA).  Only when vCPUs share
+            # memory and turns: it costs a host round trip.
+            self.cpu.clear_exclusive()
         self.cpu.run(pc)
         ex = self._exit
         if ex is None and not st.trap_esr and not st.irq_pending and st.turn_over and not self.cpu.limit_hit:

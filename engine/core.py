@@ -21,11 +21,13 @@ from engine import aarch64
 from engine.excrecord import ExceptionRecord
 from engine.fastpath import ffi, lib
 from engine.regbank import RegBank
-from engine.sysreg import SPSR_EL1, SysReg
+from engine.sysreg import HCR_EL2, SPSR_EL1, SysReg
 
 UC = _ucmod.uclib
 UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
 NEVER = 2**64 - 1
+STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and the host page tables)
+CLREX, B_SELF = 0xD503305F, 0x14000000
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
 
@@ -69,6 +71,7 @@ class PhysicalCpu:
         self._mem = []
         self.idle_cycles = 0
         self.precise_traps = False
+        self._stub: Optional[mmap.mmap] = None
 
     # --- hooks ---------------------------------------------------------------
     def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
@@ -225,6 +228,28 @@ class PhysicalCpu:
     def flush_code(self, start: int, end: int) -> None:
         """Translated code is not invalidated by host writes (unicorn-facts.md)."""
         self.uc.ctl_remove_cache(start, end)
+
+    # --- the local exclusive monitor ------------------------------------------
+    def clear_exclusive(self) -> None:
+        """ClearExclusiveLocal (ARM ARM B2.9): the monitor is core state no register
+        reaches, so the core itself runs one CLREX from a host-private page, with
+        stage 2 and every HCR_EL2 routing off (HCR_EL2 = 0), and is put back exactly:
+        PC, HCR_EL2 and the fast path's counters (the stub is not a guest instruction)."""
+        if self._stub is None:
+            self._stub = self.map_memory(STUB_PA, 0x1000)
+            self._stub[0:8] = (CLREX | B_SELF << 32).to_bytes(8, "little")
+        saved = bytes(ffi.buffer(self.st))
+        st = self.st
+        st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
+        pc = self.pc()
+        hcr = self.read_sysreg(HCR_EL2)
+        self.write_sysreg(HCR_EL2, 0)
+        try:
+            self.uc.emu_start(STUB_PA, STUB_PA + 4)
+        finally:
+            self.write_sysreg(HCR_EL2, hcr)
+            self.uc.reg_write(A.UC_ARM64_REG_PC, pc)
+            ffi.memmove(self.st, saved, len(saved))
 
     # --- execution -----------------------------------------------------------
     def pc(self) -> int:

@@ -55,3 +55,29 @@ def test_secondaries_start_off(xgene):
     m = Machine(MachineConfig(kernel=paths.image_path("hello.elf"), smp=3), xgene, console=Console(echo=False))
     assert [v.powered_on for v in m.vcpus] == [True, False, False]
     assert [v.affinity_state() for v in m.vcpus] == [0, 1, 1], "AFFINITY_INFO: ON, OFF, OFF"
+
+
+LDXR = lambda rt, rn: 0xC85F7C00 | rn << 5 | rt          # LDXR Xt, [Xn]
+STXR = lambda rs, rt, rn: 0xC8007C00 | rs << 16 | rn << 5 | rt   # STXR Ws, Xt, [Xn]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_exit_between_ldxr_and_stxr_clears_the_monitor_on_a_shared_host(shared):
+    """The engine's monitor is value-based: on a host running several vCPUs, every entry
+    into a guest clears it, as an exception return does (so another vCPU's store of
+    the same value cannot let a stale reservation succeed)."""
+    from tests.harness import Harness, hvc, movz
+    from armvirt import layout
+    addr = layout.RAM_BASE + 0x2000
+    h = Harness([movz(0, addr >> 16, 16), LDXR(1, 0), hvc(1), STXR(2, 1, 0), hvc(2)])
+    h.lowvisor.clear_monitor = shared
+    ex = h.next_exit()
+    assert ex.esr & 0xFFFF == 1, f"expected the first HVC, got ESR {ex.esr:#x}"
+    cpu = h.host.pcpus[0]
+    before = (cpu.st.insns, cpu.st.charged)
+    ex = h.next_exit()
+    assert ex.esr & 0xFFFF == 2, f"expected the second HVC, got ESR {ex.esr:#x}"
+    status = h.ctx.x(2)
+    assert status == (1 if shared else 0), \
+        f"STXR status after an exit: expected {1 if shared else 0} (shared={shared}), got {status}"
+    assert cpu.st.insns - before[0] == 2, f"the CLREX stub is not a guest instruction: {cpu.st.insns - before[0]}"
