@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from armvirt import layout
 from armvirt.console import Console
 from host_kernel.bench_io import BACKEND, REG_NOTIFY
+from host_kernel.dom0 import BACKEND_SIDE
+
+BACK_END = (BACKEND, *BACKEND_SIDE)      # steps on the I/O back end's side (its own pCPU)
 from armvirt.machine import Machine, MachineConfig, RunResult, run_machines
 from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
@@ -104,7 +107,7 @@ def io_out(by_vcpu: list[list[Segment]]) -> list:
     """The guest's notify (a store to bench-io NOTIFY) until the back end sees it."""
     for seg in reversed(by_vcpu[0]):
         if seg.tag == f"mmio:{BENCH_IO_NOTIFY:#x}":
-            seen = max((i for i, st in enumerate(seg.steps) if st.where == BACKEND), default=None)
+            seen = max((i for i, st in enumerate(seg.steps) if st.where in BACK_END), default=None)
             if seen is not None:
                 return seg.steps[:seen + 1]
     return []
@@ -114,10 +117,10 @@ def io_in(by_vcpu: list[list[Segment]]) -> list:
     """The back end sends an event until the first instruction of the guest's handler:
     the back end's steps (on its own pCPU), then the vCPU's IRQ exit and re-entry."""
     for seg in reversed(by_vcpu[0]):
-        back = [st for st in seg.steps if st.where == BACKEND]
+        back = [st for st in seg.steps if st.where in BACK_END]
         cut = _virq_cut(seg.steps)
         if seg.tag == "IRQ" and back and cut is not None:
-            return back + [st for st in seg.steps[:cut] if st.where != BACKEND]
+            return back + [st for st in seg.steps[:cut] if st.where not in BACK_END]
     return []
 
 

@@ -127,21 +127,17 @@ XEN_PATHS = {
     "sched_switch": ("xen_context_switch", "schedule(): context_switch to another vCPU"),
     "sysreg_emulate": ("xen_sysreg", "do_sysreg: emulate a trapped system register"),
     "inject_fault": ("xen_inject", "inject a synchronous exception into the guest"),
-    "ioeventfd_signal": ("xen_evtchn_send", "event channel: notify dom0's back end, IPI its pCPU"),
-    "backend_wakeup": ("xen_dom0_wakeup", "dom0's pCPU: Xen switches idle -> dom0 (VM switch), upcall, back end reads the ring"),
-    "irqfd_inject": ("xen_evtchn_hypercall", "dom0 back end: EVTCHNOP_send hypercall, Xen marks the vIRQ pending"),
-    "kick_ipi": ("xen_ipi", "Xen: IPI to the domU vCPU's pCPU"),
-    "exit_to_user": ("xen_ioreq_send", "ioreq to dom0: event channel, VM switch to dom0 on its pCPU, upcall"),
     "vmm_mmio_dispatch": ("vmm_mmio_dispatch", "dom0 device model (QEMU): dispatch the ioreq"),
     "user_mmio_device": ("user_mmio_device", "dom0 device model: PL011 register access"),
-    "kvm_run_ioctl": ("xen_ioreq_complete", "dom0: ioreq completion hypercall, VM switch back, domU resumes"),
 }
-TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device"}))
+TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device"}
+                          | {"xen_evtchn_send", "xen_ipi", "xen_dom0_upcall"}))
 
 
-def configure_ledger(ledger, design: Design) -> None:
-    """Host software charged at the design's own location (and, for type 1, Xen's paths)."""
+def configure_ledger(ledger, design: Design, dom0=None) -> None:
+    """Host software charged at the design's own location (and, for type 1, Xen's paths;
+    a user-space exit becomes an ioreq served by dom0's device model)."""
     ledger.where_map = {HIGHVISOR: design.where}
     if design.name == "type1":
-        ledger.where_map["VMM user space"] = DOM0
-        ledger.key_map = XEN_PATHS
+        ledger.where_map["VMM user space"] = "dom0 user space"
+        ledger.key_map = {**XEN_PATHS, "exit_to_user": dom0.ioreq_to_dom0, "kvm_run_ioctl": dom0.ioreq_done}

@@ -46,11 +46,15 @@ class Exit:
 class Lowvisor:
     def __init__(self, cpu: PhysicalCpu, ledger: Ledger, gich: GichV2, design: Design = NVHE):
         self.cpu, self.ledger, self.design = cpu, ledger, design
-        configure_ledger(ledger, design)
         self.el2 = El2Regs()
         self.engine_el2 = EngineEl2(cpu)
         self.host = HostContext()
         self.ws = WorldSwitch(cpu, ledger, self.el2, gich, design)
+        self.dom0 = None
+        if design.name == "type1":
+            from host_kernel.dom0 import Dom0Paths
+            self.dom0 = Dom0Paths(self.ws)
+        configure_ledger(ledger, design, self.dom0)
         self._exit: Exit | None = None
         self.entered_at = 0
         self.clear_monitor = False        # set while the host runs more than one vCPU

@@ -7,6 +7,8 @@ the sums of what these functions charged while a real exit ran.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.ledger import LOWVISOR, Ledger, Step
 from el2 import context as C
 from el2.hcr import CNTHCTL_EL1TVT
@@ -240,44 +242,68 @@ class WorldSwitch:
             regs = 3 if self.v3 else 2
             what = "ICH_VMCR, AP0R0, AP1R0" if self.v3 else "GICH_VMCR, GICH_APR"
         else:                                   # the whole interface, as a trap never moves it
-            regs = (6 + nr) if kind == "save" else (4 + nr) if self.v3 else (7 + nr if kind == "save" else 3 + nr)
+            regs = {(True, "save"): 6 + nr, (True, "restore"): 4 + nr,        # as save/restore_vgic_v3
+                    (False, "save"): 7 + nr, (False, "restore"): 3 + nr}[(self.v3, kind)]
             what = f"vGIC interface and {nr} LRs"
         return (regs, 0, what) if kind == "save" else (0, regs, what)
 
-    def vcpu_put(self, fp_used: bool = False) -> None:
-        """The vCPU leaves its pCPU (schedule out): save what the trap path left loaded.
+    def _step(self, group: str, kind: str, reads: int, writes: int, rkey: str, wkey: str, what: str,
+              where: str = LOWVISOR) -> Step:
+        c = self.ledger.costs
+        return Step(where, what, reads * c[rkey] + writes * c[wkey], group, kind, reads + writes)
+
+    def _vgic_keys(self) -> tuple[str, str]:
+        return ("ich_sysreg_read", "ich_sysreg_write") if self.v3 else ("gich_mmio_read", "gich_mmio_write")
+
+    def put_steps(self, fp_used: bool = False, where: str = LOWVISOR) -> list[Step]:
+        """What vcpu_put moves: the groups this design leaves loaded across traps.
         `fp_used`: a lazy design saw the guest use FP/SIMD (CPTR_EL2.TFP trapped once):
         its registers were switched then, and are saved now."""
         d = self.design
-        self.ledger.charge_steps(*self.batches[("save", "put")])
+        steps = [replace(st, where=where) for st in self.batches[("save", "put")][1]]
         if fp_used and d.lazy and not d.per_exit_fp:
-            self.ledger.charge(LOWVISOR, "lazy FP/SIMD: first-use trap, host save + guest restore",
-                               self.ledger.costs["exc_entry_el2"] + self.cost[(FP, "save", "host")]
-                               + self.cost[(FP, "restore", "guest")], FP, "restore")
-            self.ledger.charge(LOWVISOR, "lazy FP/SIMD: save guest", self.cost[(FP, "save", "guest")], FP, "save")
+            steps.append(Step(where, "lazy FP/SIMD: first-use trap, host save + guest restore",
+                              self.ledger.costs["exc_entry_el2"] + self.cost[(FP, "save", "host")]
+                              + self.cost[(FP, "restore", "guest")], FP, "restore"))
+            steps.append(Step(where, "lazy FP/SIMD: save guest", self.cost[(FP, "save", "guest")], FP, "save"))
         r, w, what = self._vgic_deferred("save")
         if r:
-            rk, wk = ("ich_sysreg_read", "ich_sysreg_write") if self.v3 else ("gich_mmio_read", "gich_mmio_write")
-            self._access(VGIC, "save", r, w, rk, wk, f"vcpu_put: save {what}")
+            steps.append(self._step(VGIC, "save", r, w, *self._vgic_keys(), f"vcpu_put: save {what}", where))
         if not d.per_exit_timer:
-            self._access(TIMER, "save", 2, 2, "el2_sysreg_read", "el2_sysreg_write", "vcpu_put: save timer")
+            steps.append(self._step(TIMER, "save", 2, 2, "el2_sysreg_read", "el2_sysreg_write",
+                                    "vcpu_put: save timer", where))
         if not d.per_exit_vttbr:
-            self._access(VM, "save", 0, 1, "vttbr_write", "vttbr_write", "vcpu_put: deactivate stage 2")
+            steps.append(self._step(VM, "save", 0, 1, "vttbr_write", "vttbr_write",
+                                    "vcpu_put: deactivate stage 2", where))
+        return steps
 
-    def vcpu_load(self) -> None:
-        """The vCPU gets a pCPU (schedule in): load what the trap path does not."""
+    def load_steps(self, where: str = LOWVISOR) -> list[Step]:
+        """What vcpu_load moves: the mirror of put_steps."""
         d = self.design
+        steps = []
         if not d.per_exit_traps:
-            self.ledger.charge_steps(*self.fixed["activate_traps"])
+            steps += [replace(st, where=where) for st in self.fixed["activate_traps"][1]]
         if not d.per_exit_vttbr:
-            self._access(VM, "restore", 0, 1, "vttbr_write", "vttbr_write", "vcpu_load: activate stage 2 (VMID)")
+            steps.append(self._step(VM, "restore", 0, 1, "vttbr_write", "vttbr_write",
+                                    "vcpu_load: activate stage 2 (VMID)", where))
         if not d.per_exit_timer:
-            self._access(TIMER, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write", "vcpu_load: restore timer")
+            steps.append(self._step(TIMER, "restore", 0, 4, "el2_sysreg_read", "el2_sysreg_write",
+                                    "vcpu_load: restore timer", where))
         r, w, what = self._vgic_deferred("restore")
         if w:
-            rk, wk = ("ich_sysreg_read", "ich_sysreg_write") if self.v3 else ("gich_mmio_read", "gich_mmio_write")
-            self._access(VGIC, "restore", r, w, rk, wk, f"vcpu_load: restore {what}")
-        self.ledger.charge_steps(*self.batches[("restore", "load")])
+            steps.append(self._step(VGIC, "restore", r, w, *self._vgic_keys(), f"vcpu_load: restore {what}", where))
+        steps += [replace(st, where=where) for st in self.batches[("restore", "load")][1]]
+        return steps
+
+    def vcpu_put(self, fp_used: bool = False) -> None:
+        """The vCPU leaves its pCPU (schedule out)."""
+        steps = self.put_steps(fp_used)
+        self.ledger.charge_steps(sum(st.cycles for st in steps), tuple(steps))
+
+    def vcpu_load(self) -> None:
+        """The vCPU gets a pCPU (schedule in)."""
+        steps = self.load_steps()
+        self.ledger.charge_steps(sum(st.cycles for st in steps), tuple(steps))
 
     # --- the scripts ---------------------------------------------------------------
     def enter_guest(self, ctx: C.VcpuContext, host: C.HostContext) -> None:

@@ -53,7 +53,11 @@ class Ledger:
     def charge_named(self, where: str, what, name: str) -> None:
         """Charge a named primitive or host software path from the profile."""
         if name in self.key_map:
-            name, what = self.key_map[name]
+            m = self.key_map[name]
+            if callable(m):                  # a composite path (e.g. type 1's ioreq to dom0)
+                m(self)
+                return
+            name, what = m
         self.st.charged += self.costs[name]
         if self.steps is not None:
             self.steps.append(Step(self.where_map.get(where, where), what() if callable(what) else what,

@@ -20,6 +20,7 @@ from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface
 from gic.vgic import Vgic
 from host_kernel.bench_io import BenchIo, KvmIoBackend
+from host_kernel.dom0 import Dom0IoBackend
 from host_kernel.memslots import MemSlot, MemSlots
 from host_kernel.mmio import MmioBus
 from host_kernel.vcpu import Vcpu
@@ -175,7 +176,8 @@ class Vm:
         self.running: Vcpu | None = None
         self.finished = False                 # shut down (SYSTEM_OFF / reset / every vCPU off)
         self.gicc_unhandled: list = []
-        self.bench_io = BenchIo(self, KvmIoBackend(host.costs))
+        backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend(host.costs)
+        self.bench_io = BenchIo(self, backend)
         self.kernel_bus.register(layout.BENCH_IO_BASE, layout.BENCH_IO_SIZE, self.bench_io)
         self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
                                  InKernelDevice("vgic-dist", self.vgic.dist_read, self.vgic.dist_write,
