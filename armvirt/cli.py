@@ -92,10 +92,20 @@ def _add_design(p: argparse.ArgumentParser) -> None:
                    help="switch every register group on every trap (no lazy/deferred switching)")
     g.add_argument("--lazy-switch", dest="lazy", action="store_true",
                    help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe and type1)")
+    _add_fp(p)
+
+
+def _add_fp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fp", default=None, choices=("lazy", "eager"),
+                   help="FP/SIMD switching on its own (default: as the lazy/eager switching)")
+
+
+def _fp(a) -> bool | None:
+    return None if a.fp is None else a.fp == "lazy"
 
 
 def _design(a) -> dict:
-    return {"hyp_mode": a.hyp_mode, "lazy": a.lazy}
+    return {"hyp_mode": a.hyp_mode, "lazy": a.lazy, "lazy_fp": _fp(a)}
 
 
 def _features(a) -> dict:
@@ -155,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="every design switches every register group on every trap")
     g.add_argument("--lazy-switch", dest="lazy", action="store_true",
                    help="every design switches lazily (nvhe too)")
+    _add_fp(c)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -314,7 +325,7 @@ def cmd_demo(a) -> int:
     print(report.table(res.stats, a.format))
     print()
     ns = argparse.Namespace(profile=a.profile, format=a.format, gic="2", no_vgic=False, no_vtimer=False,
-                            lrs="4", hyp_mode="nvhe", lazy=None)
+                            lrs="4", hyp_mode="nvhe", lazy=None, fp=None)
     cmd_world_switch(ns)
     print()
     ns.path = "hypercall"
@@ -345,7 +356,7 @@ def cmd_compare(a) -> int:
         raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
     prof = _load_profile(a.profile)
     features = {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
-                "nr_lr": parse_count(a.lrs, "--lrs"), "lazy": a.lazy}
+                "nr_lr": parse_count(a.lrs, "--lrs"), "lazy": a.lazy, "lazy_fp": _fp(a)}
     if a.breakdown:
         steps = compare.breakdown(a.breakdown, designs, prof, features)
         print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
@@ -356,7 +367,8 @@ def cmd_compare(a) -> int:
             "features": {k: v for k, v in features.items()}, "image": compare.IMAGE}
     title = (f"microbench (cycles, guest-measured with CNTVCT), profile {prof.name}, GICv{a.gic}"
              f"{', no vGIC' if a.no_vgic else ''}{', no vtimer' if a.no_vtimer else ''}"
-             f"{'' if a.lazy is None else (', lazy switching' if a.lazy else ', eager switching')}")
+             f"{'' if a.lazy is None else (', lazy switching' if a.lazy else ', eager switching')}"
+             f"{'' if a.fp is None else f', {a.fp} FP/SIMD'}")
     print(compare_report.format_table(res.rows, designs, a.format, title=title, meta=meta))
     if a.plot:
         compare_report.plot(res.rows, res.world_switch, designs, a.plot, title=title)

@@ -42,6 +42,7 @@ class MachineConfig:
     pcpus: int | None = None        # physical CPUs of the host (default: one per vCPU)
     hyp_mode: str = "nvhe"          # nvhe (split mode) | vhe | type1
     lazy: bool | None = None        # lazy/deferred switching (default: per design)
+    lazy_fp: bool | None = None     # FP/SIMD alone (default: as `lazy`)
     name: str = "vm0"
 
 
@@ -82,7 +83,7 @@ def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) ->
     """The physical machine: `--pcpus` CPUs (default one per vCPU) with the chosen GIC."""
     validate(cfg)
     try:
-        design = Design.make(cfg.hyp_mode, cfg.lazy)
+        design = Design.make(cfg.hyp_mode, cfg.lazy, cfg.lazy_fp)
         return Host(profile.costs, Clocking(profile.cpu_hz, profile.cntfrq_hz, profile.cpi),
                     npcpus=cfg.pcpus or cfg.smp, nr_lr=cfg.nr_lr, trace=trace, gic_version=cfg.gic_version,
                     design=design)

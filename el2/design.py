@@ -37,13 +37,19 @@ DOM0 = "dom0"
 class Design:
     name: str = "nvhe"
     lazy: bool = False
+    lazy_fp: bool | None = None     # FP/SIMD on its own (--fp); None: as `lazy`
 
     @staticmethod
-    def make(name: str, lazy: bool | None = None) -> "Design":
+    def make(name: str, lazy: bool | None = None, lazy_fp: bool | None = None) -> "Design":
         name = ALIASES.get(name, name)
         if name not in DESIGNS:
             raise ValueError(f"--hyp-mode {name!r}: must be one of {', '.join(DESIGNS)} (or kvm-split)")
-        return Design(name, (name != "nvhe") if lazy is None else lazy)
+        return Design(name, (name != "nvhe") if lazy is None else lazy, lazy_fp)
+
+    @property
+    def fp_lazy(self) -> bool:
+        """FP/SIMD switched only when the guest uses it (CPTR_EL2.TFP traps the first use)."""
+        return self.lazy if self.lazy_fp is None else self.lazy_fp
 
     @property
     def label(self) -> str:
@@ -86,7 +92,8 @@ class Design:
 
     @property
     def per_exit_fp(self) -> bool:
-        return self.name != "type1" and not self.lazy
+        """Xen switches FP/SIMD only between vCPUs (eagerly, or lazily with --fp lazy)."""
+        return self.name != "type1" and not self.fp_lazy
 
     @property
     def per_exit_vgic(self) -> str:

@@ -63,10 +63,11 @@ class WorldSwitch:
         # this design switches on every trap (the rest: vcpu_load/put, or never).
         d = design
         guest = [GP] + [FP] * d.per_exit_fp + [EL1] * d.per_exit_el1
-        host = ([GP] * d.saves_host_gp + [FP] * (d.per_exit_fp and d.switches_host_el1)
+        # the host's FP/SIMD state is live whenever it has a context (split mode or VHE)
+        host = ([GP] * d.saves_host_gp + [FP] * (d.per_exit_fp and d.saves_host_gp)
                 + [EL1] * d.switches_host_el1)
         # lazy FP/SIMD is switched only when the guest uses it (vcpu_put charges that case)
-        deferred = [g for g in (FP, EL1) if g not in guest and not (g == FP and d.lazy)]
+        deferred = [g for g in (FP, EL1) if g not in guest and not (g == FP and d.fp_lazy)]
         self.batches = {}
         for kind, who, order in (("save", "guest", guest), ("restore", "guest", guest[::-1]),
                                  ("save", "host", host), ("restore", "host", host[::-1]),
@@ -261,7 +262,7 @@ class WorldSwitch:
         its registers were switched then, and are saved now."""
         d = self.design
         steps = [replace(st, where=where) for st in self.batches[("save", "put")][1]]
-        if fp_used and d.lazy and not d.per_exit_fp:
+        if fp_used and d.fp_lazy:
             steps.append(Step(where, "lazy FP/SIMD: first-use trap, host save + guest restore",
                               self.ledger.costs["exc_entry_el2"] + self.cost[(FP, "save", "host")]
                               + self.cost[(FP, "restore", "guest")], FP, "restore"))

@@ -110,3 +110,30 @@ def test_compare_breakdown_totals_match_the_trap_paths(xgene):
 def test_compare_rejects_bad_options(args, needle):
     r = armvirt("compare", *args)
     assert r.returncode == 2 and needle in r.stderr, f"expected exit 2 mentioning {needle!r}, got {r.returncode}: {r.stderr}"
+
+
+@pytest.mark.parametrize("design,fp,expect_fp_steps", [
+    ("nvhe", None, 4), ("nvhe", True, 0), ("vhe", None, 0), ("vhe", False, 4), ("type1", False, 0)])
+def test_fp_switching_follows_the_fp_switch(xgene, design, fp, expect_fp_steps):
+    """Eager FP/SIMD moves guest and host registers on every trap; lazy, only when the
+    guest uses them (these guests never do); Xen never on a trap."""
+    run = paths.run_path("hypercall", xgene, {"hyp_mode": design, "lazy_fp": fp})
+    fp_steps = [s.what for s in run.segment.steps if s.group == "FP/SIMD registers"]
+    assert len(fp_steps) == expect_fp_steps, f"{design} fp={fp}: expected {expect_fp_steps} FP steps, got {fp_steps}"
+    assert run.guest_avg == run.total, f"{design} fp={fp}: guest {run.guest_avg} != table {run.total}"
+
+
+def test_type1_vm_switch_moves_every_group_at_put_and_load(xgene):
+    run = paths.run_path("vm-switch", xgene, {"hyp_mode": "type1", "lazy": False})
+    moved = {(s.group, s.kind) for s in run.segment.steps if "vcpu_" in s.what}
+    want = {(g, k) for g in ("FP/SIMD registers", "EL1 system registers", "VGIC registers", "Timer registers",
+                             "EL2 virtual memory registers") for k in ("save", "restore")}
+    assert want <= moved, f"expected put/load of {sorted(want - moved)} too, got {sorted(moved)}"
+
+
+def test_gicv3_era_profile_runs_every_design(tmp_path):
+    r = armvirt("compare", "--profile", "gicv3-server", "--gic", "3", "--format", "csv")
+    assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "operation,nvhe,vhe,type1" and len(lines) == 10, f"got {lines}"
+    assert all(cell for line in lines[1:] for cell in line.split(",")), f"every cell measured: {lines}"
