@@ -17,10 +17,6 @@ def test_guest_measurement_equals_table_total(path, vgic, gic, design, xgene):
     times each operation separately sees tick-quantized differences."""
     if path in ("hypercall", "mmio-user") and not vgic:
         pytest.skip("no vGIC on this path")
-    if path == "ipi" and not vgic:
-        pytest.skip("known limitation (issue 4): in deterministic turns the receiver's trapped "
-                    "GICC accesses let it run ahead of the sender, which then sees its flag early; "
-                    "the guest measures ~17.9k against the path's 9.4k")
     run = paths.run_path(path, xgene, {"vgic": vgic, "gic_version": gic, "hyp_mode": design})
     tick = xgene.cpu_hz // xgene.cntfrq_hz
     assert run.guest_avg is not None, f"{path}: the guest printed no BENCH line"
