@@ -58,6 +58,7 @@ class Lowvisor:
         self._exit: Exit | None = None
         self.entered_at = 0
         self.clear_monitor = False        # set while the host runs more than one vCPU
+        self.broadcast = None             # (cpu, MAINT_*) -> repeat TLBI/IC on the other pCPUs
         self._hpfar = RegBank(["HPFAR_EL2"], [S.HPFAR_EL2])
         cpu.el2_vector = self._el2_vector
         c = ledger.costs
@@ -131,6 +132,9 @@ class Lowvisor:
             # memory and turns: it costs a host round trip.
             self.cpu.clear_exclusive()
         self.cpu.run(pc)
+        m = self.cpu.take_maintenance()
+        if m and self.broadcast is not None:      # HCR_EL2.FB: TLBI and IC reach every pCPU
+            self.broadcast(self.cpu, m)
         ex = self._exit
         if ex is None and not st.trap_esr and not st.irq_pending and st.turn_over and not self.cpu.limit_hit:
             return Exit(EXIT_TURN, t_trap=self.cpu.cycles)

@@ -28,6 +28,7 @@ UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake 
 NEVER = 2**64 - 1
 STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and the host page tables)
 CLREX, B_SELF = 0xD503305F, 0x14000000
+MAINT_TLB, MAINT_IC = 1, 2      # st.maint: broadcast maintenance the guest executed
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
 
@@ -54,6 +55,7 @@ class PhysicalCpu:
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_msr_hook, A.UC_ARM64_INS_MSR)
+        self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_sys_hook, A.UC_ARM64_INS_SYS)
         self.exc = ExceptionRecord(self.uc)
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         self.el2_vector: Optional[EL2Vector] = None
@@ -224,6 +226,20 @@ class PhysicalCpu:
         err = UC.uc_ctl(self.uch, unicorn.UC_CTL_TLB_FLUSH | (unicorn.UC_CTL_IO_WRITE << 30))
         if err:
             raise EngineFault(f"TLB flush failed: {err}")
+
+    def take_maintenance(self) -> int:
+        """MAINT_TLB | MAINT_IC executed since the last call (for the host to broadcast)."""
+        m, self.st.maint = self.st.maint, 0
+        return m
+
+    def apply_maintenance(self, m: int) -> None:
+        """Another pCPU broadcast TLBI / IC: the same effect on this core.  Its TLB is
+        not tagged by VMID and dropping all of it is always allowed; translated code
+        is keyed by address only through the TLB, so IC drops it all too."""
+        if m & MAINT_TLB:
+            self.flush_tlb()
+        if m & MAINT_IC:
+            self.uc.ctl_flush_tb()
 
     def flush_code(self, start: int, end: int) -> None:
         """Translated code is not invalidated by host writes (unicorn-facts.md)."""

@@ -210,6 +210,23 @@ uint32_t av_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
     return timer_access(uc, reg, cp, ud, 0);
 }
 
+/* SYS instructions (op0 = 1): note TLB invalidations (CRn 8) and instruction-cache
+ * invalidations to PoU (IC IALLUIS, IC IALLU: CRn 7 CRm 1/5 op1 0; IC IVAU: op1 3,
+ * CRm 5) for the host to broadcast.  The core still executes them: returns 0. */
+uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *ud)
+{
+    struct av_cpu *c = ud;
+    (void)uc; (void)reg;
+    if (cp->op0 != 1)
+        return 0;
+    if (cp->crn == 8)
+        c->maint |= 1;
+    else if (cp->crn == 7 && ((cp->op1 == 0 && (cp->crm == 1 || cp->crm == 5) && cp->op2 == 0) ||
+                              (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1)))
+        c->maint |= 2;
+    return 0;
+}
+
 /* Installed only when traps are raised from the sysreg hook: its presence makes a stop
  * requested by that hook take effect after the current instruction. */
 void av_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)

@@ -42,6 +42,9 @@ struct av_cpu {
     uint64_t icc_rt;
     uint64_t icc_value;        /* for writes: Xt */
     uint64_t icc_esr;          /* the EC 0x18 syndrome, should the access trap to EL2 */
+    /* Broadcast maintenance (HCR_EL2.FB makes every EL1 TLBI and IC broadcast): the
+     * core acts on its own TLB and code only; the host repeats it on the other pCPUs. */
+    uint64_t maint;            /* MAINT_TLB | MAINT_IC, since the host last looked */
     uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
     uint64_t trap_esr;
     uint64_t trap_pc;

@@ -23,6 +23,7 @@ void av_recalc_timer(struct av_cpu *c);
 void av_code_hook(void *uc, uint64_t addr, uint32_t size, void *ud);
 uint32_t av_mrs_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
+uint32_t av_sys_hook(void *uc, int reg, void *cp, void *ud);
 """)
 ffibuilder.set_source(
     "engine._fastpath", SOURCE,

@@ -91,6 +91,9 @@ class Host:
             self.pcpus.append(cpu)
             self.lowvisors.append(low)
             self.gicv_ports.append(port)
+        if npcpus > 1:
+            for low in self.lowvisors:
+                low.broadcast = self._broadcast_maintenance
         first = self.pcpus[0]
         self.pt_buf = first.map_memory(HOST_PT_BASE, HOST_PT_SIZE)
         for cpu in self.pcpus[1:]:
@@ -107,6 +110,14 @@ class Host:
     def shared(self) -> bool:
         """More than one vCPU on this host: a blocked vCPU yields to the scheduler."""
         return sum(len(vm.vcpus) for vm in self.vms) > 1
+
+    def _broadcast_maintenance(self, source: PhysicalCpu, m: int) -> None:
+        """A guest's TLBI or IC (broadcast under HCR_EL2.FB, DVM in hardware): every
+        other core invalidates too.  The others do not run during this pCPU's turn,
+        so doing it before they next run is as if it completed with the guest's DSB."""
+        for cpu in self.pcpus:
+            if cpu is not source:
+                cpu.apply_maintenance(m)
 
     @staticmethod
     def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:

@@ -81,3 +81,70 @@ def test_an_exit_between_ldxr_and_stxr_clears_the_monitor_on_a_shared_host(share
     assert status == (1 if shared else 0), \
         f"STXR status after an exit: expected {1 if shared else 0} (shared={shared}), got {status}"
     assert cpu.st.insns - before[0] == 2, f"the CLREX stub is not a guest instruction: {cpu.st.insns - before[0]}"
+
+
+def _two_pcpu_vm():
+    from armvirt import layout, profile
+    from host_kernel.kvm import Clocking, Host
+    p = profile.load("xgene")
+    host = Host(p.costs, Clocking(p.cpu_hz, p.cntfrq_hz, p.cpi), npcpus=2)
+    vm = host.create_vm(nr_vcpus=2)
+    slot = vm.add_ram(layout.RAM_BASE, 16 << 20)
+    return host, vm, slot, vm.create_vcpu(0, pcpu=0), vm.create_vcpu(1, pcpu=1)
+
+
+def _write(slot, addr, words):
+    import struct
+    from armvirt import layout
+    off = addr - layout.RAM_BASE
+    slot.buf[off:off + 4 * len(words)] = b"".join(struct.pack("<I", w) for w in words)
+
+
+def _run_to_trap(v):
+    from el2 import syndrome as syn
+    from host_kernel.mmu import handle_guest_abort
+    while True:
+        ex = v.lowvisor.run(v.ctx)
+        if ex.ec not in (syn.EC_IABT_LOW, syn.EC_DABT_LOW):
+            return ex
+        handle_guest_abort(v, ex)
+
+
+def test_cross_modified_code_runs_new_on_the_other_pcpu_after_ic_ivau():
+    """vCPU1 runs `movz x0,#1`; vCPU0 (another pCPU) stores `movz x0,#2` over it and
+    does IC IVAU; DSB ISH; ISB (ARM ARM B2.2.5, concurrent modification): vCPU1 must
+    then execute the new instruction, though its core had translated the old one."""
+    from armvirt import layout
+    from host_kernel.vcpu import BootState
+    from tests.harness import hvc, movz
+    host, vm, slot, v0, v1 = _two_pcpu_vm()
+    X, Y = layout.RAM_BASE + 0x1000, layout.RAM_BASE + 0x2000
+    new = movz(0, 2)
+    movk = lambda rd, imm16, shift: 0xF2800000 | (shift // 16) << 21 | imm16 << 5 | rd
+    _write(slot, X, [movz(0, 1), hvc(0)])
+    _write(slot, Y, [movz(1, X >> 16, 16), movk(1, X & 0xFFFF, 0), movz(2, new & 0xFFFF), movk(2, new >> 16, 16),
+                     0xB9000022,             # STR W2, [X1]
+                     0xD50B7521,             # IC IVAU, X1
+                     0xD5033B9F, 0xD5033FDF,  # DSB ISH; ISB
+                     hvc(0)])
+    v1.reset(BootState(entry=X))
+    _run_to_trap(v1)
+    assert v1.ctx.x(0) == 1, f"expected the original code to return 1, got {v1.ctx.x(0)}"
+    v0.reset(BootState(entry=Y))
+    _run_to_trap(v0)
+    v1.reset(BootState(entry=X))
+    _run_to_trap(v1)
+    assert v1.ctx.x(0) == 2, f"expected the modified code to return 2 after IC IVAU, got {v1.ctx.x(0)}"
+
+
+def test_a_tlbi_reaches_every_other_pcpu():
+    from armvirt import layout
+    from host_kernel.vcpu import BootState
+    from tests.harness import hvc
+    host, vm, slot, v0, v1 = _two_pcpu_vm()
+    seen = []
+    host.pcpus[1].apply_maintenance = lambda m: seen.append(m)
+    _write(slot, layout.RAM_BASE + 0x1000, [0xD508831F, 0xD5033B9F, hvc(0)])   # TLBI VMALLE1IS; DSB ISH
+    v0.reset(BootState(entry=layout.RAM_BASE + 0x1000))
+    _run_to_trap(v0)
+    assert seen == [1], f"expected one TLB broadcast (MAINT_TLB) to pCPU 1, got {seen}"
