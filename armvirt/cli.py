@@ -12,6 +12,7 @@ from armvirt import compare, compare_report, paths, profile as profiles, report
 from armvirt.console import Console
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
+from el2.design import Design
 from engine.trace import CATEGORIES, Tracer
 
 EXIT_USAGE = 2
@@ -102,6 +103,12 @@ def _add_fp(p: argparse.ArgumentParser) -> None:
 
 def _fp(a) -> bool | None:
     return None if a.fp is None else a.fp == "lazy"
+
+
+def _design_note(a) -> str:
+    """' under vhe (eager)' etc. for titles; nothing for the default split mode."""
+    d = Design.make(a.hyp_mode, a.lazy, _fp(a))
+    return "" if d == Design.make("nvhe") else f" under {d.label}" + ("" if a.fp is None else f", {a.fp} FP")
 
 
 def _design(a) -> dict:
@@ -288,7 +295,8 @@ def cmd_trap_path(a) -> int:
         print(_path_json(run, rows, {}))
         return 0
     rows = rows + [{"step": "", "where": "", "what": "total", "cycles": run.total}]
-    print(report.table(rows, a.format, title=f"Trap path: {a.path} ({run.spec.description}), profile {run.result.profile}"))
+    print(report.table(rows, a.format, title=f"Trap path: {a.path} ({run.spec.description}){_design_note(a)}, "
+                                             f"profile {run.result.profile}"))
     if a.format in ("simple", "plain", "grid"):
         print(f"guest-measured (CNTVCT, {run.iterations} iterations): {run.guest_avg} cycles; table total: {run.total}")
     return 0
@@ -301,7 +309,8 @@ def cmd_world_switch(a) -> int:
         print(json.dumps({"profile": run.result.profile, "rows": rows, "hypercall_total_cycles": run.total},
                          indent=2))
         return 0
-    print(report.table(rows, a.format, title=f"World switch of one hypercall round trip, profile {run.result.profile}"))
+    print(report.table(rows, a.format, title=f"World switch of one hypercall round trip{_design_note(a)}, "
+                                             f"profile {run.result.profile}"))
     if a.format in ("simple", "plain", "grid"):
         ws = rows[-1]["save"] + rows[-1]["restore"]
         print(f"world switch {ws:,} of the hypercall's {run.total:,} cycles; the rest is host software "
