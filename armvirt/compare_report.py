@@ -112,7 +112,7 @@ def format_breakdown(op: str, steps_by_design: Steps, designs: Sequence[str], fm
                 for d in present for i, s in enumerate(steps_by_design[d], 1)]
         return _csv(["design", "step", "where", "what", "cycles"], data)
     thousands = "" if fmt == "latex" else ","
-    blocks = []
+    blocks = [_side_by_side(op, steps_by_design, present, fmt)] if present else []
     for d in designs:
         if d not in totals:
             blocks.append(_heading(f"{op} under {d}: not measured", fmt))
@@ -125,6 +125,23 @@ def format_breakdown(op: str, steps_by_design: Steps, designs: Sequence[str], fm
         blocks.append(f"{heading}\n{table}")
     blocks.append(_heading(_summary(op, totals, thousands), fmt))
     return "\n\n".join(blocks)
+
+
+def _side_by_side(op: str, steps_by_design: Steps, designs: Sequence[str], fmt: str) -> str:
+    """The designs next to each other: cycles by where the steps run (hardware, the
+    EL2 switch code, the host or hypervisor software, user space, the back end), rows
+    in order of first appearance, then the total."""
+    wheres: list[str] = []
+    for d in designs:
+        for s in steps_by_design[d]:
+            if s["where"] not in wheres:
+                wheres.append(str(s["where"]))
+    data = [[w] + [sum(int(s["cycles"]) for s in steps_by_design[d] if s["where"] == w) or None
+                   for d in designs] for w in wheres]
+    data.append(["total"] + [_total(steps_by_design[d]) for d in designs])
+    data.append(["steps"] + [len(steps_by_design[d]) for d in designs])
+    heading = _heading(f"{op}: cycles by where each step runs", fmt)
+    return f"{heading}\n{_tabulate(data, ['where'] + list(designs), fmt)}"
 
 
 def _plot_format(path: str | Path) -> str:

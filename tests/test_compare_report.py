@@ -162,22 +162,37 @@ def test_breakdown_text_headings_and_total_rows(fmt):
         total = sum(s["cycles"] for s in STEPS[d])
         heading = f"hypercall under {d}: {total:,} cycles"
         assert heading in out.splitlines(), f"expected heading {heading!r} in {out!r}"
-    totals = [ln.replace("|", " ").split()[-1] for ln in out.splitlines()
+    totals = [ln.replace("|", " ").split()[1:] for ln in out.splitlines()
               if ln.replace("|", " ").split()[:1] == ["total"]]
     want = [f"{sum(s['cycles'] for s in STEPS[d]):,}" for d in DESIGNS]
-    assert totals == want, f"expected total rows {want}, got {totals}"
+    assert totals[0] == want, f"side by side: expected totals {want}, got {totals[0]}"
+    assert [t[-1] for t in totals[1:]] == want, f"expected per-design total rows {want}, got {totals[1:]}"
     summary = out.splitlines()[-1]
     want_summary = ("hypercall total cycles: vhe 378 (fastest), type1 1,228 (3.25x), "
                     "nvhe 2,896 (7.66x)")
     assert summary == want_summary, f"expected {want_summary!r}, got {summary!r}"
 
 
-def test_breakdown_latex_has_one_tabular_per_design():
+def test_breakdown_latex_has_one_tabular_per_design_after_the_side_by_side_one():
     out = format_breakdown("hypercall", STEPS, DESIGNS, "latex")
     n = out.count("\\begin{tabular}")
-    assert n == len(DESIGNS), f"expected {len(DESIGNS)} tabulars, got {n}"
+    assert n == 1 + len(DESIGNS), f"expected {1 + len(DESIGNS)} tabulars, got {n}"
     prose = [ln for ln in out.splitlines() if "under" in ln or "total cycles" in ln]
     assert all(ln.startswith("% ") for ln in prose), f"expected LaTeX comments, got {prose}"
+
+
+def test_breakdown_side_by_side_sums_cycles_by_where():
+    out = format_breakdown("hypercall", STEPS, DESIGNS, "simple")
+    first = out.split("\n\n")[0].splitlines()
+    assert first[0] == "hypercall: cycles by where each step runs", f"got {first[0]!r}"
+    header = first[1].split()
+    assert header == ["where"] + DESIGNS, f"expected columns {['where'] + DESIGNS}, got {header}"
+    for where in {s["where"] for d in DESIGNS for s in STEPS[d]}:
+        row = next(ln for ln in first if ln.startswith(where + " ") or ln.split()[:len(where.split())] == where.split())
+        cells = row[len(where):].split()
+        want = [f"{sum(s['cycles'] for s in STEPS[d] if s['where'] == where):,}" or "-" for d in DESIGNS]
+        want = [w if w != "0" else "-" for w in want]
+        assert cells == want, f"{where}: expected {want}, got {cells}"
 
 
 def test_breakdown_missing_design_is_not_measured():
