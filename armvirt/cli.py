@@ -216,6 +216,8 @@ def _run_configs(a) -> list[MachineConfig]:
         raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
     if a.cpu not in ("cortex-a57", "host", "max"):
         raise UsageError(f"-cpu {a.cpu!r}: armvirt models a cortex-a57 class core")
+    if not image and (a.smp != "1" or a.mem != "128M" or a.append):
+        raise UsageError("run: -smp, -m and -append describe IMAGE; with only --vm, give them inside each --vm")
     specs = []
     if image:
         specs.append({"kernel": image, "ram_size": parse_size(a.mem), "smp": parse_count(a.smp, "-smp"),

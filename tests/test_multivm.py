@@ -116,6 +116,7 @@ def test_cli_runs_two_vms_with_prefixed_consoles():
     (["--vm", "images/hello.elf", "--vm", "images/hello.elf -name vm0"], "names must differ"),
     (["--pcpus", "9", "images/hello.elf"], "--pcpus 9"),
     (["--pcpus", "x", "images/hello.elf"], "--pcpus"),
+    (["-smp", "2", "--vm", "images/hello.elf"], "inside each --vm"),
 ])
 def test_cli_rejects_bad_vm_options(args, needle):
     r = subprocess.run([sys.executable, "-m", "armvirt", "run", *args], capture_output=True, text=True,
