@@ -38,6 +38,8 @@ TRAP_REGS = ("HCR_EL2", "CPTR_EL2", "HSTR_EL2", "MDCR_EL2")
 
 
 _SP = len(GP_X) + 6
+# slots of plain registers in a RegBank's storage (two 64-bit words per entry)
+_SP_EL0_SLOT, _SP_EL1_SLOT, _PSTATE_SLOT, _SP_SLOT = 2 * len(GP_X), 2 * (len(GP_X) + 1), 2 * 35, 2 * _SP
 
 
 def gp_bank() -> RegBank:
@@ -81,21 +83,23 @@ class VcpuContext:
         self.el1 = el1_bank()
         # One raw call moves all three; GP last, so its trailing CP_REG write rebuilds the EL flags.
         self.engine_banks = BankSet(self.el1, self.fp, self.gp)
+        self._gp_plain = self.gp._plain
         self.timer = TimerState()
         self.vgic = vgic_state
         self.trap = trap
         self.vttbr = vttbr
 
-    def _live_sp(self) -> str:
-        """Which banked SP is the one in use (ARM ARM D1.6.2: SPSel selects SP_ELx at EL1)."""
-        p = self.gp[35]
-        return "SP_EL1" if (p >> 2) & 3 == 1 and p & 1 else "SP_EL0"
-
+    # The live SP is SP_EL1 at EL1 with SPSel = 1, else SP_EL0 (ARM ARM D1.6.2).  These
+    # run on every world switch: plain 64-bit slots of the GP bank, no lookups.
     def after_engine_read(self) -> None:
-        self.gp.set(self._live_sp(), self.gp[_SP])
+        v = self._gp_plain
+        p = v[_PSTATE_SLOT]
+        v[_SP_EL1_SLOT if (p & 0b1101) == 0b0101 else _SP_EL0_SLOT] = v[_SP_SLOT]
 
     def before_engine_write(self) -> None:
-        self.gp[_SP] = self.gp[self.gp.index[self._live_sp()]]
+        v = self._gp_plain
+        p = v[_PSTATE_SLOT]
+        v[_SP_SLOT] = v[_SP_EL1_SLOT if (p & 0b1101) == 0b0101 else _SP_EL0_SLOT]
 
     # Convenience accessors used by exit handlers (KVM vcpu_get_reg/vcpu_set_reg).
     def x(self, n: int) -> int:

@@ -36,6 +36,9 @@ class WorldSwitch:
         `design`: which groups a trap switches; the others move at vcpu_load/put."""
         self.cpu, self.ledger, self.el2, self.gich, self.design = cpu, ledger, el2, gich, design
         self.v3 = not isinstance(gich, GichV2)
+        # the design's choices, read on every trap: plain attributes
+        self._per_exit_timer, self._per_exit_traps = design.per_exit_timer, design.per_exit_traps
+        self._per_exit_vttbr, self._per_exit_vgic = design.per_exit_vttbr, design.per_exit_vgic
         v3 = not isinstance(gich, GichV2)
         self.save_vgic = self.save_vgic_v3 if v3 else self.save_vgic_v2
         self.restore_vgic = self.restore_vgic_v3 if v3 else self.restore_vgic_v2
@@ -129,7 +132,7 @@ class WorldSwitch:
         st.cntv_ctl = 0                                              # disable: the host must not see it fire
         self.cpu.recalc_timer()
         self.el2.cnthctl = host.cnthctl                              # give the host its counter access
-        if self.design.per_exit_timer:
+        if self._per_exit_timer:
             self.ledger.charge_steps(*self.fixed["save_timer"])
 
     def restore_timer(self, ctx: C.VcpuContext) -> None:
@@ -138,7 +141,7 @@ class WorldSwitch:
         st.cntvoff, st.cntv_cval, st.cntv_ctl = t.cntvoff, t.cntv_cval, t.cntv_ctl   # 3 writes
         st.trap_timer = int(bool(t.cnthctl & CNTHCTL_EL1TVT))
         self.cpu.recalc_timer()
-        if self.design.per_exit_timer:
+        if self._per_exit_timer:
             self.ledger.charge_steps(*self.fixed["restore_timer"])
 
     # --- vGIC: GICH MMIO (GICv2) ------------------------------------------------
@@ -150,7 +153,7 @@ class WorldSwitch:
         # The virtual IRQ output drops with HCR.En; nothing runs on the engine until the
         # next restore re-evaluates it, so the output is not recomputed here.
         g.write(GICH_HCR, 0, notify=False)
-        mode = self.design.per_exit_vgic
+        mode = self._per_exit_vgic
         if mode == "all":
             self._access(VGIC, "save", 7 + g.nr_lr, 1, "gich_mmio_read", "gich_mmio_write",
                          lambda: f"save vGIC (VMCR, MISR, EISR0/1, ELRSR0/1, APR, {g.nr_lr} LRs; HCR=0)")
@@ -169,7 +172,7 @@ class WorldSwitch:
             else:
                 g.lr[i] = 0
         g.notify()
-        mode = self.design.per_exit_vgic
+        mode = self._per_exit_vgic
         if mode == "all":
             self._access(VGIC, "restore", 0, 3 + v.used_lrs, "gich_mmio_read", "gich_mmio_write",
                          lambda: f"restore vGIC (HCR, VMCR, APR, {v.used_lrs} used LRs)")
@@ -185,7 +188,7 @@ class WorldSwitch:
         v.vmcr, v.misr, v.eisr, v.elrsr, ap0r, ap1r, lrs = g.snapshot()
         v.ap0r, v.ap1r, v.lr[:] = list(ap0r), list(ap1r), lrs
         g.write("HCR", 0, notify=False)
-        mode = self.design.per_exit_vgic
+        mode = self._per_exit_vgic
         if mode == "all":
             self._access(VGIC, "save", 6 + g.nr_lr, 1, "ich_sysreg_read", "ich_sysreg_write",
                          lambda: f"save vGIC (ICH_VMCR, MISR, EISR, ELRSR, AP0R0, AP1R0, {g.nr_lr} LRs; HCR=0)")
@@ -202,7 +205,7 @@ class WorldSwitch:
         for i in range(g.nr_lr):
             g.write(f"LR{i}", v.lr[i] if i < v.used_lrs else 0, notify=False)
         g.notify()
-        mode = self.design.per_exit_vgic
+        mode = self._per_exit_vgic
         if mode == "all":
             self._access(VGIC, "restore", 0, 4 + v.used_lrs, "ich_sysreg_read", "ich_sysreg_write",
                          lambda: f"restore vGIC (ICH_HCR, VMCR, AP0R0, AP1R0, {v.used_lrs} used LRs)")
@@ -214,29 +217,29 @@ class WorldSwitch:
     def deactivate_traps(self, host: C.HostContext) -> None:
         e, t = self.el2, host.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        if self.design.per_exit_traps:
+        if self._per_exit_traps:
             self.ledger.charge_steps(*self.fixed["deactivate_traps"])
 
     def activate_traps(self, ctx: C.VcpuContext) -> None:
         e, t = self.el2, ctx.trap
         e.hcr, e.cptr, e.hstr, e.mdcr = t.hcr, t.cptr, t.hstr, t.mdcr
-        if self.design.per_exit_traps:
+        if self._per_exit_traps:
             self.ledger.charge_steps(*self.fixed["activate_traps"])
 
     def deactivate_vm(self) -> None:
         self.el2.vttbr = 0
-        if self.design.per_exit_vttbr:
+        if self._per_exit_vttbr:
             self.ledger.charge_steps(*self.fixed["deactivate_vm"])
 
     def activate_vm(self, ctx: C.VcpuContext) -> None:
         self.el2.vttbr = ctx.vttbr
-        if self.design.per_exit_vttbr:
+        if self._per_exit_vttbr:
             self.ledger.charge_steps(*self.fixed["activate_vm"])
 
     # --- vcpu_put / vcpu_load: what this design defers from the trap path --------
     def _vgic_deferred(self, kind: str) -> tuple[int, int, str]:
         """(reads, writes, what) of the vGIC state moved at put/load."""
-        mode, nr = self.design.per_exit_vgic, self.gich.nr_lr
+        mode, nr = self._per_exit_vgic, self.gich.nr_lr
         if mode == "all":
             return 0, 0, ""
         if mode == "used":                      # VMCR and the active priorities
