@@ -92,7 +92,7 @@ def _add_design(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
                    help="switch every register group on every trap (no lazy/deferred switching)")
     g.add_argument("--lazy-switch", dest="lazy", action="store_true",
-                   help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe and type1)")
+                   help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe)")
     _add_fp(p)
 
 
