@@ -2,7 +2,8 @@
  * hypercall: cost of the guest -> hypervisor -> guest round trip.
  *
  * Times ITER calls of the armvirt no-op function 0x4b000000 (returns -1) with
- * `hvc #0` in a tight loop, times an identical loop without the `hvc`, and
+ * `hvc #0` in a tight loop, times an identical loop without the `hvc` (the
+ * runtime's hvc_loop/hvc_baseline_loop, which microbench uses too), and
  * reports the difference per call in CPU cycles:
  *   avg_cycles = round(((t1 - t0) - (b1 - b0)) * cycles_per_tick / ITER)
  * Also checks the return value and that x1..x17 survive the call.
@@ -13,66 +14,6 @@
 #define ITER 1000
 #endif
 #define WARMUP 16
-
-/* Both loops clobber x0-x17 (SMCCC 1.0 allows the callee to) and x19. */
-#define LOOP_CLOBBERS "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", \
-    "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x19", "cc", "memory"
-
-static uint64_t hvc_loop(uint64_t n)
-{
-    uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "movz   w0, #0x4b00, lsl #16\n\t"
-        "hvc    #0\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n)
-        : LOOP_CLOBBERS);
-    return t1 - t0;
-}
-
-static uint64_t baseline_loop(uint64_t n)
-{
-    uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "movz   w0, #0x4b00, lsl #16\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n)
-        : LOOP_CLOBBERS);
-    return t1 - t0;
-}
-
-/* QEMU (not armvirt) makes an hvc with a non-PSCI function ID UNDEFINED.  So
- * that the image still runs there, emulate NOT_SUPPORTED for an UNDEF taken on
- * an `hvc #0` and count it; under armvirt this never triggers. */
-#define INSN_HVC0 0xd4000002u
-static volatile uint64_t undef_hvcs;
-
-static int sync(struct exc_frame *f)
-{
-    if (ESR_EC(f->esr) == EC_UNKNOWN && *(const uint32_t *)(uintptr_t)f->elr == INSN_HVC0) {
-        f->x[0] = PSCI_NOT_SUPPORTED;
-        f->elr += 4;
-        undef_hvcs++;
-        return 1;
-    }
-    return 0;
-}
 
 /* One call with known values in x1..x17; returns the number of mismatches. */
 static const uint64_t want[18] = {
@@ -123,11 +64,11 @@ static int check_call(void)
 
 int main(void)
 {
-    sync_handler = sync;
+    sync_handler = hvc_undef_as_not_supported;     /* QEMU: see bench.c */
     uint64_t cpt = cycles_per_tick();
 
     hvc_loop(WARMUP);
-    baseline_loop(WARMUP);
+    hvc_baseline_loop(WARMUP);
 
     if (check_call()) {
         print("hypercall: ERROR: return value or registers not preserved\n");
@@ -136,11 +77,8 @@ int main(void)
     print("hypercall: ret=-1 regs preserved\n");
 
     uint64_t t = hvc_loop(ITER);
-    uint64_t b = baseline_loop(ITER);
-    int64_t dticks = (int64_t)(t - b);
-    uint64_t avg = 0;
-    if (dticks > 0)
-        avg = ((uint64_t)dticks * cpt + ITER / 2) / ITER;
+    uint64_t b = hvc_baseline_loop(ITER);
+    uint64_t avg = bench_loop_avg(t, b, ITER, cpt);
     print("hypercall: loop_ticks=%lu baseline_ticks=%lu cycles_per_tick=%lu\n", t, b, cpt);
     if (undef_hvcs)
         print("hypercall: note: hvc was UNDEFINED %lu times (not armvirt?); "

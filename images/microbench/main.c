@@ -76,8 +76,6 @@
 #define SGI_EOI         1u
 #define SGI_IPI         2u
 #define IPI_TARGET      1u
-#define EOI_WAIT_POLLS  100000
-#define TIMEOUT_SEC     2
 
 /* bench-io: armvirt's in-kernel benchmark device (DTB node "armvirt,bench-io") */
 #define BENCH_IO_COMPAT     "armvirt,bench-io"
@@ -110,13 +108,6 @@ static void bench(const char *name, uint64_t avg, unsigned iterations)
     print("BENCH %s avg_cycles=%lu iterations=%u\n", name, avg, iterations);
 }
 
-/* round((loop - baseline) * cycles_per_tick / n), 0 if negative */
-static uint64_t loop_avg(uint64_t t, uint64_t b, unsigned n)
-{
-    int64_t d = (int64_t)(t - b);
-    return d > 0 ? ((uint64_t)d * cpt + n / 2) / n : 0;
-}
-
 /* round(sum * cycles_per_tick / n) */
 static uint64_t sum_avg(uint64_t sum, unsigned n)
 {
@@ -128,18 +119,12 @@ static uint64_t sum_avg(uint64_t sum, unsigned n)
 /* QEMU (not armvirt) makes an hvc with a non-PSCI function ID UNDEFINED: emulate
  * NOT_SUPPORTED for it, as images/hypercall does.  A data abort while probing
  * for bench-io (no device there) skips the load and marks the probe failed. */
-#define INSN_HVC0 0xd4000002u
-static volatile uint64_t undef_hvcs;
 static volatile int probing, probe_faulted;
 
 static int sync(struct exc_frame *f)
 {
-    if (ESR_EC(f->esr) == EC_UNKNOWN && *(const uint32_t *)(uintptr_t)f->elr == INSN_HVC0) {
-        f->x[0] = PSCI_NOT_SUPPORTED;
-        f->elr += 4;
-        undef_hvcs++;
+    if (hvc_undef_as_not_supported(f))
         return 1;
-    }
     if (probing && ESR_EC(f->esr) == EC_DABT_CUR) {
         probe_faulted = 1;
         f->elr += 4;
@@ -149,49 +134,6 @@ static int sync(struct exc_frame *f)
 }
 
 /* ------------------------------------------------------------ hypercall */
-
-/* Both loops clobber x0-x17 (SMCCC 1.0 allows the callee to) and x19. */
-#define LOOP_CLOBBERS "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", \
-    "x10", "x11", "x12", "x13", "x14", "x15", "x16", "x17", "x19", "cc", "memory"
-
-static uint64_t hvc_loop(uint64_t n)
-{
-    uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "movz   w0, #0x4b00, lsl #16\n\t"
-        "hvc    #0\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n)
-        : LOOP_CLOBBERS);
-    return t1 - t0;
-}
-
-static uint64_t hvc_baseline_loop(uint64_t n)
-{
-    uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "movz   w0, #0x4b00, lsl #16\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n)
-        : LOOP_CLOBBERS);
-    return t1 - t0;
-}
 
 static void bench_hypercall(void)
 {
@@ -203,7 +145,7 @@ static void bench_hypercall(void)
     uint64_t t = hvc_loop(ITER_HYPERCALL);
     uint64_t b = hvc_baseline_loop(ITER_HYPERCALL);
     print("microbench: hypercall: ret=%ld loop_ticks=%lu baseline_ticks=%lu\n", (int64_t)ret, t, b);
-    bench("hypercall", loop_avg(t, b, ITER_HYPERCALL), ITER_HYPERCALL);
+    bench("hypercall", bench_loop_avg(t, b, ITER_HYPERCALL, cpt), ITER_HYPERCALL);
 }
 
 /* ------------------------------------------------ MMIO reads (loop - baseline) */
@@ -216,7 +158,7 @@ static uint64_t mmio_bench(uint64_t addr, unsigned n, uint32_t *last, uint64_t *
     mmio_baseline_loop(WARMUP_LOOP, addr);
     *t = mmio_read32_loop(n, addr, last);
     *b = mmio_baseline_loop(n, addr);
-    return loop_avg(*t, *b, n);
+    return bench_loop_avg(*t, *b, n, cpt);
 }
 
 static int io_present;
@@ -301,165 +243,24 @@ static void bench_gic_trap(void)
 
 /* ------------------------------------------------------------------ eoi */
 
-static volatile uint32_t ram_words[2];
-
-static uint64_t timed_ack_eoi(int v3, uint32_t *iar)
-{
-    uint64_t t0, t1, v;
-    if (v3) {
-        __asm__ volatile(
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n\t"
-            "mrs    %[v], S3_0_C12_C12_0\n\t"       /* ICC_IAR1_EL1 */
-            "msr    S3_0_C12_C12_1, %[v]\n\t"       /* ICC_EOIR1_EL1 */
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
-            :
-            : "memory");
-    } else {
-        uint64_t cpu = gic_cpu_base();
-        __asm__ volatile(
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n\t"
-            "ldr    %w[v], [%[iar]]\n\t"            /* GICC_IAR */
-            "str    %w[v], [%[eoir]]\n\t"           /* GICC_EOIR */
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
-            : [iar] "r"(cpu + 0x0C), [eoir] "r"(cpu + 0x10)
-            : "memory");
-    }
-    *iar = (uint32_t)v;
-    return t1 - t0;
-}
-
-/* the same pair with the GIC accesses replaced: v2 the same ldr/str on RAM,
- * v3 two nops (a system register access has no plain stand-in) */
-static uint64_t timed_eoi_baseline(int v3)
-{
-    uint64_t t0, t1, v;
-    if (v3) {
-        __asm__ volatile(
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n\t"
-            "nop\n\t"
-            "nop\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1)
-            :
-            : "memory");
-    } else {
-        __asm__ volatile(
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n\t"
-            "ldr    %w[v], [%[a]]\n\t"
-            "str    %w[v], [%[b]]\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1), [v] "=&r"(v)
-            : [a] "r"(&ram_words[0]), [b] "r"(&ram_words[1])
-            : "memory");
-    }
-    return t1 - t0;
-}
-
 static void bench_eoi(void)
 {
-    int v3 = gic_version() == 3;
-    gic_set_priority(SGI_EOI, PRIO);
-    gic_enable_irq(SGI_EOI);
-
-    uint64_t t = 0, b = 0;
-    uint32_t ok = 0, bad = 0, last_bad = 0;
-    for (int i = 0; i < WARMUP_LOOP + ITER_EOI; i++) {
-        gic_send_sgi_self(SGI_EOI);         /* pending at the CPU interface, IRQs masked */
-        int polls = 0;
-        while (GIC_INTID(gic_hppir()) != SGI_EOI && ++polls < EOI_WAIT_POLLS)
-            ;
-        if (polls >= EOI_WAIT_POLLS) {
-            ERROR("eoi: SGI %u not pending at the CPU interface after %d polls "
-                  "(HPPIR=0x%x, iteration %d)\n", SGI_EOI, EOI_WAIT_POLLS, gic_hppir(), i);
-            print("BENCH eoi skipped (SGI never pending)\n");
-            return;
-        }
-        uint32_t iar;
-        uint64_t dt = timed_ack_eoi(v3, &iar);
-        uint64_t db = timed_eoi_baseline(v3);
-        if (GIC_INTID(iar) != SGI_EOI) {
-            bad++;
-            last_bad = iar;
-        }
-        if (i < WARMUP_LOOP)
-            continue;
-        t += dt;
-        b += db;
-        ok += GIC_INTID(iar) == SGI_EOI;
+    struct eoi_result r;
+    if (!eoi_measure(SGI_EOI, PRIO, WARMUP_LOOP, ITER_EOI, &r)) {
+        ERROR("eoi: SGI %u not pending at the CPU interface after %d polls "
+              "(HPPIR=0x%x, iteration %d)\n", SGI_EOI, EOI_WAIT_POLLS, gic_hppir(), r.stuck_at);
+        print("BENCH eoi skipped (SGI never pending)\n");
+        return;
     }
-    print("microbench: eoi: sgi=%u acks_ok=%u loop_ticks=%lu baseline_ticks=%lu\n", SGI_EOI, ok,
-          t, b);
-    if (bad)
-        ERROR("eoi: %u acknowledges did not return SGI %u (last IAR=0x%x)\n", bad, SGI_EOI,
-              last_bad);
-    bench("eoi", loop_avg(t, b, ITER_EOI), ITER_EOI);
+    print("microbench: eoi: sgi=%u acks_ok=%u loop_ticks=%lu baseline_ticks=%lu\n", SGI_EOI, r.ok,
+          r.ticks, r.baseline);
+    if (r.bad)
+        ERROR("eoi: %u acknowledges did not return SGI %u (last IAR=0x%x)\n", r.bad, SGI_EOI,
+              r.last_bad);
+    bench("eoi", bench_loop_avg(r.ticks, r.baseline, ITER_EOI, cpt), ITER_EOI);
 }
 
 /* ------------------------------------------------------------------ ipi */
-
-static volatile uint32_t ipi_ready, ipi_stop, ipi_ack;
-static volatile uint64_t ipi_entry;             /* cpu 1's handler entry time */
-static volatile uint32_t ipi_received, ipi_bad_source;
-
-static int ipi_irq(struct exc_frame *f)
-{
-    (void)f;
-    uint32_t iar = gic_ack_wanted(SGI_IPI);
-    if (iar == GIC_NOT_WANTED)
-        return 1;
-    ipi_entry = irq_entry_ticks();
-    if (gic_version() == 2 && ((iar >> 10) & 7) != 0)   /* source CPU: cpu 0 */
-        ipi_bad_source++;
-    ipi_received++;
-    gic_eoi(iar);
-    smp_mb();                   /* entry and count before the flag */
-    ipi_ack = 1;
-    return 1;
-}
-
-static void ipi_target(unsigned cpu)
-{
-    (void)cpu;
-    gic_init();                 /* this CPU's interface (v3: its redistributor) */
-    gic_set_priority(SGI_IPI, PRIO);
-    gic_enable_irq(SGI_IPI);
-    smp_mb();
-    ipi_ready = 1;
-    local_irq_enable();
-    while (!ipi_stop)
-        __asm__ volatile("wfi" ::: "memory");
-    local_irq_disable();
-}
-
-/* one SGI to cpu 1; returns t0 (CNTVCT just before the send instruction) */
-static uint64_t ipi_send(uint64_t val, uintptr_t sgir, int v3)
-{
-    uint64_t t0;
-    if (v3)
-        __asm__ volatile("dsb ish\n\t"
-                         "isb\n\t"
-                         "mrs   %0, cntvct_el0\n\t"
-                         "msr   S3_0_C12_C11_5, %1\n\t"     /* ICC_SGI1R_EL1 */
-                         "isb"
-                         : "=&r"(t0) : "r"(val) : "memory");
-    else
-        __asm__ volatile("dsb ish\n\t"
-                         "isb\n\t"
-                         "mrs   %0, cntvct_el0\n\t"
-                         "str   %w1, [%2]"                  /* GICD_SGIR */
-                         : "=&r"(t0) : "r"(val), "r"(sgir) : "memory");
-    return t0;
-}
 
 static void bench_ipi(void)
 {
@@ -468,79 +269,25 @@ static void bench_ipi(void)
         print("BENCH ipi skipped (needs 2 CPUs)\n");
         return;
     }
-    int v3 = gic_version() == 3;
-    irq_handler = ipi_irq;
-    secondary_main = ipi_target;
-    int64_t r = smp_cpu_on(IPI_TARGET);
-    uint64_t t = read_cntvct(), limit = read_cntfrq() * TIMEOUT_SEC;
-    while (!ipi_ready && read_cntvct() - t < limit)
-        ;
-    if (r != PSCI_SUCCESS || !ipi_ready) {
-        ERROR("ipi: cpu %u did not come up (CPU_ON returned %ld %s)\n", IPI_TARGET, r,
-              psci_ret_name(r));
+    struct ipi_result r;
+    if (!ipi_measure(IPI_TARGET, SGI_IPI, PRIO, WARMUP_IPI, ITER_IPI, &r)) {
+        ERROR("ipi: cpu %u did not come up (CPU_ON returned %ld %s)\n", IPI_TARGET, r.cpu_on,
+              psci_ret_name(r.cpu_on));
         print("BENCH ipi skipped (cpu %u did not come up)\n", IPI_TARGET);
         return;
     }
-    smp_mb();
-
-    uint64_t val = gic_sgi_value(IPI_TARGET, SGI_IPI);
-    uintptr_t sgir = gic_dist_base() + 0xF00;
-    uint64_t per_wait = read_cntfrq() / 10;     /* 100 ms for one IPI */
-    uint64_t settle = read_cntfrq() / 50000;    /* 20 us for cpu 1 to sleep again */
-    uint64_t sum = 0;
-    int64_t lmin = INT64_MAX, lmax = INT64_MIN;
-    unsigned lost = 0, negative = 0, sent = 0;
-    for (unsigned i = 0; i < WARMUP_IPI + ITER_IPI; i++) {
-        ipi_ack = 0;
-        uint64_t t0 = ipi_send(val, sgir, v3);
-        sent++;
-        while (!ipi_ack && read_cntvct() - t0 < per_wait)
-            ;
-        if (!ipi_ack) {
-            lost++;
-            continue;
-        }
-        smp_mb();
-        /* Let cpu 1 get back to sleep before the next SGI: after its ack it still
-         * returns from the handler and traps on WFI (and, without a vGIC, its EOI
-         * traps first).  An SGI sent meanwhile would also time that work, which
-         * the IPI path (to a sleeping target) does not include. */
-        for (uint64_t s = read_cntvct(); read_cntvct() - s < settle;)
-            ;
-        int64_t l = (int64_t)(ipi_entry - t0);
-        if (i < WARMUP_IPI)
-            continue;
-        if (l < 0)
-            negative++;
-        sum += (uint64_t)(l < 0 ? 0 : l);
-        lmin = l < lmin ? l : lmin;
-        lmax = l > lmax ? l : lmax;
-    }
-    uint32_t got = ipi_received;
-    unsigned counted = ITER_IPI - (lost > ITER_IPI ? ITER_IPI : lost);
-
-    /* let cpu 1 leave its loop (CPU_OFF); not part of the result */
-    ipi_stop = 1;
-    t = read_cntvct();
-    do {
-        gic_send_sgi(IPI_TARGET, SGI_IPI);
-        for (uint64_t w = read_cntvct(); read_cntvct() - w < per_wait / 100;)
-            ;
-    } while (smp_affinity_info(IPI_TARGET) != PSCI_AFF_OFF && read_cntvct() - t < limit);
-    int64_t aff = smp_affinity_info(IPI_TARGET);
-
     print("microbench: ipi: sgi=%u cpu 0 -> cpu %u sent=%u received=%u lost=%u min_ticks=%ld "
-          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", SGI_IPI, IPI_TARGET, sent, got, lost, lmin,
-          lmax, sum, IPI_TARGET, aff == PSCI_AFF_OFF ? 1u : 0u);
-    if (lost || got != sent)
-        ERROR("ipi: %u of %u SGIs did not arrive\n", sent - got, sent);
-    if (ipi_bad_source)
-        ERROR("ipi: %u SGIs with a source CPU other than 0\n", ipi_bad_source);
-    if (negative)
-        ERROR("ipi: %u handler entries before their send (CNTVCT skew between CPUs)\n", negative);
-    if (aff != PSCI_AFF_OFF)
-        ERROR("ipi: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", IPI_TARGET, aff);
-    bench("ipi", sum_avg(sum, counted), counted);
+          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", SGI_IPI, IPI_TARGET, r.sent, r.received,
+          r.lost, r.min, r.max, r.sum, IPI_TARGET, r.target_aff == PSCI_AFF_OFF ? 1u : 0u);
+    if (r.lost || r.received != r.sent)
+        ERROR("ipi: %u of %u SGIs did not arrive\n", r.sent - r.received, r.sent);
+    if (r.bad_source)
+        ERROR("ipi: %u SGIs with a source CPU other than 0\n", r.bad_source);
+    if (r.negative)
+        ERROR("ipi: %u handler entries before their send (CNTVCT skew between CPUs)\n", r.negative);
+    if (r.target_aff != PSCI_AFF_OFF)
+        ERROR("ipi: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", IPI_TARGET, r.target_aff);
+    bench("ipi", sum_avg(r.sum, r.counted), r.counted);
 }
 
 /* --------------------------------------------------------------- io_out */
@@ -706,27 +453,6 @@ static void bench_io_in(void)
 
 /* ------------------------------------------------------------ vm_switch */
 
-/* 0x4b000010 with x1 = CNTVCT; returns x0 (the peer's x1, or -1) and our
- * CNTVCT right after the call */
-static int64_t baton(uint64_t *t1)
-{
-    register uint64_t x0 __asm__("x0");
-    uint64_t t;
-    __asm__ volatile("movz  w0, #0x4b00, lsl #16\n\t"
-                     "movk  w0, #0x0010\n\t"
-                     "isb\n\t"
-                     "mrs   x1, cntvct_el0\n\t"
-                     "hvc   #0\n\t"
-                     "isb\n\t"
-                     "mrs   %[t], cntvct_el0"
-                     : "=r"(x0), [t] "=&r"(t)
-                     :
-                     : "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
-                       "x12", "x13", "x14", "x15", "x16", "x17", "memory");
-    *t1 = t;
-    return (int64_t)x0;
-}
-
 /* The first call is made at boot, before any other benchmark (vm_switch_first):
  * a peer VM sharing this pCPU then waits in its call while the others run, so
  * its boot does not share the pCPU with them, and it answers at once later. */
@@ -741,12 +467,12 @@ static void bench_vm_switch(void)
         return;
     }
     for (unsigned i = 1; i < WARMUP_VM_SWITCH; i++)
-        baton(&t1);
+        (int64_t)vm_switch_call(&t1);
     uint64_t sum = 0;
     int64_t lmin = INT64_MAX, lmax = INT64_MIN;
     unsigned gone = 0, negative = 0;
     for (unsigned i = 0; i < ITER_VM_SWITCH; i++) {
-        int64_t v = baton(&t1);
+        int64_t v = (int64_t)vm_switch_call(&t1);
         if (v == -1) {
             gone++;
             continue;
@@ -777,7 +503,7 @@ static int vm_peer(void)
     uint64_t t1, calls = 0;
     int64_t v;
     do {
-        v = baton(&t1);
+        v = (int64_t)vm_switch_call(&t1);
         calls++;
     } while (v != -1);
     print("microbench: vm-peer done after %lu calls\n", calls);
@@ -792,7 +518,7 @@ int main(void)
     if (fdt_bootargs_has("vm-peer"))
         return vm_peer();
     uint64_t t1;
-    vm_switch_first = baton(&t1);       /* vm_switch's first warm-up call, see there */
+    vm_switch_first = (int64_t)vm_switch_call(&t1);       /* vm_switch's first warm-up call, see there */
 
     local_irq_disable();
     cpt = cycles_per_tick();

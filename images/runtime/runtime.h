@@ -303,6 +303,47 @@ uint64_t cycles_per_tick(void);                 /* clock-frequency / CNTFRQ, >= 
  * and the same loop without the read: their difference is n reads' cost. */
 uint64_t mmio_read32_loop(uint64_t n, uint64_t addr, uint32_t *last);
 uint64_t mmio_baseline_loop(uint64_t n, uint64_t addr);
+
+/* Timed kernels of the benchmark images (bench.c), shared so that microbench
+ * measures exactly as the single-purpose images do. */
+/* n HVCs of function 0x4b000000 between two CNTVCT reads, and the loop without
+ * the hvc; bench_loop_avg() = round((t - b) * cycles_per_tick / n), 0 if < 0 */
+uint64_t hvc_loop(uint64_t n);
+uint64_t hvc_baseline_loop(uint64_t n);
+uint64_t bench_loop_avg(uint64_t t, uint64_t b, unsigned n, uint64_t cpt);
+/* A sync handler's helper: an UNDEF on `hvc #0` (QEMU, for non-PSCI function
+ * IDs) is answered NOT_SUPPORTED in x0 and counted; 1 if it was one. */
+extern volatile uint64_t undef_hvcs;
+int hvc_undef_as_not_supported(struct exc_frame *f);
+/* Acknowledge + EOI of SGI `sgi` made pending to this CPU with IRQs masked,
+ * warmup + iter times, each pair timed and a baseline pair (v2: the same
+ * ldr/str on RAM, v3: two nops) timed after it: sums over the iter counted
+ * ones.  0 (stuck_at = the iteration) if the SGI never showed pending. */
+#define EOI_WAIT_POLLS  100000
+struct eoi_result {
+    uint64_t ticks, baseline;   /* sums over the counted pairs */
+    uint32_t ok, bad, last_bad; /* acknowledges that returned sgi / another INTID */
+    int stuck_at;               /* -1, or the iteration whose SGI never showed pending */
+};
+int eoi_measure(unsigned sgi, unsigned prio, unsigned warmup, unsigned iter, struct eoi_result *r);
+/* SGI latency from this CPU to `target` asleep in WFI: CPU_ON target (its
+ * handler stores irq_entry_ticks()), then warmup + iter times: t0 = CNTVCT and
+ * at once the SGI write; wait for the ack; wait 20 us for the target to sleep
+ * again; sample = entry - t0.  Then stops the target (CPU_OFF).  Installs its
+ * own irq_handler and secondary_main.  0 if the target did not come up. */
+#define IPI_TIMEOUT_SEC 2
+struct ipi_result {
+    int64_t cpu_on;             /* PSCI CPU_ON's return */
+    unsigned sent, received, lost, negative, bad_source, counted;
+    uint64_t sum;               /* ticks over the counted samples */
+    int64_t min, max;
+    int64_t target_aff;         /* AFFINITY_INFO after the stop: 1 = OFF */
+};
+int ipi_measure(unsigned target, unsigned sgi, unsigned prio, unsigned warmup, unsigned iter,
+                struct ipi_result *r);
+/* HVC 0x4b000010 with x1 = CNTVCT (isb; mrs): returns x0, the peer VM's value
+ * (or -1), and *t1 = CNTVCT right after the call (isb; mrs) */
+uint64_t vm_switch_call(uint64_t *t1);
 /* GIC node (compatible "arm,gic-v3" -> 3, "arm,cortex-a15-gic"/"arm,gic-400" -> 2)
  * under the root: returns 2, 3 or 0 (none), with its first two reg bases
  * (v2: GICD, GICC; v3: GICD, first redistributor). */

@@ -29,30 +29,10 @@
 #endif
 #define WARMUP      4
 #define COOLDOWN    1
-#define VM_SWITCH_CALL 0x4b000010u
+#define VM_SWITCH_CALL 0x4b000010u     /* the runtime's vm_switch_call() */
 #define NO_PEER     ((uint64_t)-1)
 
 static uint64_t ticks[ITER];
-
-/* one call: hands over our counter reading, returns the peer's; *t1 = our reading after */
-static uint64_t baton(uint64_t *t1)
-{
-    register uint64_t x0 __asm__("x0");
-    uint64_t after;
-    __asm__ volatile("movz  w0, #0x4b00, lsl #16\n\t"
-                     "movk  w0, #0x0010\n\t"
-                     "isb\n\t"
-                     "mrs   x1, cntvct_el0\n\t"
-                     "hvc   #0\n\t"
-                     "isb\n\t"
-                     "mrs   %[t1], cntvct_el0"
-                     : "=r"(x0), [t1] "=&r"(after)
-                     :
-                     : "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
-                       "x12", "x13", "x14", "x15", "x16", "x17", "memory");
-    *t1 = after;
-    return x0;
-}
 
 int main(void)
 {
@@ -61,23 +41,23 @@ int main(void)
     print("vmswitch: hypercall=0x%x warmup=%u iterations=%u cooldown=%u cycles_per_tick=%lu\n",
           VM_SWITCH_CALL, (unsigned)WARMUP, (unsigned)ITER, (unsigned)COOLDOWN, cpt);
 
-    if (baton(&t1) == NO_PEER) {
+    if (vm_switch_call(&t1) == NO_PEER) {
         print("vmswitch: no peer VM (hypercall 0x%x not supported)\n", VM_SWITCH_CALL);
         print("BENCH vm_switch skipped (no peer VM)\n");
         return 0;
     }
     for (unsigned i = 1; i < WARMUP; i++)
-        baton(&t1);
+        vm_switch_call(&t1);
     unsigned got = 0;
     for (unsigned i = 0; i < ITER; i++) {
-        uint64_t v = baton(&t1);
+        uint64_t v = vm_switch_call(&t1);
         if (v == NO_PEER)
             break;
         ticks[got++] = t1 - v;
     }
     unsigned left = 0;
     for (unsigned i = 0; i < COOLDOWN; i++)
-        left += baton(&t1) == NO_PEER;
+        left += vm_switch_call(&t1) == NO_PEER;
 
     uint64_t sum = 0, tmin = ~0ull, tmax = 0;
     for (unsigned i = 0; i < got; i++) {
