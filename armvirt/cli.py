@@ -77,28 +77,32 @@ def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
     p.add_argument("--format", default="simple", choices=formats, help="table format")
 
 
-def _add_features(p: argparse.ArgumentParser) -> None:
+def _add_gic_features(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gic", default="2", choices=("2", "3"), help="GIC version")
     p.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
     p.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
     p.add_argument("--lrs", default="4", help="number of list registers")
-    _add_design(p)
 
 
-def _add_design(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hyp-mode", default="nvhe", choices=("nvhe", "kvm-split", "vhe", "type1"),
-                   help="hypervisor design: split-mode KVM (nvhe), KVM with VHE, or a Xen-like type 1")
+def _add_switching(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
                    help="switch every register group on every trap (no lazy/deferred switching)")
     g.add_argument("--lazy-switch", dest="lazy", action="store_true",
                    help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe)")
-    _add_fp(p)
-
-
-def _add_fp(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp", default=None, choices=("lazy", "eager"),
                    help="FP/SIMD switching on its own (default: as the lazy/eager switching)")
+
+
+def _add_design(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hyp-mode", default="nvhe", choices=("nvhe", "kvm-split", "vhe", "type1"),
+                   help="hypervisor design: split-mode KVM (nvhe), KVM with VHE, or a Xen-like type 1")
+    _add_switching(p)
+
+
+def _add_features(p: argparse.ArgumentParser) -> None:
+    _add_gic_features(p)
+    _add_design(p)
 
 
 def _fp(a) -> bool | None:
@@ -111,13 +115,21 @@ def _design_note(a) -> str:
     return "" if d == Design.make("nvhe") else f" under {d.label}" + ("" if a.fp is None else f", {a.fp} FP")
 
 
+def _gic_features(a) -> dict:
+    return {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
+            "nr_lr": parse_count(a.lrs, "--lrs")}
+
+
+def _switching(a) -> dict:
+    return {"lazy": a.lazy, "lazy_fp": _fp(a)}
+
+
 def _design(a) -> dict:
-    return {"hyp_mode": a.hyp_mode, "lazy": a.lazy, "lazy_fp": _fp(a)}
+    return {"hyp_mode": a.hyp_mode, **_switching(a)}
 
 
 def _features(a) -> dict:
-    return {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
-            "nr_lr": parse_count(a.lrs, "--lrs"), **_design(a)}
+    return {**_gic_features(a), **_design(a)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,16 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a grouped bar chart of the table and the world-switch groups per design")
     c.add_argument("--breakdown", default=None, choices=compare_report.OPERATIONS,
                    help="show the steps of this operation's path under each design")
-    c.add_argument("--gic", default="2", choices=("2", "3"), help="GIC version")
-    c.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
-    c.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
-    c.add_argument("--lrs", default="4", help="number of list registers")
-    g = c.add_mutually_exclusive_group()
-    g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
-                   help="every design switches every register group on every trap")
-    g.add_argument("--lazy-switch", dest="lazy", action="store_true",
-                   help="every design switches lazily (nvhe too)")
-    _add_fp(c)
+    _add_gic_features(c)
+    _add_switching(c)                     # for every design compared
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -366,8 +370,7 @@ def cmd_compare(a) -> int:
     if a.plot and os.path.splitext(a.plot)[1].lower() not in (".png", ".svg"):
         raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
     prof = _load_profile(a.profile)
-    features = {"gic_version": int(a.gic), "vgic": not a.no_vgic, "vtimer": not a.no_vtimer,
-                "nr_lr": parse_count(a.lrs, "--lrs"), "lazy": a.lazy, "lazy_fp": _fp(a)}
+    features = {**_gic_features(a), **_switching(a)}
     if a.breakdown:
         steps = compare.breakdown(a.breakdown, designs, prof, features)
         print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
