@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from armvirt import paths
 from armvirt.compare_report import OPERATIONS
 from armvirt.console import Console
-from armvirt.machine import Machine, MachineConfig, make_host, run_machines
+from armvirt.machine import Machine, MachineConfig, make_host
 from armvirt.profile import CostProfile
 from el2.design import Design
 from el2.world_switch import GROUPS
@@ -38,9 +38,8 @@ def run_design(design: str, profile: CostProfile, features: dict) -> tuple[dict,
     host = make_host(main, profile)
     m = Machine(main, profile, console=Console(echo=False), host=host)
     p = Machine(peer, profile, console=Console(echo=False), host=host)
-    segs = m.vcpus[0].ledger.start_recording()
-    res, _ = run_machines([m, p])
-    m.vcpus[0].ledger.stop_recording()
+    res, by_vcpu = paths.run_recorded(m, p)
+    segs = by_vcpu[0]
     bench = {name: avg for name, (avg, _) in paths.bench_lines(res.console).items()}
     ws = {}
     hvc = [s for s in segs if s.tag == "hvc:0x4b000000"]

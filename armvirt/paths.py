@@ -192,6 +192,16 @@ class PathError(RuntimeError):
     pass
 
 
+def run_recorded(main: Machine, *others: Machine) -> tuple[RunResult, list[list[Segment]]]:
+    """Run VMs on one host, recording the steps of `main`'s vCPUs (one list of
+    segments per vCPU); returns main's result and those recordings."""
+    by_vcpu = [v.ledger.start_recording() for v in main.vcpus]
+    result = run_machines([main, *others])[0]
+    for v in main.vcpus:
+        v.ledger.stop_recording()
+    return result, by_vcpu
+
+
 def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None) -> PathRun:
     spec = PATHS[name]
     cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
@@ -201,10 +211,7 @@ def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None)
     if spec.peer:                 # the peer VM shares the host (and vCPU0's pCPU)
         peer = MachineConfig(**{**cfg.__dict__, "kernel": image_path(spec.peer), "name": "peer"})
         machines.append(Machine(peer, profile, console=Console(echo=False), host=m.host))
-    by_vcpu = [v.ledger.start_recording() for v in m.vcpus]
-    result = run_machines(machines)[0]
-    for v in m.vcpus:
-        v.ledger.stop_recording()
+    result, by_vcpu = run_recorded(*machines)
     if result.status != 0:
         raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")
     # Every measured iteration took the same path; the last one is steady state.

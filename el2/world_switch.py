@@ -92,9 +92,8 @@ class WorldSwitch:
         }
 
     def _fixed(self, group, kind, reads, writes, rkey, wkey, what):
-        c = self.ledger.costs
-        cycles = reads * c[rkey] + writes * c[wkey]
-        return cycles, (Step(LOWVISOR, what, cycles, group, kind, reads + writes),)
+        st = self._step(group, kind, reads, writes, rkey, wkey, what)
+        return st.cycles, (st,)
 
     # --- charging --------------------------------------------------------------
     def _access(self, group: str, kind: str, reads: int, writes: int, rkey: str, wkey: str,

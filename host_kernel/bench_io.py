@@ -38,9 +38,6 @@ class KvmIoBackend:
     The worker runs in parallel with the vCPU: its steps are recorded (notes) so a
     latency table shows them, but they do not stall the vCPU that notified."""
 
-    def __init__(self, costs):
-        self.costs = costs
-
     def notify(self, vcpu) -> int:
         """The guest's notify reached the kernel: returns the cycle time the back end sees it."""
         led = vcpu.ledger

@@ -187,7 +187,7 @@ class Vm:
         self.running: Vcpu | None = None
         self.finished = False                 # shut down (SYSTEM_OFF / reset / every vCPU off)
         self.gicc_unhandled: list = []
-        backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend(host.costs)
+        backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend()
         self.bench_io = BenchIo(self, backend)
         self.kernel_bus.register(layout.BENCH_IO_BASE, layout.BENCH_IO_SIZE, self.bench_io)
         self.kernel_bus.register(layout.GIC_DIST_BASE, layout.GIC_DIST_SIZE,
