@@ -25,9 +25,9 @@ class Scheduler:
         self.pcpu_of = {id(v): host.pcpus.index(v.cpu) for _, v in self.entries}
         self.order = {id(v): i for i, (_, v) in enumerate(self.entries)}
         self.last_turn = {id(v): -1 for _, v in self.entries}
-        self.resident = {}            # pCPU index -> the vCPU paused mid-guest on it
         self.owner = {}               # pCPU index -> (vCPU, end of its turn)
-        self.loaded = {}              # pCPU index -> the vCPU last loaded there (vcpu_load/put)
+        self.loaded = {}              # pCPU index -> the vCPU last loaded there (vcpu_load/put);
+                                      # if it is paused mid-guest, its context is still in the core
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
@@ -37,16 +37,18 @@ class Scheduler:
             if not m.vm.finished and v.powered_on:
                 yield m, v
 
+    def _in_turn(self, p: int, v) -> bool:
+        """`v` owns pCPU `p` and its turn is not over (a user-space exit does not give
+        the pCPU away; the end of the turn does)."""
+        owner = self.owner.get(p)
+        return owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
+
     def _pick(self):
         best, best_key = None, None
         for m, v in self._live():
             t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
             p = self.pcpu_of[id(v)]
-            # the vCPU whose turn on a shared pCPU is not over keeps it (a user-space
-            # exit does not give the pCPU away; the end of the turn does)
-            owner = self.owner.get(p)
-            keeps = owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
-            key = (t, p, not keeps, self.last_turn[id(v)], self.order[id(v)])
+            key = (t, p, not self._in_turn(p, v), self.last_turn[id(v)], self.order[id(v)])
             if best_key is None or key < best_key:
                 best, best_key = (m, v), key
         return best, (best_key[0] if best_key else None)
@@ -70,34 +72,29 @@ class Scheduler:
                         mm.finish("halted", "every vCPU is blocked with nothing that could wake it")
                 break
             p = self.pcpu_of[id(vcpu)]
-            other = self.resident.get(p)
-            if other is not None and other is not vcpu:
-                other.preempt()                   # the pCPU changes hands: tick, exit, switch
-                self.resident.pop(p)
-            if self.loaded.get(p) is not vcpu:     # the pCPU changes hands: put, then load
-                if self.loaded.get(p) is not None:
-                    self.loaded[p].vcpu_put()
+            other = self.loaded.get(p)
+            if other is not vcpu:                 # the pCPU changes hands
+                if other is not None:
+                    if other.paused:              # the scheduler tick: exit, switch
+                        other.preempt()
+                    other.vcpu_put()
                 vcpu.vcpu_load()
                 self.loaded[p] = vcpu
             if vcpu.blocked_until is not None:
                 vcpu.wake_up(vcpu.blocked_until)
-            owner = self.owner.get(p)
-            if owner is None or owner[0] is not vcpu or vcpu.cpu.cycles >= owner[1]:
-                self.turns += 1                   # a new turn
+            same_turn = self._in_turn(p, vcpu)
+            if not same_turn:
+                self.turns += 1
                 self.last_turn[id(vcpu)] = self.turns
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
                 deadline = self._turn_deadline(vcpu)
-                if self.shared[p] and owner is not None and owner[0] is vcpu and vcpu.cpu.cycles < owner[1]:
-                    deadline = min(deadline, owner[1])   # the same turn goes on
+                if self.shared[p] and same_turn:
+                    deadline = min(deadline, self.owner[p][1])   # the same turn goes on
                 vcpu.cpu.st.turn_deadline = deadline
                 self.owner[p] = (vcpu, deadline)
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None
-            if vcpu.paused:
-                self.resident[p] = vcpu
-            else:
-                self.resident.pop(p, None)
             self._after(m, vcpu, run)
             if m.vm.finished or not vcpu.powered_on:
                 vm_switch.release_orphans(self.host, vcpu.cpu.cycles)
