@@ -66,7 +66,8 @@ class Ledger:
     def note(self, where: str, what, cycles: int) -> None:
         """Record a step whose cycles the clock already holds (a retired guest instruction)."""
         if self.steps is not None:
-            self.steps.append(Step(where, what() if callable(what) else what, cycles))
+            self.steps.append(Step(self.where_map.get(where, where), what() if callable(what) else what,
+                                   cycles))
 
     def steps_of(self, *entries: tuple) -> tuple[int, tuple]:
         """Precompute a fixed sequence: entries of (where, what, cost name[, group, kind, regs])."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from engine.core import PhysicalCpu
-from engine.ledger import Ledger
+from engine.ledger import HIGHVISOR, Ledger
 from engine.trace import NULL, Tracer
 from el2.context import el1_bank, fp_bank
 from el2.design import NVHE, TYPE1_KEYS, Design
@@ -235,7 +235,7 @@ class Vm:
         if v is self.running:
             return                                # it re-enters through the vGIC flush itself
         if self.running is not None:
-            self.running.ledger.note("highvisor EL1", f"kvm_vcpu_kick(vCPU{vcpu})", 0)
+            self.running.ledger.note(HIGHVISOR, f"kvm_vcpu_kick(vCPU{vcpu})", 0)
         if v.blocked_until is not None:
             if not v.baton_waiting:               # asleep in a hypercall, not in WFI
                 v.blocked_until = min(v.blocked_until, self.now())
