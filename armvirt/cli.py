@@ -23,6 +23,15 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """No prefix abbreviations, as QEMU: `-s` is never read as `-smp`."""
+    def __init__(self, *args, **kw):
+        kw.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kw)
+
+    def _get_option_tuples(self, option_string):
+        # Python 3.11 still prefix-matches single-dash options with allow_abbrev=False.
+        return []
+
     def error(self, message):             # one line, exit code 2, like every other bad input
         raise UsageError(message)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import fdt
 
-from armvirt.layout import (
+from engine.layout import (
     DTB_MAX_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE, GIC_DIST_BASE, GIC_DIST_SIZE,
     GIC_REDIST_BASE, GIC_REDIST_SIZE, GIC_REDIST_STRIDE, INTID_HYP_TIMER,
     INTID_MAINTENANCE, INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,

@@ -15,7 +15,7 @@ from elftools.common.exceptions import ELFError
 from elftools.construct import ConstructError
 from elftools.elf.elffile import ELFFile
 
-from armvirt.layout import KERNEL_TEXT_OFFSET
+from engine.layout import KERNEL_TEXT_OFFSET
 
 KINDS = ("elf", "image", "raw")
 RAW_SUFFIXES = (".bin", ".img")

@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from armvirt import layout
+from engine import layout
 from armvirt.console import Console
 from host_kernel.bench_io import BACKEND, REG_NOTIFY
 from host_kernel.dom0 import BACKEND_SIDE

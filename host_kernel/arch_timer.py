@@ -9,7 +9,7 @@ soft timer stands in for it.  The interrupt is mapped to the physical PPI
 from __future__ import annotations
 
 from engine.ledger import HIGHVISOR
-from armvirt import layout
+from engine import layout
 from timers import generic_timer as gt
 
 VTIMER_INTID = layout.INTID_VIRT_TIMER

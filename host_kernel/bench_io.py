@@ -16,7 +16,7 @@ belongs to the hypervisor design: `IoBackend` objects charge those steps.
 """
 from __future__ import annotations
 
-from armvirt import layout
+from engine import layout
 from engine.ledger import HIGHVISOR
 from timers.generic_timer import NEVER
 

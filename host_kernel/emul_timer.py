@@ -4,7 +4,7 @@ the EL1 physical timer (CNTHCTL_EL2.EL1PCEN = 0 traps CNTP_*) and, with
 (the pCPU's host deadline) stands in for the hardware comparator."""
 from __future__ import annotations
 
-from armvirt import layout
+from engine import layout
 from timers import generic_timer as gt
 
 

@@ -14,7 +14,7 @@ from el2.design import NVHE, TYPE1_KEYS, Design
 from el2.lowvisor import Lowvisor
 from el2.stage2 import PagePool, Stage2Tables
 from el2.vmid import VmidAllocator
-from armvirt import layout
+from engine import layout
 from gic.v2_hyp import GichV2
 from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface

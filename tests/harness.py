@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from armvirt import layout, profile
+from armvirt import profile
+from engine import layout
 from engine import aarch64
 from host_kernel.kvm import Clocking, Host
 from host_kernel.vcpu import BootState

@@ -7,7 +7,7 @@ import subprocess
 import fdt
 import pytest
 
-from armvirt import layout
+from engine import layout
 from armvirt.dtb import DtbConfig, build_dtb, dtb_load_address
 
 RAM_SIZE = 128 * 1024**2

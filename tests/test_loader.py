@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from armvirt import layout
+from engine import layout
 from armvirt.loader import BadImage, KernelImage, Segment, load_kernel
 
 RAM_BASE, RAM_SIZE = layout.RAM_BASE, 128 * 1024**2

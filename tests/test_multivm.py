@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from armvirt import layout, paths
+from armvirt import paths
+from engine import layout
 from armvirt.console import Console
 from armvirt.machine import Machine, MachineConfig, make_host, run_machines
 

@@ -67,7 +67,7 @@ def test_an_exit_between_ldxr_and_stxr_clears_the_monitor_on_a_shared_host(share
     into a guest clears it, as an exception return does (so another vCPU's store of
     the same value cannot let a stale reservation succeed)."""
     from tests.harness import Harness, hvc, movz
-    from armvirt import layout
+    from engine import layout
     addr = layout.RAM_BASE + 0x2000
     h = Harness([movz(0, addr >> 16, 16), LDXR(1, 0), hvc(1), STXR(2, 1, 0), hvc(2)])
     h.lowvisor.clear_monitor = shared
@@ -84,7 +84,8 @@ def test_an_exit_between_ldxr_and_stxr_clears_the_monitor_on_a_shared_host(share
 
 
 def _two_pcpu_vm():
-    from armvirt import layout, profile
+    from armvirt import profile
+    from engine import layout
     from host_kernel.kvm import Clocking, Host
     p = profile.load("xgene")
     host = Host(p.costs, Clocking(p.cpu_hz, p.cntfrq_hz, p.cpi), npcpus=2)
@@ -95,7 +96,7 @@ def _two_pcpu_vm():
 
 def _write(slot, addr, words):
     import struct
-    from armvirt import layout
+    from engine import layout
     off = addr - layout.RAM_BASE
     slot.buf[off:off + 4 * len(words)] = b"".join(struct.pack("<I", w) for w in words)
 
@@ -114,7 +115,7 @@ def test_cross_modified_code_runs_new_on_the_other_pcpu_after_ic_ivau():
     """vCPU1 runs `movz x0,#1`; vCPU0 (another pCPU) stores `movz x0,#2` over it and
     does IC IVAU; DSB ISH; ISB (ARM ARM B2.2.5, concurrent modification): vCPU1 must
     then execute the new instruction, though its core had translated the old one."""
-    from armvirt import layout
+    from engine import layout
     from host_kernel.vcpu import BootState
     from tests.harness import hvc, movz
     host, vm, slot, v0, v1 = _two_pcpu_vm()
@@ -138,7 +139,7 @@ def test_cross_modified_code_runs_new_on_the_other_pcpu_after_ic_ivau():
 
 
 def test_a_tlbi_reaches_every_other_pcpu():
-    from armvirt import layout
+    from engine import layout
     from host_kernel.vcpu import BootState
     from tests.harness import hvc
     host, vm, slot, v0, v1 = _two_pcpu_vm()

@@ -2,7 +2,7 @@
 what the engine itself reports for the same trapped instruction."""
 import pytest
 
-from armvirt import layout
+from engine import layout
 from el2 import syndrome as syn
 from el2.hcr import HCR_TACR
 from tests.harness import Harness, WFI, hvc, ldr_w, ldrb, ldrsh_x, movz, mrs, smc, str_x

@@ -55,7 +55,8 @@ def test_engine_virtual_timer_matches(tmp_path):
 def test_no_vtimer_traps_reads_at_the_instruction():
     """--no-vtimer: a CNTV_* read traps (EC 0x18) before the next instruction runs."""
     import struct
-    from armvirt import layout, profile
+    from armvirt import profile
+    from engine import layout
     from host_kernel.kvm import Clocking, Host
     from host_kernel.vcpu import BootState
     from tests.harness import ENTRY, hvc, movz, mrs
@@ -76,7 +77,8 @@ def test_no_vtimer_traps_reads_at_the_instruction():
 
 def _vm_harness(code, **vm_opts):
     import struct
-    from armvirt import layout, profile
+    from armvirt import profile
+    from engine import layout
     from host_kernel.kvm import Clocking, Host
     from host_kernel.vcpu import BootState
     from tests.harness import ENTRY
