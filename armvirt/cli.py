@@ -10,6 +10,7 @@ import sys
 
 from armvirt import compare, compare_report, paths, profile as profiles, report
 from armvirt.console import Console
+from armvirt.gdbstub.server import parse_endpoint
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
 from el2.design import Design
@@ -167,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
+    r.add_argument("-s", dest="gdb_default", action="store_true", help="shorthand for -gdb tcp::1234")
+    r.add_argument("-S", dest="start_stopped", action="store_true",
+                   help="start with every vCPU stopped (until GDB continues)")
+    r.add_argument("-gdb", dest="gdb", default=None, metavar="tcp::PORT|tcp:HOST:PORT",
+                   help="wait for a GDB connection (GDB remote stub)")
     _add_design(r)
     _add_common(r, ("simple", "github", "json", "plain", "grid"))
     w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
@@ -239,12 +245,25 @@ def _run_configs(a) -> list[MachineConfig]:
     names = [sp["name"] for sp in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
-    common = dict(gic_version=parse_machine(a.machine), nr_lr=parse_count(a.lrs, "--lrs"),
+    common = dict(gic_version=parse_machine(a.machine), nr_lr=parse_count(a.lrs, "--lrs"), **_gdb(a),
                   no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
                   quantum=parse_count(a.quantum, "--quantum"), **_design(a),
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
                   max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
     return [MachineConfig(**sp, **common) for sp in specs]
+
+
+def _gdb(a) -> dict:
+    """-s, -S and -gdb, with QEMU's meaning (-s is -gdb tcp::1234)."""
+    gdb = a.gdb or ("tcp::1234" if a.gdb_default else None)
+    if gdb is not None:
+        try:
+            parse_endpoint(gdb)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    if a.start_stopped and gdb is None:
+        raise UsageError("-S: armvirt has no monitor to start the vCPUs; give -s or -gdb tcp::PORT too")
+    return {"gdb": gdb, "start_stopped": a.start_stopped}
 
 
 def _result_json(res) -> dict:

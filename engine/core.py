@@ -74,9 +74,10 @@ class PhysicalCpu:
         self.idle_cycles = 0
         self.precise_traps = False
         self._stub: Optional[mmap.mmap] = None
+        self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
-    def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
+    def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> ctypes.c_size_t:
         h = ctypes.c_size_t()
         args = [self.uch, ctypes.byref(h), htype,
                 ctypes.c_void_p(int(ffi.cast("uintptr_t", fn))),
@@ -88,6 +89,7 @@ class PhysicalCpu:
         if err:
             raise EngineFault(f"uc_hook_add({htype}) failed: {err}")
         self._hooks.append(h)
+        return h
 
     def _on_intr(self, uc, intno: int, _ud) -> None:
         syndrome, vaddress, target_el = self.exc.read()
@@ -273,6 +275,13 @@ class PhysicalCpu:
 
     def run(self, pc: int) -> None:
         """Execute from `pc` until something stops the engine (an EL2 exception, the limit)."""
+        if self.debug is not None:          # a debugger may halt the core in between (engine/debug.py)
+            self.debug.run(pc)
+        else:
+            self.emulate(pc)
+
+    def emulate(self, pc: int) -> None:
+        """One run of the engine from `pc`."""
         self.fault = None
         try:
             self.uc.emu_start(pc, UNTIL)

@@ -49,10 +49,42 @@ void av_recalc_timer(struct av_cpu *c)
         c->timer_deadline = UINT64_MAX;
 }
 
+/* A code hook on every instruction makes TCG cut blocks of loads and stores at
+ * about 250 instructions instead of 256 (measured); longer blocks may move. */
+#define DBG_LONG_BLOCK (240 * 4)
+
+/* A debugger is attached (engine/debug.py).  Returns 1 when the block must not run
+ * its checks: the core halts before it, or it continues a block already checked. */
+static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t size, uint64_t now)
+{
+    if (now >= c->dbg_halt_at) {
+        /* Halt before this block: it has not started, its checks are made when it does. */
+        c->block_start = c->block_end = 0;
+        c->dbg_halted = 1;
+        uc_emu_stop(uc);
+        return 1;
+    }
+    if (c->dbg_count_long && size >= DBG_LONG_BLOCK)
+        c->dbg_long_blocks++;
+    if (c->dbg_resume && addr == c->dbg_resume_pc) {
+        /* The rest of the block the core halted in: counted again from here, not checked. */
+        c->dbg_resume = 0;
+        if (addr + size != c->dbg_resume_end)
+            c->dbg_reshaped++;
+        c->insns += size >> 2;
+        c->block_start = addr;
+        c->block_end = addr + size;
+        return 1;
+    }
+    return 0;
+}
+
 void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
     struct av_cpu *c = ud;
     uint64_t now = cycles_now(c);
+    if (c->dbg_active && debug_block(uc, c, addr, size, now))
+        return;
     uint64_t deadline = c->timer_masked ? c->host_deadline
                         : (c->timer_deadline < c->host_deadline ? c->timer_deadline : c->host_deadline);
     if (now >= deadline && !c->irq_pending) {
