@@ -63,9 +63,10 @@ def cmd_el2(srv, vcpu, args) -> str:
     if ex is None:
         lines.append("ESR_EL2, FAR_EL2, HPFAR_EL2, ELR_EL2: no exit yet")
     else:
-        lines += [_row("ESR_EL2", ex.esr, _ec_text(ex)), _row("FAR_EL2", ex.far),
-                  _row("HPFAR_EL2", ex.hpfar, f"IPA {syn.hpfar_to_ipa(ex.hpfar, ex.far):#x}"
-                       if ex.ec in (syn.EC_DABT_LOW, syn.EC_IABT_LOW) else ""),
+        abort = ex.ec in (syn.EC_DABT_LOW, syn.EC_IABT_LOW)
+        lines += [_row("ESR_EL2", ex.esr, _ec_text(ex)),
+                  _row("FAR_EL2", ex.far, "" if abort else "(UNKNOWN for this exception class)"),
+                  _row("HPFAR_EL2", ex.hpfar, f"IPA {syn.hpfar_to_ipa(ex.hpfar, ex.far):#x}" if abort else ""),
                   _row("ELR_EL2", ex.elr)]
     return "\n".join(lines) + "\n" + cmd_vgic(srv, vcpu, args)
 

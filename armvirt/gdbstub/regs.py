@@ -71,7 +71,7 @@ def feature_xml(feature: str) -> str:
 
 def target_xml() -> str:
     includes = "".join(f'<xi:include href="{f}"/>' for f, _ in FEATURES.values())
-    return (f'{_HEAD}<!DOCTYPE target SYSTEM "gdb-target.dtd"><target>'
+    return (f'{_HEAD}<!DOCTYPE target SYSTEM "gdb-target.dtd"><target xmlns:xi="http://www.w3.org/2001/XInclude">'
             f'<architecture>aarch64</architecture>{includes}</target>')
 
 
