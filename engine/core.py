@@ -77,7 +77,7 @@ class PhysicalCpu:
         self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
-    def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> ctypes.c_size_t:
+    def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
         h = ctypes.c_size_t()
         args = [self.uch, ctypes.byref(h), htype,
                 ctypes.c_void_p(int(ffi.cast("uintptr_t", fn))),
@@ -89,7 +89,6 @@ class PhysicalCpu:
         if err:
             raise EngineFault(f"uc_hook_add({htype}) failed: {err}")
         self._hooks.append(h)
-        return h
 
     def _on_intr(self, uc, intno: int, _ud) -> None:
         syndrome, vaddress, target_el = self.exc.read()

@@ -12,9 +12,12 @@ The core halts in one of two ways, both invisible to the cost model:
   fall on the same instructions as in a run without a debugger.
 Breakpoints are code hooks on their own addresses; watchpoints are memory hooks on
 the watched physical ranges (Unicorn 2.1 bounds and reports memory hooks by
-physical address) plus an empty C code hook on every instruction, so that the
-halt comes right after the access; stepping is a code hook on every instruction,
-only while a step is in progress.  Translated code carries the hooks it was
+physical address).  A stop requested from a memory hook ends the run right after
+that access with the PC at the accessing instruction and nothing else of it done
+(measured: a store's memory is written, its register writeback is not): the core
+halts before the instruction retires and runs it again when it goes on, as a
+hardware watchpoint does.  Stepping is a code hook on every instruction, only
+while a step is in progress.  Translated code carries the hooks it was
 translated with and is not invalidated by new ones (unicorn-facts.md), so every
 change drops it; translating again from the same address gives the same block.
 """
@@ -24,12 +27,14 @@ from typing import Protocol
 
 import unicorn
 
-from engine.fastpath import lib
-from engine.core import UC
 
 # Memory hooks are bounded by the start of an access; an access of up to 16 bytes
 # (a Q register) that starts before the watched range still overlaps it.
 MAX_ACCESS = 16
+# With a code hook on every instruction (stepping) TCG ends blocks of loads and
+# stores at about 250 instructions instead of 256 (measured): a block that long,
+# stepped through, may end elsewhere than without the debugger.
+LONG_BLOCK = 240 * 4
 
 
 class Controller(Protocol):
@@ -62,8 +67,8 @@ class DebugUnit:
         self.cpu, self.controller = cpu, controller
         self._breakpoints: dict[int, int] = {}        # address -> hook
         self._watches: dict[tuple, list] = {}        # (lo, hi, read, write) -> hooks
-        self._every_insn = None                      # the empty C code hook, while watching
         self._step_hook = None
+        self._long_blocks: set[int] = set()          # stepped through a block of LONG_BLOCK+
         self.armed = False                           # the guest is running under this unit
         self.reason = None                           # what a hook halted the core for
         self._exited = False
@@ -97,12 +102,6 @@ class DebugUnit:
             kinds = ([unicorn.UC_HOOK_MEM_READ] if read else []) + ([unicorn.UC_HOOK_MEM_WRITE] if write else [])
             self._watches[key] = [uc.hook_add(k, self._on_access, begin=max(0, lo - MAX_ACCESS + 1), end=hi)
                                   for k in kinds]
-        if self._watches and self._every_insn is None:
-            self._every_insn = self.cpu._add_c_hook(unicorn.UC_HOOK_CODE, lib.av_code_hook)
-        elif not self._watches and self._every_insn is not None:
-            self._del_c_hook(self._every_insn)
-            self._every_insn = None
-        self._count_long()
         self.cpu.flush_tlb()                         # accesses find the hooks at TLB fill; drops code too
 
     def set_stepping(self, on: bool) -> None:
@@ -113,21 +112,13 @@ class DebugUnit:
         else:
             self.cpu.uc.hook_del(self._step_hook)
             self._step_hook = None
-        self._count_long()
         self.cpu.uc.ctl_flush_tb()
-
-    def _count_long(self) -> None:
-        self.cpu.st.dbg_count_long = int(self._every_insn is not None or self._step_hook is not None)
-
-    def _del_c_hook(self, h) -> None:
-        UC.uc_hook_del(self.cpu.uch, h)
-        self.cpu._hooks.remove(h)
 
     @property
     def moved_blocks(self) -> int:
-        """Signs that block boundaries may differ from a run without the debugger."""
-        st = self.cpu.st
-        return st.dbg_reshaped + st.dbg_long_blocks
+        """Re-entries after a halt whose block did not end where the halted one did, and long
+        blocks stepped through: their boundaries may differ from a run without the debugger."""
+        return self.cpu.st.dbg_reshaped + len(self._long_blocks)
 
     # --- hooks --------------------------------------------------------------------------
     def _on_breakpoint(self, uc, addr, size, _ud) -> None:
@@ -136,13 +127,16 @@ class DebugUnit:
 
     def _on_step(self, uc, addr, size, _ud) -> None:
         if self.armed and self.reason is None:
+            st = self.cpu.st
+            if st.block_end - st.block_start >= LONG_BLOCK:
+                self._long_blocks.add(st.block_start)
             self._halt(uc, self.controller.step(self.cpu, addr, self.retired_before(addr)))
 
     def _on_access(self, uc, access, pa, size, value, _ud) -> None:
         if self.armed and self.reason is None:
             reason = self.controller.watch(self.cpu, access == unicorn.UC_MEM_WRITE, pa, size)
             if reason is not None:
-                self.cpu.st.dbg_halt_at = 0          # or before the next block, if no hook comes first
+                self.cpu.st.dbg_halt_at = 0          # should the run go on, before the next block
                 self._halt(uc, reason)
 
     def _halt(self, uc, reason) -> None:

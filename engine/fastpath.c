@@ -49,10 +49,6 @@ void av_recalc_timer(struct av_cpu *c)
         c->timer_deadline = UINT64_MAX;
 }
 
-/* A code hook on every instruction makes TCG cut blocks of loads and stores at
- * about 250 instructions instead of 256 (measured); longer blocks may move. */
-#define DBG_LONG_BLOCK (240 * 4)
-
 /* A debugger is attached (engine/debug.py).  Returns 1 when the block must not run
  * its checks: the core halts before it, or it continues a block already checked. */
 static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t size, uint64_t now)
@@ -64,8 +60,6 @@ static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t 
         uc_emu_stop(uc);
         return 1;
     }
-    if (c->dbg_count_long && size >= DBG_LONG_BLOCK)
-        c->dbg_long_blocks++;
     if (c->dbg_resume && addr == c->dbg_resume_pc) {
         /* The rest of the block the core halted in: counted again from here, not checked. */
         c->dbg_resume = 0;

@@ -57,6 +57,4 @@ struct av_cpu {
     uint64_t dbg_resume_pc;    /*   its re-entry at dbg_resume_pc is that block going on */
     uint64_t dbg_resume_end;   /*   (it ended at dbg_resume_end) */
     uint64_t dbg_reshaped;     /* re-entries whose block ended elsewhere: boundaries moved */
-    uint64_t dbg_count_long;   /* count long blocks (a code hook on every instruction is on) */
-    uint64_t dbg_long_blocks;  /* blocks of DBG_LONG_BLOCK+ bytes run while dbg_count_long */
 };

@@ -185,6 +185,8 @@ def cmd_vcpus(srv, vcpu, args) -> str:
                          f"PC {st.get('pc'):#x} EL{el}{'' if p.attached else '  (process not attached)'}")
     for cpu in t.host.pcpus:
         lines.append(f"  pCPU {cpu.index}: {cpu.insns:,} guest instructions, {cpu.cycles:,} modeled cycles")
+        if cpu.debug is not None and cpu.debug.moved_blocks:
+            lines.append(f"    {cpu.debug.moved_blocks} blocks took another shape under the debugger's hooks")
     return "\n".join(lines) + "\n"
 
 

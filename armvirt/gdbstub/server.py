@@ -189,6 +189,10 @@ class GdbServer:
         self.close()
 
     def close(self) -> None:
+        moved = self.control.moved_blocks()
+        if moved:
+            print(f"armvirt: gdbstub: {moved} translation blocks took another shape under the debugger's "
+                  f"hooks: cycles may differ from a run without it", file=self.log)
         self._drop()
         self.listener.close()
         self.control.detach_all()
