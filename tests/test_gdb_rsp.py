@@ -154,6 +154,9 @@ def test_registers_and_memory(run):
     assert pc == entry == reg(g, "pc"), f"expected PC {entry:#x}, observed g {pc:#x}, p {reg(g, 'pc'):#x}"
     assert reg(g, "cpsr") & 0xF == 0x5, "the boot contract enters at EL1h"
     assert reg(g, "x0") != 0, "x0 holds the DTB address"
+    changed = allregs[:2 * 8 * 3] + (0xABCD).to_bytes(8, "little").hex() + allregs[2 * 8 * 4:]
+    assert g.ask("G" + changed) == "OK" and reg(g, "x3") == 0xABCD, "G writes x3"
+    assert g.ask("G" + allregs) == "OK" and g.ask("g") == allregs, "G then g gives back the same registers"
     assert g.ask(f"P5={0x1122334455667788.to_bytes(8, 'little').hex()}") == "OK"
     assert reg(g, "x5") == 0x1122334455667788
     v7 = (0x0123456789ABCDEF << 64) | 0xFEDCBA9876543210
@@ -200,9 +203,19 @@ def test_break_step_watch_detach_leave_the_run_unchanged(run):
     g.send("vCont;c")
     stop = g.reply().decode()
     assert stop == f"T05thread:p01.01;watch:{counter:x};", f"expected a write watchpoint stop, observed {stop!r}"
+    pc = reg(g, "pc")
+    word = int.from_bytes(bytes.fromhex(g.ask(f"m{pc:x},4")), "little")
+    assert bump < pc < bump + 0x20 and word & 0xFFC00000 == 0xF9000000, \
+        f"expected a stop at bump's STR (before it retires), observed PC {pc:#x} word {word:#010x}"
     assert g.ask(f"z2,{counter:x},8") == "OK"
+    assert g.ask(f"Z1,{bump:x},4") == "OK"          # a hardware breakpoint: the next call, bump(2)
+    g.send("vCont;c")
+    stop = g.reply().decode()
+    assert stop == "T05thread:p01.01;hwbreak:;", f"expected a hardware breakpoint stop, observed {stop!r}"
+    assert reg(g, "x0") == 2, f"bump(2): observed x0 {reg(g, 'x0')}"
+    assert g.ask(f"z1,{bump:x},4") == "OK"
     assert g.ask(f"Z1,{accumulate:x},4") == "OK"    # already past: never hit again
-    assert g.ask(f"Z3,{counter:x},8") == "OK"       # bump reads counter next call
+    assert g.ask(f"Z3,{counter:x},8") == "OK"       # bump reads counter first
     g.send("c")
     stop = g.reply().decode()
     assert stop == f"T05thread:p01.01;rwatch:{counter:x};", f"expected a read watchpoint stop, observed {stop!r}"
@@ -278,3 +291,21 @@ def test_processes_one_per_vm(run):
     assert g.reply() == b"OK"
     code, doc, err = r.finish()
     assert code == 0 and [v["status"] for v in doc["vms"]] == [0, 0], (code, doc, err)
+
+
+MALFORMED = ["Z9,0,0", "Zx", "p", "pzz", "P5", "P5=zz", "m", "mzz,4", "M40080000,4:zz", "Hg", "Hqp1.1", "Tzz",
+             "qThreadExtraInfo,zz", "qXfer:features:read:target.xml", "vAttach;zz", "vCont;x", "D;zz",
+             "qRcmd,zz", "G0", "\x7f", "c zz", "X40080000,zz:"]
+
+
+def test_malformed_packets_get_an_error_not_a_crash(run):
+    r = run(DEMO)
+    g = r.gdb
+    handshake(g)
+    for pkt in MALFORMED:
+        reply = g.ask(pkt)
+        assert reply in ("", "E22", "E14", "E00"), f"{pkt!r}: expected an error or empty reply, observed {reply!r}"
+        assert g.ask("?") == "T05thread:p01.01;", f"the stub still answers after {pkt!r}"
+    g.send("k")
+    code, doc, err = r.finish()
+    assert "Traceback" not in err and doc["reason"] == "killed", err

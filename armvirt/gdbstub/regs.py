@@ -154,10 +154,15 @@ def read_all(state, regs=G_REGISTERS) -> str:
 
 
 def write_all(state, text: str, regs=G_REGISTERS) -> None:
-    pos = 0
+    """A 'G' packet: whole registers in 'g' order (GDB may send fewer than there are)."""
+    values, pos = [], 0
     for r in regs:
         n = r.bits // 4
         if pos + n > len(text):
-            break                      # GDB may send fewer registers than the target has
-        state.set(r.name, from_hex(r, text[pos:pos + n]))
+            break
+        values.append((r, from_hex(r, text[pos:pos + n])))
         pos += n
+    if pos != len(text):
+        raise ValueError(f"G: {len(text) - pos} hex digits after the last whole register")
+    for r, v in values:
+        state.set(r.name, v)

@@ -24,10 +24,6 @@ class GdbKill(Exception):
     """GDB killed the target ('k', vKill): the run ends now."""
 
 
-class BadPacket(ValueError):
-    pass
-
-
 def parse_endpoint(text: str) -> tuple[str, int]:
     """QEMU's -gdb device: tcp::PORT (every interface) or tcp:HOST:PORT."""
     kind, _, rest = text.partition(":")
@@ -173,8 +169,8 @@ class GdbServer:
             self._send_raw(b"+")
         try:
             reply = self.handle(ev.data)
-        except (BadPacket, ValueError, IndexError):
-            reply = "E22"
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError):
+            reply = "E22"                          # a malformed packet: EINVAL, as QEMU answers
         if reply is RESUME or reply is DETACHED:
             self.waiting = reply is RESUME
             return RESUME
