@@ -1,12 +1,10 @@
 """-s, -S and -gdb with QEMU's meaning, and their bad values (one line, exit 2)."""
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from armvirt import paths
-from armvirt.cli import _run_configs, build_parser
+from armvirt.cli import _run_configs, build_parser, main
 from tests.gdb_util import free_port
 
 HELLO = paths.image_path("hello.elf")
@@ -33,8 +31,10 @@ def test_s_is_not_smp():
     assert cfg.smp == 2 and cfg.gdb == "tcp::1234", (cfg.smp, cfg.gdb)
 
 
-def armvirt(*args):
-    return subprocess.run([sys.executable, "-m", "armvirt", *args], capture_output=True, text=True, timeout=60)
+def armvirt(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -44,25 +44,25 @@ def armvirt(*args):
     (["-gdb", "tcp::x"], "1 to 65535"),
     (["-S"], "-S"),
 ])
-def test_bad_values(args, needle):
-    r = armvirt("run", *args, HELLO)
-    assert r.returncode == 2, f"{args}: expected exit 2, observed {r.returncode}: {r.stderr}"
-    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, f"{args}: stderr {r.stderr!r}"
+def test_bad_values(capsys, args, needle):
+    code, _, err = armvirt(capsys, "run", *args, HELLO)
+    assert code == 2, f"{args}: expected exit 2, observed {code}: {err}"
+    assert len(err.strip().splitlines()) == 1 and needle in err, f"{args}: stderr {err!r}"
 
 
-def test_port_in_use():
+def test_port_in_use(capsys):
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen(1)
-        r = armvirt("run", "-gdb", f"tcp:127.0.0.1:{port}", HELLO)
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (r.returncode, r.stderr)
-    assert f"tcp:127.0.0.1:{port}" in r.stderr and "in use" in r.stderr, r.stderr
+        code, _, err = armvirt(capsys, "run", "-gdb", f"tcp:127.0.0.1:{port}", HELLO)
+    assert code == 2 and len(err.strip().splitlines()) == 1, (code, err)
+    assert f"tcp:127.0.0.1:{port}" in err and "in use" in err, err
 
 
-def test_a_stub_nobody_connects_to_changes_nothing():
+def test_a_stub_nobody_connects_to_changes_nothing(capsys):
     """-gdb without -S: the guest runs at once; with no debugger it ends as without the stub."""
-    want = armvirt("run", "--format", "json", HELLO)
-    got = armvirt("run", "--format", "json", "-gdb", f"tcp:127.0.0.1:{free_port()}", HELLO)
-    assert got.returncode == 0 == want.returncode, got.stderr
-    assert got.stdout == want.stdout, f"with an idle stub:\n{got.stdout}\nwithout:\n{want.stdout}"
+    want = armvirt(capsys, "run", "--format", "json", HELLO)
+    got = armvirt(capsys, "run", "--format", "json", "-gdb", f"tcp:127.0.0.1:{free_port()}", HELLO)
+    assert got[0] == 0 == want[0], got[2]
+    assert got[1] == want[1], f"with an idle stub:\n{got[1]}\nwithout:\n{want[1]}"
