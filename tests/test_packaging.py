@@ -9,19 +9,10 @@ import sys
 import tarfile
 import zipfile
 
-import pytest
+from tools import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL = {"armvirt", "el2", "host_kernel", "gic", "timers", "engine"}
-CI = os.environ.get("CI") == "true"
-
-
-def _need(ok: bool, reason: str) -> None:
-    """CI fails on a missing tool with one line; elsewhere the test is skipped."""
-    if not ok:
-        if CI:
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
 
 
 def _run(cmd, cwd, timeout=900, env=None):
@@ -31,9 +22,9 @@ def _run(cmd, cwd, timeout=900, env=None):
 
 
 def test_wheel_installs_and_runs_anywhere(tmp_path):
-    _need(importlib.util.find_spec("build") is not None,
+    need(importlib.util.find_spec("build") is not None,
           "the `build` package is missing (pip install -e '.[test]' installs it)")
-    _need(importlib.util.find_spec("ensurepip") is not None, "python3 venv/ensurepip is missing (apt-get install python3-venv)")
+    need(importlib.util.find_spec("ensurepip") is not None, "python3 venv/ensurepip is missing (apt-get install python3-venv)")
     dist = tmp_path / "dist"
     _run([sys.executable, "-m", "build", "--outdir", str(dist), ROOT], cwd=ROOT)
     wheels, sdists = glob.glob(str(dist / "*.whl")), glob.glob(str(dist / "*.tar.gz"))
