@@ -154,7 +154,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
 def _add_exit_report(p: argparse.ArgumentParser) -> None:
     """perf kvm stat report's selection and order (and kvm_stat's -g for a guest)."""
     _opt(p, "--vcpu", default=None, metavar="N", help="exit statistics of vCPU N only (perf kvm stat --vcpu)")
-    p.add_argument("-k", "--key", "--sort", "-sort", dest="sort", default="sample", choices=tuple(kvm_stat.SORT_KEYS),
+    p.add_argument("--sort", "-sort", "--key", "-key", dest="sort", default="sample", choices=tuple(kvm_stat.SORT_KEYS),
                    help="order of the exit statistics: sample (number of samples) or time (average time)")
     _opt(p, "--guest", default=None, metavar="NAME", help="exit statistics of this VM only")
 
@@ -237,12 +237,11 @@ def _host_options(a) -> dict:
     machine = parse_machine(a.machine)
     parse_cpu(a.cpu)
     cats = parse_debug(a.debug, LOG_ITEMS)
-    if a.icount is not None:
-        print(f"armvirt: {parse_icount(a.icount)}", file=sys.stderr)
+    notes = [parse_icount(a.icount)] if a.icount is not None else []
     if a.gdb and a.gdb_default:
         raise UsageError("-s is -gdb tcp::1234: give one of -s and -gdb")
     gdb = parse_gdb(a.gdb) if a.gdb else (("0.0.0.0", DEFAULT_GDB_PORT) if a.gdb_default else None)
-    return {"machine": machine, "debug": cats, "gdb": gdb}
+    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes}
 
 
 # Options parsed with QEMU's syntax whose behaviour another part of armvirt brings: until
@@ -350,6 +349,8 @@ def _boot(a, echo: bool):
     vcpu, guest = _report_choice(a, cfgs)
     prof = _load_profile(a.profile)
     log = _open_log(a.logfile)
+    for note in host["notes"]:                 # once the command line is known to be good
+        print(f"armvirt: {note}", file=sys.stderr)
     many = len(cfgs) > 1
     trace = Tracer(host["debug"], log)
     try:

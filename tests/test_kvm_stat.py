@@ -73,7 +73,7 @@ def test_sort_by_time_orders_by_average_time(capsys):
     rows = parse_perf(out)["Analyze events for all VMs, all VCPUs:"]["rows"]
     avgs = [r[6] for r in rows]
     assert rc == 0 and len(rows) >= 2 and avgs == sorted(avgs, reverse=True), f"by average time: {rows}"
-    rc = cli.main(["run", "-k", "sample", "--quiet", paths.image_path("hello.elf")])
+    rc = cli.main(["run", "--key", "sample", "--quiet", paths.image_path("hello.elf")])
     assert rc == 0, capsys.readouterr().err
 
 
