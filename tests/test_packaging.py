@@ -40,16 +40,16 @@ def test_wheel_installs_and_runs_anywhere(tmp_path):
     assert shipped == built, f"bundled images: expected {built}, got {shipped}"
     extra = [n for n in names if n.startswith("armvirt/images/") and not n.endswith((".elf", "__init__.py"))]
     assert not extra, f"armvirt/images holds only the built ELFs, also got {extra}"
-    for need in ("armvirt/profiles/xgene.toml", "armvirt/profiles/gicv3-server.toml"):
-        assert need in names, f"{need} missing from the wheel"
+    for item in ("armvirt/profiles/xgene.toml", "armvirt/profiles/gicv3-server.toml"):
+        assert item in names, f"{item} missing from the wheel"
     assert any(n.startswith("engine/_fastpath") and n.endswith(".so") for n in names), "the C fast path is not in the wheel"
 
     # The sdist rebuilds everything: sources, the C fast path, the images and their sources.
     members = {m.split("/", 1)[1] for m in tarfile.open(sdists[0]).getnames() if "/" in m}
-    for need in ("engine/fastpath.c", "engine/fastpath.h", "engine/fastpath_build.py", "setup.py", "pyproject.toml",
+    for item in ("engine/fastpath.c", "engine/fastpath.h", "engine/fastpath_build.py", "setup.py", "pyproject.toml",
                  "images/Makefile", "images/runtime/start.S", "images/hello/main.c", "images/hello.elf",
                  "armvirt/profiles/xgene.toml", "tests/test_packaging.py"):
-        assert need in members, f"{need} missing from the sdist"
+        assert item in members, f"{item} missing from the sdist"
 
     # A fresh venv, the wheel (not editable) and its dependencies, then armvirt from elsewhere.
     venv = tmp_path / "venv"
