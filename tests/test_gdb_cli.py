@@ -4,21 +4,22 @@ import socket
 import pytest
 
 from armvirt import paths
-from armvirt.cli import _run_configs, build_parser, main
+from armvirt.cli import _host_options, _run_configs, build_parser, main
 from tests.gdb_util import free_port
 
 HELLO = paths.image_path("hello.elf")
 
 
 def configs(*args):
-    return _run_configs(build_parser().parse_args(["run", *args]))
+    a = build_parser().parse_args(["run", *args])
+    return _run_configs(a, _host_options(a))
 
 
 @pytest.mark.parametrize("args,gdb,stopped", [
-    (["-s"], "tcp::1234", False),                       # QEMU: -s is -gdb tcp::1234
-    (["-s", "-S"], "tcp::1234", True),
-    (["-gdb", "tcp::4321"], "tcp::4321", False),
-    (["-gdb", "tcp:127.0.0.1:4321", "-S"], "tcp:127.0.0.1:4321", True),
+    (["-s"], ("0.0.0.0", 1234), False),                 # QEMU: -s is -gdb tcp::1234, every interface
+    (["-s", "-S"], ("0.0.0.0", 1234), True),
+    (["-gdb", "tcp::4321"], ("0.0.0.0", 4321), False),
+    (["-gdb", "tcp:127.0.0.1:4321", "-S"], ("127.0.0.1", 4321), True),
     ([], None, False),
 ])
 def test_options_reach_the_machine_config(args, gdb, stopped):
@@ -28,7 +29,7 @@ def test_options_reach_the_machine_config(args, gdb, stopped):
 
 def test_s_is_not_smp():
     cfg = configs("-s", "-smp", "2", HELLO)[0]
-    assert cfg.smp == 2 and cfg.gdb == "tcp::1234", (cfg.smp, cfg.gdb)
+    assert cfg.smp == 2 and cfg.gdb == ("0.0.0.0", 1234), (cfg.smp, cfg.gdb)
 
 
 def armvirt(capsys, *args):
@@ -40,9 +41,9 @@ def armvirt(capsys, *args):
 @pytest.mark.parametrize("args,needle", [
     (["-gdb", "udp::1234"], "tcp::PORT"),
     (["-gdb", "stdio"], "tcp::PORT"),
-    (["-gdb", "tcp::99999"], "1 to 65535"),
-    (["-gdb", "tcp::x"], "1 to 65535"),
-    (["-S"], "-S"),
+    (["-gdb", "tcp::99999"], "between 1 and 65535"),
+    (["-gdb", "tcp::x"], "tcp::PORT"),
+    (["-S"], "-S: armvirt has no monitor"),
 ])
 def test_bad_values(capsys, args, needle):
     code, _, err = armvirt(capsys, "run", *args, HELLO)

@@ -24,30 +24,21 @@ class GdbKill(Exception):
     """GDB killed the target ('k', vKill): the run ends now."""
 
 
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """QEMU's -gdb device: tcp::PORT (every interface) or tcp:HOST:PORT."""
-    kind, _, rest = text.partition(":")
-    host, sep, port = rest.rpartition(":")
-    if kind != "tcp" or not sep:
-        raise ValueError(f"-gdb {text!r}: armvirt's gdbstub listens on tcp::PORT or tcp:HOST:PORT")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"-gdb {text!r}: the port must be 1 to 65535")
-    return host, int(port)
-
-
 class GdbServer:
-    def __init__(self, endpoint: str, machines: list, start_stopped: bool, log=sys.stderr):
-        self.endpoint, self.log = endpoint, log
+    def __init__(self, endpoint: tuple[str, int], machines: list, start_stopped: bool, log=sys.stderr):
+        """`endpoint`: (host, port) to listen on (armvirt.qemu_args.parse_gdb)."""
+        host, port = endpoint
+        self.endpoint = f"tcp:{'' if host == '0.0.0.0' else host}:{port}"
+        self.log = log
         self.machines = machines
         vms = [m.vm for m in machines]
-        host, port = parse_endpoint(endpoint)
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.listener.bind((host, port))
         except OSError as e:
             self.listener.close()
-            raise ValueError(f"-gdb {endpoint}: {e.strerror}") from None
+            raise ValueError(f"-gdb {self.endpoint}: {e.strerror}") from None
         self.listener.listen(1)
         self.threads = Threads(vms)
         self.control = RunControl(self.threads, self)
@@ -56,7 +47,7 @@ class GdbServer:
         self._reset_session()
         if start_stopped:
             self.control.pending = Stop(SIGTRAP, vms[0].vcpus[0], silent=True)
-            print(f"armvirt: gdbstub: the vCPUs start stopped (-S); waiting for GDB on {endpoint}", file=log)
+            print(f"armvirt: gdbstub: the vCPUs start stopped (-S); waiting for GDB on {self.endpoint}", file=log)
 
     def _reset_session(self) -> None:
         self.reader = packet.PacketReader()
