@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -9,11 +10,12 @@ import shlex
 import sys
 
 from armvirt import compare, compare_report, paths, profile as profiles, report
+from armvirt.trace_events import TraceWriter, tracing
 from armvirt.console import Console
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
 from el2.design import Design
-from engine.trace import CATEGORIES, Tracer
+from engine.trace import CATEGORIES, Timeline, Tracer
 
 EXIT_USAGE = 2
 
@@ -84,6 +86,28 @@ def parse_debug(text: str | None) -> set[str]:
 def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
     p.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
     p.add_argument("--format", default="simple", choices=formats, help="table format")
+
+
+def _add_trace_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trace-out", default=None, metavar="FILE.json",
+                   help="write a trace of the run in modeled time (Trace Event Format: open it in ui.perfetto.dev)")
+
+
+def _open_trace(a):
+    """The --trace-out file, opened before the run (a bad path fails fast, as -D does)."""
+    path = getattr(a, "trace_out", None)
+    if not path:
+        return None
+    try:
+        return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
+    except OSError as e:
+        raise UsageError(f"--trace-out {path!r}: {e.strerror or e}") from None
+
+
+def _write_trace(writer: TraceWriter, f) -> None:
+    with f:
+        writer.write(f)
+    print(f"armvirt: trace written to {f.name} ({os.path.getsize(f.name):,} bytes)", file=sys.stderr)
 
 
 def _add_gic_features(p: argparse.ArgumentParser) -> None:
@@ -167,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
     r.add_argument("--quiet", action="store_true", help="no run summary")
+    _add_trace_out(r)
     _add_design(r)
     _add_common(r, ("simple", "github", "json", "plain", "grid"))
     w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
@@ -176,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
     _add_features(t)
+    _add_trace_out(t)
     c = sub.add_parser("compare", help="the microbenchmark guest under each hypervisor design")
     c.add_argument("--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
     c.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
@@ -186,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show the steps of this operation's path under each design")
     _add_gic_features(c)
     _add_switching(c)                     # for every design compared
+    _add_trace_out(c)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -275,8 +302,9 @@ def cmd_run(a) -> int:
     log = open(a.logfile, "w") if a.logfile else None
     as_json = a.format == "json"
     many = len(cfgs) > 1
+    trace_file = _open_trace(a)
     try:
-        trace = Tracer(cats, log)
+        trace = Tracer(cats, log, Timeline() if trace_file else None)
         host = make_host(cfgs[0], prof, trace)
         machines = [Machine(c, prof, console=Console(echo=not as_json, prefix=f"[{c.name}] " if many else ""),
                             trace=trace, host=host) for c in cfgs]
@@ -284,6 +312,10 @@ def cmd_run(a) -> int:
     finally:
         if log:
             log.close()
+    if trace_file:
+        writer = TraceWriter()
+        writer.add(trace.timeline, prof.cpu_hz)
+        _write_trace(writer, trace_file)
     if as_json:
         doc = _result_json(results[0]) if not many else {
             "vms": [{"name": c.name, **_result_json(r)} for c, r in zip(cfgs, results)]}
@@ -304,7 +336,13 @@ def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
 
 
 def cmd_trap_path(a) -> int:
-    run = paths.run_path(a.path, _load_profile(a.profile), _features(a))
+    prof = _load_profile(a.profile)
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
+    with tracing(writer, prof.cpu_hz, a.path) as trace:
+        run = paths.run_path(a.path, prof, _features(a), trace)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     rows = paths.trap_path_rows(run)
     if a.format == "json":
         print(_path_json(run, rows, {}))
@@ -380,11 +418,17 @@ def cmd_compare(a) -> int:
         raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
     prof = _load_profile(a.profile)
     features = {**_gic_features(a), **_switching(a)}
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
     if a.breakdown:
-        steps = compare.breakdown(a.breakdown, designs, prof, features)
+        steps = compare.breakdown(a.breakdown, designs, prof, features, writer)
         print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
+        if writer is not None:
+            _write_trace(writer, trace_file)
         return 0
-    res = compare.run_compare(designs, prof, features)
+    res = compare.run_compare(designs, prof, features, writer)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     failed = {d: st for d, st in res.statuses.items() if st[0] != 0}
     meta = {"profile": prof.name, "designs": designs,
             "features": {k: v for k, v in features.items()}, "image": compare.IMAGE}
