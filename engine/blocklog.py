@@ -15,10 +15,13 @@ Formats (QEMU 8, accel/tcg/translator.c, disas/capstone.c, accel/tcg/cpu-exec.c)
                                                    (a blank line ends the block)
     Trace 0: 0x40083d30 [0000000000000000/0000000040083d30/00000000/00000005] main
 
-In a Trace line QEMU prints the translated block's host address, cs_base, TB flags
-and compile flags; armvirt has no host code, so it prints the block's guest address,
-cs_base 0 (as on Arm), flags 0 and, where QEMU keeps a TB's instruction count
-(CF_COUNT_MASK), the block's number of instructions.
+In a Trace line QEMU prints the CPU index, the translated block's host address,
+cs_base, TB flags and compile flags; armvirt prints its pCPU (the vCPU's index too
+while each vCPU has a pCPU of its own, the default), and having no host code, the
+block's guest address, cs_base 0 (as on Arm), flags 0 and, where QEMU keeps a TB's
+instruction count (CF_COUNT_MASK), the block's number of instructions.  in_asm logs
+a block the first time it runs with those bytes at that address: armvirt drops
+translated code on every VMID change, which QEMU would log again.
 """
 from __future__ import annotations
 
@@ -58,9 +61,11 @@ class BlockLog:
         if self.in_asm:
             code = self._code(cpu, pc, size)
             key = (pc, code)
-            if code is not None and key not in self.seen:
+            if key not in self.seen:
                 self.seen.add(key)
-                self.out.write(self.disassemble(pc, code, symbol(pc)))
+                self.out.write(self.disassemble(pc, code, symbol(pc)) if code is not None else
+                               f"----------------\nIN: {symbol(pc)}\n0x{pc:08x}:  "
+                               f"(the block's {size} bytes do not translate for a debug read)\n\n")
         st = cpu.st
         # The fast path's block hook runs first; if it just stopped the engine here (an
         # interrupt, the end of a turn, the instruction limit), this block does not run now.
