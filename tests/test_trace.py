@@ -190,6 +190,24 @@ def test_two_vms_trace(xgene):
         assert len(waits) >= 200, f"{vm}: expected its vCPU descheduled while the other VM runs, got {len(waits)}"
 
 
+def test_time_sliced_vcpus_trace(xgene):
+    """Two vCPUs on one pCPU: the scheduler tick preempts one (an IRQ exit), the pCPU
+    switches vCPUs, and the preempted one waits, descheduled, until its next turn."""
+    (res,), doc = traced(xgene, [("spinlock.elf", {"smp": 2})], pcpus=1)
+    assert res.status == 0, res.message
+    t = valid(doc)
+    pcpu = t[("host", "pCPU 0")]
+    for name in ("vCPU switch vcpu0 -> vcpu1", "vCPU switch vcpu1 -> vcpu0"):
+        assert slices(pcpu, name), f"expected {name!r} on pCPU 0, got {sorted({e['name'] for e in pcpu})}"
+    for v in (0, 1):
+        track = t[("VM vm0", f"vcpu{v}")]
+        tree = tf.children(track)
+        preempted = [e for e in slices(track, "IRQ") if slices(tree.get(id(e), []), "descheduled")]
+        irqs = next(r["Samples"] for r in res.stats if r["vCPU"] == v and r["VM-EXIT"] == "IRQ")
+        assert len(preempted) >= 5 and len(slices(track, "IRQ")) == irqs, \
+            f"vcpu{v}: {irqs} IRQ exits, {len(preempted)} of them descheduled in the trace"
+
+
 def test_trace_changes_nothing_modeled_and_cli(tmp_path):
     """Same run with and without --trace-out: identical output; the file is valid (gzip too)."""
     img = paths.image_path("hypercall.elf")
