@@ -54,7 +54,8 @@ NULL = Tracer()
 # tables sum: a trace adds no second accounting, it only notes when each one happened.
 STEP = "step"       # (STEP, end, step, actor): one charged step, ending at `end`
 STEPS = "steps"     # (STEPS, end, steps, actor): a fixed sequence, the last ending at `end`
-AT = "at"           # (AT, start, step, actor): a step off this pCPU's clock (the I/O back end)
+AT = "at"           # (AT, start, step, actor): a step that starts at `start` (the I/O back end
+                    # on its own pCPU, the vIRQ entry the core takes after the ERET)
 IDLE = "idle"       # (IDLE, start, cycles, actor): time passed with nothing executed
 TRAP = "trap"       # (TRAP, cycles, insns, actor): an exception to EL2 ends guest execution
 ENTRY = "entry"     # (ENTRY, cycles, insns, actor): ERET into the guest
