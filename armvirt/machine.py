@@ -10,6 +10,7 @@ from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.dtb import DtbConfig, build_dtb, dtb_load_address
 from armvirt.loader import KernelImage, load_kernel
 from armvirt.profile import CostProfile
+from armvirt.symbols import Symbols
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
@@ -115,6 +116,8 @@ class Machine:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
+        if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+            trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
         self.uart = Pl011(self.console)
         self.user_bus.register(layout.UART_BASE, layout.UART_SIZE, self.uart)
