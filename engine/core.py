@@ -66,9 +66,12 @@ class PhysicalCpu:
         self._pcs = RegBank(["pc", "pstate"], [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE])
         # Exception entry to EL1; SPSR_EL1 (a CP_REG write) last, because only a
         # CP_REG write rebuilds the core's cached EL flags after PSTATE changes.
+        # "sp" is the live stack pointer (X31): the core banks it only on its own
+        # exception entry and return, and a PSTATE write does not (unicorn-facts.md).
         self._el1_entry = RegBank(
-            ["ELR_EL1", "ESR_EL1", "FAR_EL1", "pstate", "pc", "SPSR_EL1"],
+            ["ELR_EL1", "ESR_EL1", "FAR_EL1", "SP_EL0", "SP_EL1", "sp", "pstate", "pc", "SPSR_EL1"],
             [A.UC_ARM64_REG_ELR_EL1, A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_FAR_EL1,
+             A.UC_ARM64_REG_SP_EL0, A.UC_ARM64_REG_SP_EL1, A.UC_ARM64_REG_SP,
              A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC, SPSR_EL1])
         self._mem = []
         self.idle_cycles = 0
@@ -143,9 +146,14 @@ class PhysicalCpu:
         b[1] = esr
         if has_far:
             b[2] = far
-        b[3] = aarch64.el1_entry_pstate(pstate)
-        b[4] = vbar + aarch64.vector_offset_el1(pstate)
-        b[5] = pstate
+        if not aarch64.uses_sp_el1(pstate):
+            # From EL0t/EL1t the live SP was SP_EL0: bank it, and the handler runs on
+            # SP_EL1 (D1.10: the exception selects SP_ELx; AArch64.TakeException).
+            b[3] = b[5]
+            b[5] = b[4]
+        b[6] = aarch64.el1_entry_pstate(pstate)
+        b[7] = vbar + aarch64.vector_offset_el1(pstate)
+        b[8] = pstate
         b.write(self.uch)
         self.st.charged += self.guest_exception_cost
 

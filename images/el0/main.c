@@ -7,8 +7,10 @@
  *          except the 2 MiB EL0 area -> L3: 4 KiB EL0 RW pages (the code page
  *          EL0-executable, all PXN), with the data page at +0x1000 INVALID.
  * It copies the EL0 blob there, erets to EL0, serves svc calls (1 write,
- * 2 getel, 93 exit), maps the data page when EL0 faults on it, and checks the
- * whole exchange.
+ * 2 getel, 93 exit), maps the data page when EL0 faults on it, steps over an
+ * UNDEFINED instruction, and checks the whole exchange.  On every exception
+ * from EL0 it checks the stacks (ARM ARM D1.10): its frame sits right below
+ * the SP_EL1 it left at el0_enter, and SP_EL0 holds the SP EL0 had (x7).
  */
 #include "runtime.h"
 
@@ -58,6 +60,7 @@
 #define SPSR_EL1H_DAIF 0x3c5UL
 
 extern char el0_blob_start[], el0_blob_end[];
+extern uint64_t el1_saved_sp;               /* SP_EL1 when el0_enter erets to EL0 */
 uint64_t el0_enter(uint64_t entry, uint64_t sp_el0);
 void el0_return(void);
 
@@ -66,7 +69,8 @@ static uint64_t l2[512] __attribute__((aligned(4096)));
 static uint64_t l3[512] __attribute__((aligned(4096)));
 
 static uint64_t el0_base;                   /* 2 MiB EL0 area */
-static unsigned svc_calls, page_faults, bad_events;
+static unsigned svc_calls, page_faults, undefs, bad_events;
+static unsigned stack_checks, stack_bad;
 static uint64_t fault_esr, fault_far, fault_elr;
 static uint64_t exit_code = ~0UL;
 
@@ -167,11 +171,30 @@ static void do_svc(struct exc_frame *f)
     }
 }
 
+/* The exception ran on the kernel's stack, and banked EL0's SP in SP_EL0. */
+static void check_stacks(struct exc_frame *f, const char *what)
+{
+    uint64_t frame = (uint64_t)(uintptr_t)f;
+    uint64_t want = el1_saved_sp - sizeof(struct exc_frame);
+    stack_checks++;
+    if (frame != want || f->sp_el0 != f->x[7]) {
+        stack_bad++;
+        print("el0: %s: kernel frame at 0x%lx (expected 0x%lx), SP_EL0=0x%lx (EL0 had 0x%lx)\n",
+              what, frame, want, f->sp_el0, f->x[7]);
+    }
+}
+
 static int sync(struct exc_frame *f)
 {
     uint64_t ec = ESR_EC(f->esr);
     if ((f->spsr & 0xf) != 0)           /* only exceptions taken from EL0t */
         return 0;
+    check_stacks(f, ec == EC_SVC64 ? "svc" : ec == EC_DABT_LOWER ? "data abort" : "undef");
+    if (ec == EC_UNKNOWN && undefs == 0 && (f->esr & (1u << 25))) {
+        undefs++;
+        f->elr += 4;                    /* step over the UDF */
+        return 1;
+    }
     if (ec == EC_SVC64) {
         do_svc(f);
         return 1;
@@ -234,8 +257,12 @@ int main(void)
     print("el0: back at EL%u: exit code=%lu, data page holds 0x%016lx, fault ESR=0x%lx FAR=0x%lx%s\n",
           current_el(), code, value, fault_esr, fault_far,
           fault_ok ? " (EC 0x24, DFSC 0x07 translation fault L3, WnR)" : " (UNEXPECTED)");
-    int ok = fault_ok && value_ok && code == exit_code && svc_calls == 4 && bad_events == 0;
-    print("el0: svc_calls=%u page_faults=%u el0_value_ok=%u %s\n", svc_calls, page_faults,
-          value_ok ? 1u : 0u, ok ? "OK" : "FAIL");
+    int stacks_ok = stack_checks == 6 && stack_bad == 0;
+    print("el0: kernel stack and SP_EL0 right on %u of %u exceptions from EL0\n",
+          stack_checks - stack_bad, stack_checks);
+    int ok = fault_ok && value_ok && code == exit_code && svc_calls == 4 && undefs == 1 &&
+             stacks_ok && bad_events == 0;
+    print("el0: svc_calls=%u page_faults=%u undefs=%u el0_value_ok=%u %s\n", svc_calls,
+          page_faults, undefs, value_ok ? 1u : 0u, ok ? "OK" : "FAIL");
     return ok ? 0 : 1;
 }
