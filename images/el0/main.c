@@ -22,40 +22,9 @@
 #define SZ_2M  0x200000UL
 #define SZ_1G  0x40000000UL
 
-/* descriptor bits */
-#define D_VALID     (1UL << 0)
-#define D_TABLE     (1UL << 1)      /* L1/L2: next-level table; L3: page */
-#define D_PAGE      (1UL << 1)
-#define D_ATTR(i)   ((uint64_t)(i) << 2)
-#define D_AP_EL0_RW (1UL << 6)      /* AP = 01 */
-#define D_SH_INNER  (3UL << 8)
-#define D_AF        (1UL << 10)
-#define D_PXN       (1UL << 53)
-#define D_UXN       (1UL << 54)
-#define ATTR_NORMAL 0               /* MAIR attr0 = 0xff */
-#define ATTR_DEVICE 1               /* MAIR attr1 = 0x00 (Device-nGnRnE) */
-
 #define EL0_DATA_OFFSET  0x1000UL
 #define EL0_STACK_TOP    0x4000UL
 #define EL0_DATA_VALUE   0x0123456789abcdefULL
-
-/* TCR_EL1 */
-#define TCR_T0SZ(n)      ((uint64_t)(n) << 0)
-#define TCR_IRGN0_WBWA   (1UL << 8)
-#define TCR_ORGN0_WBWA   (1UL << 10)
-#define TCR_SH0_INNER    (3UL << 12)
-#define TCR_TG0_4K       (0UL << 14)
-#define TCR_T1SZ(n)      ((uint64_t)(n) << 16)
-#define TCR_EPD1         (1UL << 23)
-#define TCR_TG1_4K       (2UL << 30)
-#define TCR_IPS_40BIT    (2UL << 32)
-
-/* SCTLR_EL1 */
-#define SCTLR_M    (1UL << 0)
-#define SCTLR_C    (1UL << 2)
-#define SCTLR_I    (1UL << 12)
-#define SCTLR_WXN  (1UL << 19)
-#define SCTLR_SPAN (1UL << 23)
 
 #define SPSR_EL1H_DAIF 0x3c5UL
 
@@ -73,9 +42,6 @@ static unsigned svc_calls, page_faults, undefs, bad_events;
 static unsigned stack_checks, stack_bad;
 static uint64_t fault_esr, fault_far, fault_elr;
 static uint64_t exit_code = ~0UL;
-
-#define sysreg_write(reg, v) __asm__ volatile("msr " #reg ", %0" :: "r"((uint64_t)(v)) : "memory")
-#define sysreg_read(reg) ({ uint64_t _v; __asm__ volatile("mrs %0, " #reg : "=r"(_v)); _v; })
 
 static void build_tables(uint64_t ram_base, uint64_t ram_size)
 {
@@ -100,28 +66,6 @@ static void build_tables(uint64_t ram_base, uint64_t ram_size)
     }
     l3[EL0_DATA_OFFSET / SZ_4K] = 0;    /* INVALID until EL0 faults on it */
     l2[(el0_base - SZ_1G) / SZ_2M] = (uint64_t)(uintptr_t)l3 | D_VALID | D_TABLE;
-}
-
-static void mmu_on(void)
-{
-    __asm__ volatile("dsb sy" ::: "memory");   /* tables written with the MMU off */
-    sysreg_write(mair_el1, 0x00ffUL);          /* attr0 = 0xff normal, attr1 = 0x00 device */
-    sysreg_write(tcr_el1, TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER |
-                              TCR_TG0_4K | TCR_T1SZ(25) | TCR_EPD1 | TCR_TG1_4K |
-                              TCR_IPS_40BIT);
-    sysreg_write(ttbr0_el1, (uint64_t)(uintptr_t)l1);
-    __asm__ volatile("isb\n\t"
-                     "dsb ish\n\t"
-                     "tlbi vmalle1\n\t"
-                     "dsb ish\n\t"
-                     "ic iallu\n\t"
-                     "dsb ish\n\t"
-                     "isb" ::: "memory");
-    uint64_t sctlr = sysreg_read(sctlr_el1);
-    sctlr |= SCTLR_M | SCTLR_C | SCTLR_I | SCTLR_SPAN;
-    sctlr &= ~SCTLR_WXN;
-    sysreg_write(sctlr_el1, sctlr);
-    __asm__ volatile("isb" ::: "memory");
 }
 
 static void sync_icache(uint64_t start, uint64_t end)
@@ -237,9 +181,9 @@ int main(void)
     }
 
     build_tables(ram_base, ram_size);
-    mmu_on();
+    mmu_on(l1);
     print("el0: MMU on (SCTLR_EL1=0x%lx TCR_EL1=0x%lx TTBR0_EL1=0x%lx), EL0 area 0x%lx-0x%lx\n",
-          sysreg_read(sctlr_el1), sysreg_read(tcr_el1), sysreg_read(ttbr0_el1), el0_base,
+          SYSREG_READ("sctlr_el1"), SYSREG_READ("tcr_el1"), SYSREG_READ("ttbr0_el1"), el0_base,
           el0_base + SZ_2M);
 
     memcpy((void *)(uintptr_t)el0_base, el0_blob_start, blob_len);
