@@ -7,11 +7,13 @@ import os
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 
 from armvirt import compare, compare_report, paths, profile as profiles, report
 from armvirt.console import Console
+from armvirt.boot import BootError
 from armvirt.loader import BadImage
-from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
+from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
 from el2.design import Design
 from engine.trace import CATEGORIES, Tracer
 
@@ -47,21 +49,35 @@ def parse_size(text: str) -> int:
     return n
 
 
-def parse_machine(text: str) -> int:
-    """-M virt[,gic-version=2|3]: returns the GIC version."""
-    name, *opts = text.split(",")
-    if name != "virt":
-        raise UsageError(f"-M {name!r}: unknown machine type (armvirt emulates 'virt')")
-    gic = 2
-    for o in opts:
-        k, _, v = o.partition("=")
-        if k == "gic-version":
-            if v not in ("2", "3"):
-                raise UsageError(f"-M virt,gic-version={v}: must be 2 or 3")
-            gic = int(v)
-        else:
-            raise UsageError(f"-M virt: unknown property {k!r}")
-    return gic
+@dataclass
+class MachineOpts:
+    gic_version: int = 2
+    dumpdtb: str | None = None      # write the DTB there and exit, as QEMU does
+
+
+def parse_machine(texts: list[str] | str) -> MachineOpts:
+    """-M/-machine [virt][,gic-version=2|3][,dumpdtb=FILE]; repeated options merge as in QEMU
+    (`-M virt,gic-version=3 -machine dumpdtb=q.dtb`)."""
+    opts = MachineOpts()
+    for text in [texts] if isinstance(texts, str) else texts:
+        items = text.split(",")
+        if items and "=" not in items[0]:
+            name, items = items[0], items[1:]
+            if name != "virt":
+                raise UsageError(f"-M {name!r}: unknown machine type (armvirt emulates 'virt')")
+        for o in items:
+            k, eq, v = o.partition("=")
+            if k == "gic-version":
+                if v not in ("2", "3"):
+                    raise UsageError(f"-M virt,gic-version={v}: must be 2 or 3")
+                opts.gic_version = int(v)
+            elif k == "dumpdtb":
+                if not v:
+                    raise UsageError("-M virt,dumpdtb=FILE: a file name is required")
+                opts.dumpdtb = v
+            else:
+                raise UsageError(f"-M virt: unknown property {k!r}")
+    return opts
 
 
 def parse_count(text: str, what: str) -> int:
@@ -148,11 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="boot a guest image (QEMU-style options)")
     r.add_argument("image", nargs="?", help="guest image (same as -kernel)")
     r.add_argument("-kernel", dest="kernel")
-    r.add_argument("-M", "-machine", dest="machine", default="virt")
+    r.add_argument("-M", "-machine", dest="machine", action="append", default=[],
+                   help="virt[,gic-version=2|3][,dumpdtb=FILE] (repeatable, merged as in QEMU)")
     r.add_argument("-cpu", dest="cpu", default="cortex-a57")
     r.add_argument("-smp", dest="smp", default="1")
     r.add_argument("-m", dest="mem", default="128M")
     r.add_argument("-append", dest="append", default="")
+    r.add_argument("-initrd", dest="initrd", default=None, help="load FILE into RAM above the kernel "
+                   "(its range in /chosen linux,initrd-start/-end)")
+    r.add_argument("-dtb", dest="dtb", default=None, help="use FILE as the device tree (bootargs, initrd, "
+                   "/memory and /psci are patched in, as QEMU does)")
     r.add_argument("-d", dest="debug", default=None, help=f"log items: {','.join(CATEGORIES)}")
     r.add_argument("-D", dest="logfile", default=None, help="write the -d log to this file")
     r.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
@@ -162,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
     r.add_argument("--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     r.add_argument("--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
-    r.add_argument("--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-name NAME]'",
+    r.add_argument("--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-initrd F] [-dtb F] [-name NAME]'",
                    help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
     r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
@@ -208,6 +229,8 @@ def _vm_spec(text: str, index: int) -> dict:
     vp.add_argument("-smp", default="1")
     vp.add_argument("-m", dest="mem", default="128M")
     vp.add_argument("-append", default="")
+    vp.add_argument("-initrd", default=None)
+    vp.add_argument("-dtb", default=None)
     vp.add_argument("-name", default=None)
     try:
         words = shlex.split(text)
@@ -218,7 +241,7 @@ def _vm_spec(text: str, index: int) -> dict:
     except UsageError as e:
         raise UsageError(f"--vm {text!r}: {e}") from None
     return {"kernel": v.image, "smp": parse_count(v.smp, "-smp"), "ram_size": parse_size(v.mem),
-            "append": v.append, "name": v.name or f"vm{index}"}
+            "append": v.append, "initrd": v.initrd, "dtb": v.dtb, "name": v.name or f"vm{index}"}
 
 
 def _run_configs(a) -> list[MachineConfig]:
@@ -229,17 +252,18 @@ def _run_configs(a) -> list[MachineConfig]:
         raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
     if a.cpu not in ("cortex-a57", "host", "max"):
         raise UsageError(f"-cpu {a.cpu!r}: armvirt models a cortex-a57 class core")
-    if not image and (a.smp != "1" or a.mem != "128M" or a.append):
-        raise UsageError("run: -smp, -m and -append describe IMAGE; with only --vm, give them inside each --vm")
+    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.initrd or a.dtb):
+        raise UsageError("run: -smp, -m, -append, -initrd and -dtb describe IMAGE; with only --vm, "
+                         "give them inside each --vm")
     specs = []
     if image:
         specs.append({"kernel": image, "ram_size": parse_size(a.mem), "smp": parse_count(a.smp, "-smp"),
-                      "append": a.append, "name": "vm0"})
+                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb, "name": "vm0"})
     specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
     names = [sp["name"] for sp in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
-    common = dict(gic_version=parse_machine(a.machine), nr_lr=parse_count(a.lrs, "--lrs"),
+    common = dict(gic_version=parse_machine(a.machine).gic_version, nr_lr=parse_count(a.lrs, "--lrs"),
                   no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
                   quantum=parse_count(a.quantum, "--quantum"), **_design(a),
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
@@ -268,7 +292,31 @@ def _print_summary(res, fmt: str, name: str | None) -> None:
         out.write(f"guest error: ... {len(res.guest_errors) - 10} more\n")
 
 
+def cmd_dumpdtb(a, path: str) -> int:
+    """-M virt,dumpdtb=FILE: the DTB the guest would get (with -kernel, its /chosen
+    bootargs and initrd too), written to FILE; then exit 0 as QEMU does."""
+    if a.vm:
+        raise UsageError("-M virt,dumpdtb=FILE: dumps the DTB of IMAGE, not of --vm guests")
+    image = a.kernel or a.image
+    if not image and (a.append or a.initrd):
+        raise UsageError("-append and -initrd are only allowed with a kernel image (-kernel)")
+    cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
+                        gic_version=parse_machine(a.machine).gic_version, append=a.append,
+                        initrd=a.initrd, dtb=a.dtb)
+    blob = boot_plan(cfg, _load_profile(a.profile)).dtb
+    try:
+        with open(path, "wb") as f:
+            f.write(blob)
+    except OSError as e:
+        raise UsageError(f"-M virt,dumpdtb={path}: cannot write: {e.strerror or e}") from None
+    print(f"armvirt: info: dtb dumped to {path}. Exiting.", file=sys.stderr)
+    return 0
+
+
 def cmd_run(a) -> int:
+    dump = parse_machine(a.machine).dumpdtb
+    if dump:
+        return cmd_dumpdtb(a, dump)
     cfgs = _run_configs(a)
     cats = parse_debug(a.debug)
     prof = _load_profile(a.profile)
@@ -410,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = build_parser().parse_args(argv)
         return COMMANDS[a.cmd](a)
-    except (UsageError, BadImage, ConfigError) as e:
+    except (UsageError, BadImage, BootError, ConfigError) as e:
         print(f"armvirt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except paths.PathError as e:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
-from armvirt.dtb import DtbConfig, build_dtb, dtb_load_address
-from armvirt.loader import KernelImage, load_kernel
+from armvirt import boot
+from armvirt.dtb import DtbConfig
+from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
@@ -28,11 +29,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class MachineConfig:
-    kernel: str
+    kernel: str | None
     ram_size: int = 128 * 1024 * 1024
     smp: int = 1
     gic_version: int = 2
     append: str = ""
+    initrd: str | None = None       # -initrd FILE: loaded above the kernel, range in /chosen
+    dtb: str | None = None          # -dtb FILE: the user's blob (patched as QEMU does) instead of ours
     nr_lr: int = 4
     max_insns: int | None = None
     no_reboot: bool = False
@@ -79,6 +82,19 @@ def validate(cfg: MachineConfig) -> None:
         raise ConfigError(f"--lrs {cfg.nr_lr}: the number of list registers must be 1 to 16")
 
 
+def dtb_config(cfg: MachineConfig, profile: CostProfile) -> DtbConfig:
+    """What the generated device tree describes (the initrd range is added by the boot loader)."""
+    return DtbConfig(ram_base=layout.RAM_BASE, ram_size=cfg.ram_size, mpidrs=tuple(range(cfg.smp)),
+                     gic_version=cfg.gic_version, cpu_clock_hz=profile.cpu_hz,
+                     timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append)
+
+
+def boot_plan(cfg: MachineConfig, profile: CostProfile) -> boot.BootPlan:
+    """Load the kernel and initrd and build (or patch) the DTB, without creating the VM."""
+    validate(cfg)
+    return boot.prepare(dtb_config(cfg, profile), cfg.kernel, cfg.initrd, cfg.dtb)
+
+
 def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) -> Host:
     """The physical machine: `--pcpus` CPUs (default one per vCPU) with the chosen GIC."""
     validate(cfg)
@@ -104,7 +120,11 @@ class Machine:
         self.cfg, self.profile, self.trace = cfg, profile, trace
         self.console = console or Console()
         # Load before building anything: a bad image must fail fast with one line.
-        self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
+        self.plan = boot_plan(cfg, profile)
+        if self.plan.image is None:
+            raise ConfigError(f"{cfg.name}: no kernel image")
+        self.image: KernelImage = self.plan.image
+        self.dtb, self.dtb_addr = self.plan.dtb, self.plan.dtb_addr
         self.host = host or make_host(cfg, profile, trace)
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
@@ -114,11 +134,6 @@ class Machine:
         self.uart = Pl011(self.console)
         self.user_bus.register(layout.UART_BASE, layout.UART_SIZE, self.uart)
         self.mpidrs = tuple(range(cfg.smp))
-        self.dtb = build_dtb(DtbConfig(ram_base=layout.RAM_BASE, ram_size=cfg.ram_size, mpidrs=self.mpidrs,
-                                       gic_version=cfg.gic_version, cpu_clock_hz=profile.cpu_hz,
-                                       timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append))
-        occupied = [(s.addr, s.addr + s.memsz) for s in self.image.segments]
-        self.dtb_addr = dtb_load_address(layout.RAM_BASE, cfg.ram_size, len(self.dtb), occupied)
         # vCPUs go round-robin over the pCPUs in creation order, across VMs (two 1-vCPU
         # VMs on one pCPU share it); secondaries start powered off (PSCI CPU_ON starts them).
         npc = len(self.host.pcpus)
@@ -137,9 +152,8 @@ class Machine:
 
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
-        for seg in self.image.segments:
-            self._write_ram(seg.addr, seg.data + bytes(seg.memsz - len(seg.data)))
-        self._write_ram(self.dtb_addr, self.dtb)
+        for addr, data in self.plan.blobs():
+            self._write_ram(addr, data)
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
         for v in self.vcpus[1:]:

@@ -8,7 +8,7 @@ import fdt
 import pytest
 
 from engine import layout
-from armvirt.dtb import DtbConfig, build_dtb, dtb_load_address
+from armvirt.dtb import DtbConfig, build_dtb
 
 RAM_SIZE = 128 * 1024**2
 CPU_HZ = 1_000_000_000
@@ -167,26 +167,3 @@ def test_timer_freq_opt_in() -> None:
 def test_build_errors(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build_dtb(cfg(**kw))
-
-
-BASE, END = layout.RAM_BASE, layout.RAM_BASE + RAM_SIZE
-
-
-@pytest.mark.parametrize("occupied, blob_len, want", [
-    ([], 0x1000, BASE),                                                      # nothing loaded
-    ([(BASE + layout.DTB_MAX_SIZE, BASE + 0x40_0000)], 0x1000, BASE),        # kernel just above
-    ([(BASE + layout.KERNEL_TEXT_OFFSET, BASE + 0x10_0000)], 0x1800, END - 0x2000),  # raw/Image at +512K
-    ([(BASE, BASE + 0x1000), (END - 0x1000, END)], 0x1000, END - 0x2000),    # top page taken
-    ([(BASE, BASE + 0x1000), (END - 0x1800, END - 0x1400)], 0x2000, END - 0x4000),  # unaligned clash
-    ([(BASE, BASE + 0x1000), (END - 0x1000, END - 0x1000)], 0x1000, END - 0x1000),  # empty range ignored
-])
-def test_dtb_load_address(occupied: list, blob_len: int, want: int) -> None:
-    got = dtb_load_address(BASE, RAM_SIZE, blob_len, occupied)
-    assert got == want, f"expected {want:#x}, got {got:#x}"
-
-
-def test_dtb_load_address_full() -> None:
-    with pytest.raises(ValueError, match="no free"):
-        dtb_load_address(BASE, RAM_SIZE, 0x1000, [(BASE, END)])
-    with pytest.raises(ValueError, match="DTB length"):
-        dtb_load_address(BASE, RAM_SIZE, layout.DTB_MAX_SIZE + 1, [])
