@@ -136,7 +136,9 @@ class Scheduler:
         elif r == KVM_EXIT_INSN_LIMIT:
             for mm in self.machines:              # the limit is the host's: everything stops
                 if not mm.vm.finished:
-                    mm.finish("insn-limit", f"guest stopped after {vcpu.cpu.insns} instructions "
+                    stalls = vcpu.cpu.stalls
+                    also = f" and {stalls} exception entries that retired none" if stalls else ""
+                    mm.finish("insn-limit", f"guest stopped after {vcpu.cpu.insns} instructions{also} "
                                             f"(--max-insns {mm.cfg.max_insns})")
         elif r == KVM_EXIT_HALTED:
             m.finish("halted", run.message)

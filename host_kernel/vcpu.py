@@ -242,6 +242,20 @@ class Vcpu:
         self.kvm_run.exit_reason, self.kvm_run.mmio = KVM_EXIT_MMIO, acc
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
 
+    def stalled_exit(self) -> int:
+        """An injected exception retired nothing since the previous one: stop at the
+        instruction limit, else give the pCPU back when its turn is over (a guest in an
+        exception loop must not keep the others from running).  1: resume the guest."""
+        cpu = self.cpu
+        cpu.note_stall()
+        if cpu.limit_hit:
+            self.kvm_run.insn_limit()
+            return 0
+        if cpu.cycles >= cpu.st.turn_deadline:
+            self.kvm_run.exit_reason = EXIT_PREEMPTED
+            return 0
+        return 1
+
     def set_external_abort(self, addr: int) -> None:
         """KVM_SET_VCPU_EVENTS ext_dabt_pending: user space found no device."""
         self._ext_dabt = addr

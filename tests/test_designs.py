@@ -141,7 +141,7 @@ def test_gicv3_era_profile_runs_every_design(tmp_path):
     assert all(cell for line in lines[1:] for cell in line.split(",")), f"every cell measured: {lines}"
 
 
-SMP_IMAGES = {"smp-hello.elf": 4, "spinlock.elf": 4, "ipi.elf": 2, "microbench.elf": 2}
+SMP_IMAGES = {"smp-hello.elf": 4, "spinlock.elf": 4, "ipi.elf": 2, "microbench.elf": 2, "smp-mmu.elf": 4}
 
 
 @pytest.mark.parametrize("gic", [2, 3])
