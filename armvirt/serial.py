@@ -142,6 +142,26 @@ class SerialInput:
         return True
 
 
+class ScriptInput:
+    """Input given up front (a test's scripted stdin): what a pipe holding these bytes
+    gives, then end of input."""
+    tty = False
+
+    def __init__(self, data: bytes):
+        self._data, self.eof = bytearray(data), False
+        self.reads = 0
+
+    def next_byte(self, wait: float | None) -> int | None:
+        self.reads += 1
+        if not self._data:
+            self.eof = True
+            return None
+        return self._data.pop(0)
+
+    def restore(self) -> None:
+        pass
+
+
 def stdin_input(before_wait: Callable[[], None]) -> SerialInput | None:
     """stdin as the UART's input, or None when there is no readable stdin (closed, or
     replaced by an object without a file descriptor, as under pytest)."""

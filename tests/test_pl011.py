@@ -10,24 +10,11 @@ from armvirt.console import Console
 from armvirt.devices import pl011 as P
 from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.machine import Machine, MachineConfig
+from armvirt.serial import ScriptInput
 from engine import layout
 
 CPU_HZ = 2_400_000_000
 NEVER = 2**64 - 1
-
-
-class Script:
-    """A piped stdin: its bytes, then end of input (SerialInput's interface)."""
-
-    def __init__(self, data: bytes):
-        self.data, self.eof, self.reads = bytearray(data), False, 0
-
-    def next_byte(self, wait):
-        self.reads += 1
-        if not self.data:
-            self.eof = True
-            return None
-        return self.data.pop(0)
 
 
 class Levels(list):
@@ -37,7 +24,7 @@ class Levels(list):
 
 def uart(data: bytes | None = None, fen: bool = True) -> tuple[Pl011, Levels, Console]:
     con, lv = Console(echo=False), Levels()
-    u = Pl011(con, irq=lv, cpu_hz=CPU_HZ, rx=None if data is None else Script(data))
+    u = Pl011(con, irq=lv, cpu_hz=CPU_HZ, rx=None if data is None else ScriptInput(data))
     if fen:
         u.write(P.UARTLCR_H, 4, 0x70)           # 8 bits, FIFOs on (Linux's 8N1)
     return u, lv, con
@@ -73,7 +60,9 @@ def test_line_waits_until_the_guest_listens_and_idles():
     eq(u.deadline(idle_since=1000), NEVER, "RX interrupts masked: nothing is sent to an idle guest")
     u.write(P.UARTIMSC, 4, P.INT_RX | P.INT_RT)
     eq(u.deadline(idle_since=None), NEVER, "listening but busy (a vCPU runs): nothing is sent")
-    eq(u.deadline(idle_since=1000), 1000, "listening and idle: the line starts at once")
+    quiet = int(CPU_HZ * P.QUIET_S)
+    eq(u.deadline(idle_since=1000), quiet, "listening and idle: the line starts once output was quiet QUIET_S")
+    eq(u.deadline(idle_since=quiet + 5), quiet + 5, "... or at once when it has been")
     eq(u.rx.reads, 0, "deciding when never reads the input")
 
 
@@ -82,13 +71,14 @@ def test_one_line_per_wait_at_the_line_rate_then_timeout():
     u.write(P.UARTIMSC, 4, P.INT_RX | P.INT_RT)
     ch = u.char_cycles
     eq(ch, 10 * 16 * P.DEFAULT_DIV64 * CPU_HZ // (64 * P.UARTCLK_HZ), "8N1 at 115200: 10 bit periods")
+    t0 = int(CPU_HZ * P.QUIET_S)
     t = u.deadline(1000)
-    for want in (1000, 1000 + ch, 1000 + 2 * ch):
+    for want in (t0, t0 + ch, t0 + 2 * ch):
         eq(t, want, "character arrival time")
         u.event(t)
         t = u.deadline(None)                 # the guest stays busy or idle: the line goes on
     eq(list(u.fifo), list(b"ls\n"), "the whole first line, and no more")
-    rt = 1000 + 2 * ch + u.timeout_cycles
+    rt = t0 + 2 * ch + u.timeout_cycles
     eq(t, rt, "after the newline only the RX timeout is pending (32 bit periods)")
     eq((u.read(P.UARTRIS, 4) & P.INT_RT, lv), (0, []), "no timeout yet")
     u.event(rt)
@@ -97,7 +87,7 @@ def test_one_line_per_wait_at_the_line_rate_then_timeout():
     eq((u.read(P.UARTRIS, 4), lv, u.read(P.UARTFR, 4) & P.FR_RXFE), (0, [True, False], P.FR_RXFE),
        "FIFO empty: RTRIS cleared, line low, RXFE")
     eq(u.deadline(None), NEVER, "the next line waits for the next wait")
-    eq(u.deadline(5_000_000), 5_000_000, "idle again: the next line starts")
+    eq(u.deadline(t0 + 5_000_000), t0 + 5_000_000, "idle again: the next line starts")
 
 
 def test_rx_level_interrupt_at_the_trigger_and_backpressure():
@@ -133,10 +123,25 @@ def test_fifo_disabled_is_one_deep_and_flushed_on_change():
 
 def test_polling_guest_gets_a_char_per_character_time():
     u, _, _ = uart(b"hi\n")
-    eq(u.read(P.UARTFR, 4, now=500) & P.FR_RXFE, 0, "a poll of the empty receiver: a character arrives")
+    got = [u.read(P.UARTFR, 4, now=500 + i) & P.FR_RXFE for i in range(P.POLL_READS)]
+    eq(got, [P.FR_RXFE] * (P.POLL_READS - 1) + [0], "the POLL_READS-th read of the empty receiver: a character")
     eq(u.read(P.UARTDR, 4, now=600), ord("h"), "the character")
-    eq(u.read(P.UARTFR, 4, now=700) & P.FR_RXFE, P.FR_RXFE, "polled again within a character time: empty")
-    eq(u.read(P.UARTDR, 4, now=500 + u.char_cycles), ord("i"), "a DR read one character time on: the next")
+    got = [u.read(P.UARTFR, 4, now=700 + i) & P.FR_RXFE for i in range(2 * P.POLL_READS)]
+    eq(got, [P.FR_RXFE] * (2 * P.POLL_READS), "polled again within a character time: empty")
+    t = u.line_free                          # one character time after the last arrival
+    got = [u.read(P.UARTFR, 4, now=t) & P.FR_RXFE for _ in range(P.POLL_READS)]
+    eq((got[-1], u.read(P.UARTDR, 4, now=t)), (0, ord("i")), "polls one character time on: the next")
+
+
+def test_console_output_is_not_polling():
+    """Linux's pl011_console_write: FR (TXFF?) then DR per character, FR (BUSY?) at the end."""
+    u, _, _ = uart(b"lost?\n")
+    for msg in range(50):
+        for ch in b"[ 0.1] msg\n":
+            u.read(P.UARTFR, 4, now=msg)
+            u.write(P.UARTDR, 4, ch, now=msg)
+        u.read(P.UARTFR, 4, now=msg)
+    eq((u.rx.reads, len(u.fifo)), (0, 0), "no input consumed by console output")
 
 
 def test_linux_startup_drain_loses_nothing():

@@ -19,8 +19,12 @@ When the line delivers (deterministic: it depends on the guest's actions and the
 input's bytes, never on when they reach armvirt):
   * a line starts only while the guest waits for input: every vCPU of the VM is in
     WFI with an RX interrupt unmasked (UARTIMSC.RXIM or RTIM) and the RX FIFO empty,
-    or the guest polls the empty receiver (reads UARTFR with RXFE set, or UARTDR)
-    with both RX interrupts masked;
+    or the guest polls the empty receiver with both RX interrupts masked: POLL_READS
+    reads in a row of UARTFR showing RXFE (or of an empty UARTDR) with no other
+    access to the UART between them (Linux's console output reads UARTFR at most
+    twice between two UARTDR writes, and its open-time drain once: neither polls);
+  * an interrupt-driven guest gets it once its output has been quiet for QUIET_S of
+    virtual time (as a person types the next command once the prompt is there);
   * it then sends characters one character time apart, up to and including the next
     newline, holding off while the FIFO is full (no overrun), and at end of input.
 So a guest gets one line per wait, at the line's rate; nothing arrives while it is
@@ -53,6 +57,8 @@ FIFO_DEPTH = 32
 UARTCLK_HZ = 24_000_000
 DEFAULT_DIV64 = 64 * 13 + 1          # 115200 baud at 24 MHz: IBRD 13, FBRD 1
 NEVER = 2**64 - 1
+POLL_READS = 4
+QUIET_S = 0.1                    # output quiet this long before an idle guest gets a line
 _TRIGGER_EIGHTHS = {0: 1, 1: 2, 2: 4, 3: 6, 4: 7}   # IFLS RXIFLSEL: 1/8 .. 7/8 full
 
 # Registers that are plain storage: reset value, writable mask (DDI 0183G table 3-1).
@@ -84,6 +90,8 @@ class Pl011:
         self.rt_at: int | None = None   # cycles: the RX timeout fires then (FIFO not empty)
         self.in_line = False            # sending a line: carry on to its newline
         self.delivered = 0
+        self.empty_reads = 0            # reads of the empty receiver in a row (polling)
+        self.last_tx = 0                # cycles: the last character the guest wrote
         self._update()
 
     # --- line timing (virtual) -----------------------------------------------------------
@@ -126,7 +134,8 @@ class Pl011:
             if self.in_line:
                 at = min(at, self.line_free)
             elif idle_since is not None and self._listening() and not self.fifo:
-                at = min(at, max(self.line_free, idle_since))
+                quiet = self.last_tx + int(self.cpu_hz * QUIET_S)
+                at = min(at, max(self.line_free, idle_since, quiet))
         return at
 
     def event(self, now: int, wait_until: int | None = None) -> None:
@@ -176,16 +185,23 @@ class Pl011:
         return fr
 
     def _poll(self, now: int) -> None:
-        """The guest looks at an empty receiver with its RX interrupts masked: it polls,
-        so the line may send (one character time after the last)."""
-        if not self.fifo and not self._listening() and self._can_send() and now >= self.line_free:
-            self._receive(now)
+        """A read of the receiver: empty, with RX interrupts masked, POLL_READS times in a
+        row means the guest polls, so the line may send (one character time after the last)."""
+        if self.fifo or self._listening():
+            self.empty_reads = 0
+            return
+        self.empty_reads += 1
+        if self.empty_reads >= POLL_READS and self._can_send() and now >= self.line_free:
+            self._receive(now, now)
 
     def read(self, offset: int, size: int, now: int = 0) -> int:
+        if offset not in (UARTDR, UARTFR):
+            self.empty_reads = 0
         if offset == UARTDR:
             self._poll(now)
             if not self.fifo:
                 return 0
+            self.empty_reads = 0
             if len(self.fifo) >= self.depth:
                 self.line_free = max(self.line_free, now)   # room again from now on
             v = self.fifo.popleft()
@@ -213,9 +229,11 @@ class Pl011:
         raise DeviceError(f"PL011 read of offset {offset:#x}, which is no register")
 
     def write(self, offset: int, size: int, value: int, now: int = 0) -> None:
+        self.empty_reads = 0
         if offset == UARTDR:
             self.console.put(value & 0xFF)
             self.ris |= INT_TX
+            self.last_tx = now
         elif offset == UARTICR:
             self.ris &= ~value
         elif offset == UARTRSR:          # a write to UARTECR clears the error flags
