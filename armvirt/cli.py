@@ -12,8 +12,10 @@ import sys
 
 from armvirt import compare, compare_report, kvm_stat, paths, profile as profiles, report
 from armvirt.console import Console
+from armvirt.boot import BootError
 from armvirt.loader import BadImage
-from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
+from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
+from armvirt.serial import SerialQuit, stdin_input
 from armvirt.trace_events import TraceWriter, tracing
 from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
                                parse_gdb, parse_icount, parse_machine, parse_name, parse_serial, parse_size,
@@ -146,15 +148,22 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                                             "is a bundled image when no such file is here")
     _opt(r, "-kernel", dest="kernel", metavar="IMAGE")
     _opt(r, "-append", dest="append", default="", metavar="ARGS")
-    _opt(r, "-M", "-machine", dest="machine", default="virt", metavar="virt[,gic-version=2|3|max]",
-         help="machine type and properties (-M help, -M virt,help)")
+    _opt(r, "-initrd", dest="initrd", default=None, metavar="FILE",
+         help="load FILE into RAM above the kernel (its range in /chosen linux,initrd-start/-end)")
+    _opt(r, "-dtb", dest="dtb", default=None, metavar="FILE",
+         help="the device tree to give the guest (bootargs, initrd, /memory and /psci patched in, as QEMU)")
+    _opt(r, "-M", "-machine", dest="machine", action="append", default=[],
+         metavar="virt[,gic-version=2|3|max][,dumpdtb=FILE]",
+         help="machine type and properties, repeatable and merged as in QEMU (-M help, -M virt,help)")
     _opt(r, "-cpu", dest="cpu", default="cortex-a57", metavar="MODEL", help="CPU model (-cpu help)")
     _opt(r, "-smp", dest="smp", default="1", metavar="[cpus=]N[,cores=N,maxcpus=N]")
     _opt(r, "-m", dest="mem", default="128M", metavar="[size=]SIZE", help="guest RAM, e.g. 128M, 1.5G (default MiB)")
     _opt(r, "-name", dest="name", default=None, metavar="[guest=]NAME", help="the VM's name")
     _opt(r, "-d", dest="debug", default=None, metavar="ITEM[,...]", help="log items (-d help lists them)")
     _opt(r, "-D", dest="logfile", default=None, metavar="FILE", help="write the -d log to this file")
-    _opt(r, "-serial", dest="serial", default=None, metavar="stdio|file:PATH|null", help="the PL011's back end")
+    _opt(r, "-serial", dest="serial", default=None, metavar="stdio|file:PATH|null",
+         help="the PL011's back end: stdio (the default: output to stdout, input from stdin), "
+              "file:PATH (output only) or null")
     _opt(r, "-gdb", dest="gdb", default=None, metavar="tcp::PORT|tcp:HOST:PORT", help="GDB stub")
     _opt(r, "-s", dest="gdb_default", action="store_true", help=f"shorthand for -gdb tcp::{DEFAULT_GDB_PORT}")
     _opt(r, "-S", dest="start_stopped", action="store_true", help="start with every vCPU stopped")
@@ -167,7 +176,8 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     _opt(r, "--lrs", default="4", help="number of list registers")
     _opt(r, "--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     _opt(r, "--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
-    _opt(r, "--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-name NAME]'",
+    _opt(r, "--vm", action="append", default=[],
+         metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-initrd F] [-dtb F] [-name NAME]'",
          help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
     _opt(r, "--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     _opt(r, "--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
@@ -246,6 +256,8 @@ def _vm_spec(text: str, index: int) -> dict:
     _opt(vp, "-smp", default="1")
     _opt(vp, "-m", dest="mem", default="128M")
     _opt(vp, "-append", default="")
+    _opt(vp, "-initrd", default=None)
+    _opt(vp, "-dtb", default=None)
     _opt(vp, "-name", default=None)
     try:
         words = shlex.split(text)
@@ -256,19 +268,21 @@ def _vm_spec(text: str, index: int) -> dict:
     except UsageError as e:
         raise UsageError(f"--vm {text!r}: {e}") from None
     return {"kernel": _image(v.image), "smp": parse_smp(v.smp), "ram_size": parse_size(v.mem),
-            "append": v.append, "name": parse_name(v.name) if v.name else f"vm{index}"}
+            "append": v.append, "initrd": v.initrd, "dtb": v.dtb,
+            "name": parse_name(v.name) if v.name else f"vm{index}"}
 
 
 def _host_options(a) -> dict:
     """The options that are the host's, not one VM's; `help` values answer first, as QEMU's do."""
-    machine = parse_machine(a.machine)
+    machine = parse_machine(a.machine or ["virt"])
+    dumpdtb = machine.pop("dumpdtb", None)
     parse_cpu(a.cpu)
     cats = parse_debug(a.debug, LOG_ITEMS)
     notes = [parse_icount(a.icount)] if a.icount is not None else []
     if a.gdb and a.gdb_default:
         raise UsageError("-s is -gdb tcp::1234: give one of -s and -gdb")
     gdb = parse_gdb(a.gdb) if a.gdb else (("0.0.0.0", DEFAULT_GDB_PORT) if a.gdb_default else None)
-    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes}
+    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes, "dumpdtb": dumpdtb}
 
 
 # Options parsed with QEMU's syntax whose behaviour another part of armvirt brings: until
@@ -277,7 +291,6 @@ def _host_options(a) -> dict:
 NOT_YET = {
     "gdb": (lambda v: v is not None, "-gdb/-s: the GDB remote stub is not in this armvirt yet"),
     "start_stopped": (bool, "-S: starting stopped needs the GDB remote stub, not in this armvirt yet"),
-    "serial": (lambda v: v != "stdio", "-serial {}: only stdio (the default) is in this armvirt yet"),
 }
 
 
@@ -294,13 +307,14 @@ def _run_configs(a, host: dict) -> list[MachineConfig]:
         raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
     if not image and not a.vm:
         raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
-    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial):
-        raise UsageError("run: -smp, -m, -append, -name and -serial describe IMAGE; "
+    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial or a.initrd or a.dtb):
+        raise UsageError("run: -smp, -m, -append, -initrd, -dtb, -name and -serial describe IMAGE; "
                          "with only --vm, give them inside each --vm")
     specs = []
     if image:
         specs.append({"kernel": _image(image), "ram_size": parse_size(a.mem), "smp": parse_smp(a.smp),
-                      "append": a.append, "name": parse_name(a.name) if a.name else "vm0",
+                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb,
+                      "name": parse_name(a.name) if a.name else "vm0",
                       "serial": parse_serial(a.serial) if a.serial else "stdio"})
     specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
     names = [sp["name"] for sp in specs]
@@ -369,8 +383,9 @@ def _open_log(path: str | None):
         raise UsageError(f"-D {path}: cannot open: {e.strerror or e}") from None
 
 
-def _boot(a, echo: bool):
-    """Parse `run`'s options and build the host and its machines."""
+def _boot(a, echo: bool, read_stdin: bool = True):
+    """Parse `run`'s options and build the host and its machines (`read_stdin`: the
+    -serial stdio PL011 takes its input from stdin)."""
     host = _host_options(a)
     cfgs = _run_configs(a, host)
     vcpu, guest = _report_choice(a, cfgs)
@@ -380,15 +395,62 @@ def _boot(a, echo: bool):
         print(f"armvirt: {note}", file=sys.stderr)
     many = len(cfgs) > 1
     trace = Tracer(host["debug"], log, Timeline() if getattr(a, "trace_out", None) else None)
+    serial = _Serial(read_stdin)
     try:
         h = make_host(cfgs[0], prof, trace)
-        machines = [Machine(c, prof, console=Console(echo=echo, prefix=f"[{c.name}] " if many else ""),
-                            trace=trace, host=h) for c in cfgs]
+        machines = []
+        for c in cfgs:
+            console, rx = serial.open(c, echo, f"[{c.name}] " if many else "")
+            machines.append(Machine(c, prof, console=console, trace=trace, host=h, serial_input=rx))
     except BaseException:
+        serial.close()
         if log:
             log.close()
         raise
-    return cfgs, machines, prof, log, (vcpu, guest)
+    return cfgs, machines, prof, _Closing(log, serial), (vcpu, guest)
+
+
+class _Serial:
+    """The -serial back ends of the run's PL011s (armvirt.serial): a VM with -serial stdio
+    (the first such VM: there is one stdin) reads the terminal or pipe; file:PATH and
+    null read nothing.  close() restores a terminal and closes files, on every way out."""
+
+    def __init__(self, read_stdin: bool = True):
+        self.input, self.files, self.read_stdin = None, [], read_stdin
+
+    def open(self, cfg: MachineConfig, echo: bool, prefix: str):
+        kind, _, path = cfg.serial.partition(":")
+        if kind == "null":
+            return Console(echo=False), None
+        if kind == "file":
+            try:
+                f = open(path, "w", encoding="latin-1", newline="")
+            except OSError as e:
+                raise UsageError(f"-serial file:{path}: cannot open: {e.strerror or e}") from None
+            self.files.append(f)
+            return Console(out=f), None
+        rx = None
+        if self.input is None and self.read_stdin:
+            rx = self.input = stdin_input(before_wait=sys.stdout.flush)
+        return Console(echo=echo, prefix=prefix), rx
+
+    def close(self) -> None:
+        if self.input is not None:
+            self.input.restore()
+        for f in self.files:
+            f.close()
+
+
+class _Closing:
+    """What a run leaves open: the -D log and the serial back ends."""
+
+    def __init__(self, log, serial: _Serial):
+        self.log, self.serial = log, serial
+
+    def close(self) -> None:
+        self.serial.close()
+        if self.log:
+            self.log.close()
 
 
 def _stopped_messages(cfgs, results) -> int:
@@ -399,15 +461,39 @@ def _stopped_messages(cfgs, results) -> int:
     return max(res.status for res in results)
 
 
+def cmd_dumpdtb(a, path: str) -> int:
+    """-M virt,dumpdtb=FILE: the DTB the guest would get (with a kernel, its /chosen
+    bootargs and initrd too) written to FILE, then exit 0, as QEMU does."""
+    if a.vm:
+        raise UsageError("-M virt,dumpdtb=FILE: dumps the DTB of IMAGE, not of --vm guests")
+    image = a.kernel or a.image
+    if not image and (a.append or a.initrd):
+        raise UsageError("-append and -initrd are only allowed with a kernel image (-kernel)")
+    machine = parse_machine(a.machine or ["virt"])
+    machine.pop("dumpdtb", None)
+    cfg = MachineConfig(kernel=_image(image) if image else None, ram_size=parse_size(a.mem), smp=parse_smp(a.smp),
+                        append=a.append, initrd=a.initrd, dtb=a.dtb, **machine)
+    blob = boot_plan(cfg, _load_profile(a.profile)).dtb
+    try:
+        with open(path, "wb") as f:
+            f.write(blob)
+    except OSError as e:
+        raise UsageError(f"-M virt,dumpdtb={path}: cannot write: {e.strerror or e}") from None
+    print(f"armvirt: info: dtb dumped to {path}. Exiting.", file=sys.stderr)
+    return 0
+
+
 def cmd_run(a) -> int:
+    dump = _host_options(a)["dumpdtb"]
+    if dump:
+        return cmd_dumpdtb(a, dump)
     as_json = a.format == "json"
-    cfgs, machines, prof, log, (vcpu, guest) = _boot(a, echo=not as_json)
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=not as_json)
     try:
         trace_file = _open_trace(a)
         results = run_machines(machines)
     finally:
-        if log:
-            log.close()
+        opened.close()
     if trace_file:
         writer = TraceWriter()
         writer.add(machines[0].trace.timeline, prof.cpu_hz)
@@ -433,7 +519,7 @@ def cmd_stat(a) -> int:
         raise UsageError(f"--delay {a.delay!r}: expected seconds, e.g. 1.5") from None
     if not 0.1 <= delay <= 25.5:                    # kvm_stat's bounds
         raise UsageError(f"--delay {a.delay}: must be between 0.1 and 25.5 seconds")
-    cfgs, machines, prof, log, (vcpu, guest) = _boot(a, echo=False)
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=False, read_stdin=False)
     shown = [(c, m) for c, m in zip(cfgs, machines) if guest in (None, c.name)]
     sources = [kvm_stat.Source(c.name, [v.stats for v in m.vcpus]) for c, m in shown]
     cpus = {id(v.cpu): v.cpu for _, m in shown for v in m.vcpus}.values()
@@ -443,8 +529,7 @@ def cmd_stat(a) -> int:
         results = run_machines(machines)
     finally:
         view.close()
-        if log:
-            log.close()
+        opened.close()
     if view.live:
         sys.stdout.write("\x1b[H\x1b[2J")
     print(view.frame())
@@ -581,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     except HelpRequest as h:
         print(h)
         return 0
-    except (UsageError, BadImage, ConfigError) as e:
+    except (UsageError, BadImage, BootError, ConfigError) as e:
         print(f"armvirt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except paths.PathError as e:
@@ -589,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except SerialQuit:                     # Ctrl-A x on the terminal, as QEMU's stdio mux
+        print("armvirt: terminated (Ctrl-A x)", file=sys.stderr)
+        return 0
     except BrokenPipeError:
         return 0
     except Exception as e:                 # an armvirt bug: one line, the traceback on request

@@ -167,9 +167,10 @@ class Vcpu:
         if self.vm.vgic.has_pending(self.index):
             return 1
         deadline = self.next_timer_deadline()
-        if self.vm.host.shared:
-            # Other vCPUs run meanwhile and may kick this one: the scheduler decides when
-            # it wakes (its soft timer or a kick) and jumps its pCPU's time to then.
+        if self.vm.host.shared or self.vm.user_deadline(self) != NEVER:
+            # Other vCPUs (or the VMM's timers) run meanwhile and may kick this one: the
+            # scheduler decides when it wakes (its soft timer or a kick) and jumps its
+            # pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
             self.blocked_until = deadline
             self.kvm_run.exit_reason = EXIT_BLOCKED
@@ -242,6 +243,20 @@ class Vcpu:
         self._mmio = acc
         self.kvm_run.exit_reason, self.kvm_run.mmio = KVM_EXIT_MMIO, acc
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
+
+    def stalled_exit(self) -> int:
+        """An injected exception retired nothing since the previous one: stop at the
+        instruction limit, else give the pCPU back when its turn is over (a guest in an
+        exception loop must not keep the others from running).  1: resume the guest."""
+        cpu = self.cpu
+        cpu.note_stall()
+        if cpu.limit_hit:
+            self.kvm_run.insn_limit()
+            return 0
+        if cpu.cycles >= cpu.st.turn_deadline:
+            self.kvm_run.exit_reason = EXIT_PREEMPTED
+            return 0
+        return 1
 
     def set_external_abort(self, addr: int) -> None:
         """KVM_SET_VCPU_EVENTS ext_dabt_pending: user space found no device."""
