@@ -3,6 +3,7 @@ QEMU's syntax and meaning (armvirt.qemu_args), the other commands armvirt's own.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -11,13 +12,16 @@ import sys
 
 from armvirt import compare, compare_report, kvm_stat, paths, profile as profiles, report
 from armvirt.console import Console
+from armvirt.boot import BootError
 from armvirt.loader import BadImage
-from armvirt.machine import ConfigError, Machine, MachineConfig, make_host, run_machines
+from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
+from armvirt.serial import SerialQuit, stdin_input
+from armvirt.trace_events import TraceWriter, tracing
 from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
                                parse_gdb, parse_icount, parse_machine, parse_name, parse_serial, parse_size,
                                parse_smp, unknown_option)
 from el2.design import Design
-from engine.trace import CATEGORIES, HELP as LOG_HELP, Tracer
+from engine.trace import CATEGORIES, HELP as LOG_HELP, Timeline, Tracer
 
 EXIT_USAGE = 2
 LOG_ITEMS = {c: LOG_HELP.get(c, "") for c in CATEGORIES}
@@ -54,6 +58,28 @@ def _opt(p: argparse.ArgumentParser, *names: str, **kw) -> None:
         bare = n.lstrip("-")
         spellings += [f"-{bare}", f"--{bare}"]
     p.add_argument(*spellings, **kw)
+
+
+def _add_trace_out(p: argparse.ArgumentParser) -> None:
+    _opt(p, "--trace-out", default=None, metavar="FILE.json[.gz]",
+         help="write a trace of the run in modeled time (Trace Event Format: open it in ui.perfetto.dev)")
+
+
+def _open_trace(a):
+    """The --trace-out file, opened before the run (a bad path fails before it, as -D does)."""
+    path = getattr(a, "trace_out", None)
+    if not path:
+        return None
+    try:
+        return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
+    except OSError as e:
+        raise UsageError(f"--trace-out {path}: cannot open: {e.strerror or e}") from None
+
+
+def _write_trace(writer: TraceWriter, f) -> None:
+    with f:
+        writer.write(f)
+    print(f"armvirt: trace written to {f.name} ({os.path.getsize(f.name):,} bytes)", file=sys.stderr)
 
 
 def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
@@ -122,15 +148,22 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
                                             "is a bundled image when no such file is here")
     _opt(r, "-kernel", dest="kernel", metavar="IMAGE")
     _opt(r, "-append", dest="append", default="", metavar="ARGS")
-    _opt(r, "-M", "-machine", dest="machine", default="virt", metavar="virt[,gic-version=2|3|max]",
-         help="machine type and properties (-M help, -M virt,help)")
+    _opt(r, "-initrd", dest="initrd", default=None, metavar="FILE",
+         help="load FILE into RAM above the kernel (its range in /chosen linux,initrd-start/-end)")
+    _opt(r, "-dtb", dest="dtb", default=None, metavar="FILE",
+         help="the device tree to give the guest (bootargs, initrd, /memory and /psci patched in, as QEMU)")
+    _opt(r, "-M", "-machine", dest="machine", action="append", default=[],
+         metavar="virt[,gic-version=2|3|max][,dumpdtb=FILE]",
+         help="machine type and properties, repeatable and merged as in QEMU (-M help, -M virt,help)")
     _opt(r, "-cpu", dest="cpu", default="cortex-a57", metavar="MODEL", help="CPU model (-cpu help)")
     _opt(r, "-smp", dest="smp", default="1", metavar="[cpus=]N[,cores=N,maxcpus=N]")
     _opt(r, "-m", dest="mem", default="128M", metavar="[size=]SIZE", help="guest RAM, e.g. 128M, 1.5G (default MiB)")
     _opt(r, "-name", dest="name", default=None, metavar="[guest=]NAME", help="the VM's name")
     _opt(r, "-d", dest="debug", default=None, metavar="ITEM[,...]", help="log items (-d help lists them)")
     _opt(r, "-D", dest="logfile", default=None, metavar="FILE", help="write the -d log to this file")
-    _opt(r, "-serial", dest="serial", default=None, metavar="stdio|file:PATH|null", help="the PL011's back end")
+    _opt(r, "-serial", dest="serial", default=None, metavar="stdio|file:PATH|null",
+         help="the PL011's back end: stdio (the default: output to stdout, input from stdin), "
+              "file:PATH (output only) or null")
     _opt(r, "-gdb", dest="gdb", default=None, metavar="tcp::PORT|tcp:HOST:PORT", help="GDB stub")
     _opt(r, "-s", dest="gdb_default", action="store_true", help=f"shorthand for -gdb tcp::{DEFAULT_GDB_PORT}")
     _opt(r, "-S", dest="start_stopped", action="store_true", help="start with every vCPU stopped")
@@ -143,7 +176,8 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     _opt(r, "--lrs", default="4", help="number of list registers")
     _opt(r, "--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     _opt(r, "--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
-    _opt(r, "--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-name NAME]'",
+    _opt(r, "--vm", action="append", default=[],
+         metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-initrd F] [-dtb F] [-name NAME]'",
          help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
     _opt(r, "--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     _opt(r, "--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
@@ -168,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exit_report(r)
     _opt(r, "--quiet", action="store_true", help="no run summary")
     _opt(r, "--format", default="simple", choices=("simple", "github", "json", "plain", "grid"), help="table format")
+    _add_trace_out(r)
     s = sub.add_parser("stat", help="run a guest and show its exits live, as kvm_stat does")
     _add_run_options(s)
     _add_exit_report(s)
@@ -179,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
     _add_features(t)
+    _add_trace_out(t)
     c = sub.add_parser("compare", help="the microbenchmark guest under each hypervisor design")
     _opt(c, "--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
     _opt(c, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
@@ -189,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="show the steps of this operation's path under each design")
     _add_gic_features(c)
     _add_switching(c)                     # for every design compared
+    _add_trace_out(c)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -219,6 +256,8 @@ def _vm_spec(text: str, index: int) -> dict:
     _opt(vp, "-smp", default="1")
     _opt(vp, "-m", dest="mem", default="128M")
     _opt(vp, "-append", default="")
+    _opt(vp, "-initrd", default=None)
+    _opt(vp, "-dtb", default=None)
     _opt(vp, "-name", default=None)
     try:
         words = shlex.split(text)
@@ -229,12 +268,14 @@ def _vm_spec(text: str, index: int) -> dict:
     except UsageError as e:
         raise UsageError(f"--vm {text!r}: {e}") from None
     return {"kernel": _image(v.image), "smp": parse_smp(v.smp), "ram_size": parse_size(v.mem),
-            "append": v.append, "name": parse_name(v.name) if v.name else f"vm{index}"}
+            "append": v.append, "initrd": v.initrd, "dtb": v.dtb,
+            "name": parse_name(v.name) if v.name else f"vm{index}"}
 
 
 def _host_options(a) -> dict:
     """The options that are the host's, not one VM's; `help` values answer first, as QEMU's do."""
-    machine = parse_machine(a.machine)
+    machine = parse_machine(a.machine or ["virt"])
+    dumpdtb = machine.pop("dumpdtb", None)
     parse_cpu(a.cpu)
     cats = parse_debug(a.debug, LOG_ITEMS)
     notes = [parse_icount(a.icount)] if a.icount is not None else []
@@ -243,22 +284,7 @@ def _host_options(a) -> dict:
     gdb = parse_gdb(a.gdb) if a.gdb else (("0.0.0.0", DEFAULT_GDB_PORT) if a.gdb_default else None)
     if a.start_stopped and gdb is None:
         raise UsageError("-S: armvirt has no monitor to start the vCPUs; give -s or -gdb tcp::PORT too")
-    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes}
-
-
-# Options parsed with QEMU's syntax whose behaviour another part of armvirt brings: until
-# it is there, using one is an error, never silently nothing.  (MachineConfig field ->
-# (is it asked for, what it needs).)
-NOT_YET = {
-    "serial": (lambda v: v != "stdio", "-serial {}: only stdio (the default) is in this armvirt yet"),
-}
-
-
-def _refuse_not_yet(cfg: MachineConfig) -> None:
-    for field, (asked, why) in NOT_YET.items():
-        v = getattr(cfg, field)
-        if asked(v):
-            raise UsageError(why.format(v))
+    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes, "dumpdtb": dumpdtb}
 
 
 def _run_configs(a, host: dict) -> list[MachineConfig]:
@@ -267,13 +293,14 @@ def _run_configs(a, host: dict) -> list[MachineConfig]:
         raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
     if not image and not a.vm:
         raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
-    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial):
-        raise UsageError("run: -smp, -m, -append, -name and -serial describe IMAGE; "
+    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial or a.initrd or a.dtb):
+        raise UsageError("run: -smp, -m, -append, -initrd, -dtb, -name and -serial describe IMAGE; "
                          "with only --vm, give them inside each --vm")
     specs = []
     if image:
         specs.append({"kernel": _image(image), "ram_size": parse_size(a.mem), "smp": parse_smp(a.smp),
-                      "append": a.append, "name": parse_name(a.name) if a.name else "vm0",
+                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb,
+                      "name": parse_name(a.name) if a.name else "vm0",
                       "serial": parse_serial(a.serial) if a.serial else "stdio"})
     specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
     names = [sp["name"] for sp in specs]
@@ -285,10 +312,7 @@ def _run_configs(a, host: dict) -> list[MachineConfig]:
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
                   max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None,
                   gdb=host["gdb"], start_stopped=a.start_stopped)
-    cfgs = [MachineConfig(**sp, **common) for sp in specs]
-    for c in cfgs:
-        _refuse_not_yet(c)
-    return cfgs
+    return [MachineConfig(**sp, **common) for sp in specs]
 
 
 def _report_choice(a, cfgs: list[MachineConfig]) -> tuple[int | None, str | None]:
@@ -342,8 +366,9 @@ def _open_log(path: str | None):
         raise UsageError(f"-D {path}: cannot open: {e.strerror or e}") from None
 
 
-def _boot(a, echo: bool):
-    """Parse `run`'s options and build the host and its machines."""
+def _boot(a, echo: bool, read_stdin: bool = True):
+    """Parse `run`'s options and build the host and its machines (`read_stdin`: the
+    -serial stdio PL011 takes its input from stdin)."""
     host = _host_options(a)
     cfgs = _run_configs(a, host)
     vcpu, guest = _report_choice(a, cfgs)
@@ -352,16 +377,63 @@ def _boot(a, echo: bool):
     for note in host["notes"]:                 # once the command line is known to be good
         print(f"armvirt: {note}", file=sys.stderr)
     many = len(cfgs) > 1
-    trace = Tracer(host["debug"], log)
+    trace = Tracer(host["debug"], log, Timeline() if getattr(a, "trace_out", None) else None)
+    serial = _Serial(read_stdin)
     try:
         h = make_host(cfgs[0], prof, trace)
-        machines = [Machine(c, prof, console=Console(echo=echo, prefix=f"[{c.name}] " if many else ""),
-                            trace=trace, host=h) for c in cfgs]
+        machines = []
+        for c in cfgs:
+            console, rx = serial.open(c, echo, f"[{c.name}] " if many else "")
+            machines.append(Machine(c, prof, console=console, trace=trace, host=h, serial_input=rx))
     except BaseException:
+        serial.close()
         if log:
             log.close()
         raise
-    return cfgs, machines, prof, log, (vcpu, guest)
+    return cfgs, machines, prof, _Closing(log, serial), (vcpu, guest)
+
+
+class _Serial:
+    """The -serial back ends of the run's PL011s (armvirt.serial): a VM with -serial stdio
+    (the first such VM: there is one stdin) reads the terminal or pipe; file:PATH and
+    null read nothing.  close() restores a terminal and closes files, on every way out."""
+
+    def __init__(self, read_stdin: bool = True):
+        self.input, self.files, self.read_stdin = None, [], read_stdin
+
+    def open(self, cfg: MachineConfig, echo: bool, prefix: str):
+        kind, _, path = cfg.serial.partition(":")
+        if kind == "null":
+            return Console(echo=False), None
+        if kind == "file":
+            try:
+                f = open(path, "w", encoding="latin-1", newline="")
+            except OSError as e:
+                raise UsageError(f"-serial file:{path}: cannot open: {e.strerror or e}") from None
+            self.files.append(f)
+            return Console(out=f), None
+        rx = None
+        if self.input is None and self.read_stdin:
+            rx = self.input = stdin_input(before_wait=sys.stdout.flush)
+        return Console(echo=echo, prefix=prefix), rx
+
+    def close(self) -> None:
+        if self.input is not None:
+            self.input.restore()
+        for f in self.files:
+            f.close()
+
+
+class _Closing:
+    """What a run leaves open: the -D log and the serial back ends."""
+
+    def __init__(self, log, serial: _Serial):
+        self.log, self.serial = log, serial
+
+    def close(self) -> None:
+        self.serial.close()
+        if self.log:
+            self.log.close()
 
 
 def _stopped_messages(cfgs, results) -> int:
@@ -372,14 +444,43 @@ def _stopped_messages(cfgs, results) -> int:
     return max(res.status for res in results)
 
 
-def cmd_run(a) -> int:
-    as_json = a.format == "json"
-    cfgs, machines, prof, log, (vcpu, guest) = _boot(a, echo=not as_json)
+def cmd_dumpdtb(a, path: str) -> int:
+    """-M virt,dumpdtb=FILE: the DTB the guest would get (with a kernel, its /chosen
+    bootargs and initrd too) written to FILE, then exit 0, as QEMU does."""
+    if a.vm:
+        raise UsageError("-M virt,dumpdtb=FILE: dumps the DTB of IMAGE, not of --vm guests")
+    image = a.kernel or a.image
+    if not image and (a.append or a.initrd):
+        raise UsageError("-append and -initrd are only allowed with a kernel image (-kernel)")
+    machine = parse_machine(a.machine or ["virt"])
+    machine.pop("dumpdtb", None)
+    cfg = MachineConfig(kernel=_image(image) if image else None, ram_size=parse_size(a.mem), smp=parse_smp(a.smp),
+                        append=a.append, initrd=a.initrd, dtb=a.dtb, **machine)
+    blob = boot_plan(cfg, _load_profile(a.profile)).dtb
     try:
+        with open(path, "wb") as f:
+            f.write(blob)
+    except OSError as e:
+        raise UsageError(f"-M virt,dumpdtb={path}: cannot write: {e.strerror or e}") from None
+    print(f"armvirt: info: dtb dumped to {path}. Exiting.", file=sys.stderr)
+    return 0
+
+
+def cmd_run(a) -> int:
+    dump = _host_options(a)["dumpdtb"]
+    if dump:
+        return cmd_dumpdtb(a, dump)
+    as_json = a.format == "json"
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=not as_json)
+    try:
+        trace_file = _open_trace(a)
         results = run_machines(machines)
     finally:
-        if log:
-            log.close()
+        opened.close()
+    if trace_file:
+        writer = TraceWriter()
+        writer.add(machines[0].trace.timeline, prof.cpu_hz)
+        _write_trace(writer, trace_file)
     many = len(cfgs) > 1
     if as_json:
         docs = [{"name": c.name, **_result_json(r, prof.cpu_hz, a.sort, vcpu)} for c, r in zip(cfgs, results)
@@ -401,7 +502,7 @@ def cmd_stat(a) -> int:
         raise UsageError(f"--delay {a.delay!r}: expected seconds, e.g. 1.5") from None
     if not 0.1 <= delay <= 25.5:                    # kvm_stat's bounds
         raise UsageError(f"--delay {a.delay}: must be between 0.1 and 25.5 seconds")
-    cfgs, machines, prof, log, (vcpu, guest) = _boot(a, echo=False)
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=False, read_stdin=False)
     shown = [(c, m) for c, m in zip(cfgs, machines) if guest in (None, c.name)]
     sources = [kvm_stat.Source(c.name, [v.stats for v in m.vcpus]) for c, m in shown]
     cpus = {id(v.cpu): v.cpu for _, m in shown for v in m.vcpus}.values()
@@ -411,8 +512,7 @@ def cmd_stat(a) -> int:
         results = run_machines(machines)
     finally:
         view.close()
-        if log:
-            log.close()
+        opened.close()
     if view.live:
         sys.stdout.write("\x1b[H\x1b[2J")
     print(view.frame())
@@ -427,7 +527,13 @@ def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
 
 
 def cmd_trap_path(a) -> int:
-    run = paths.run_path(a.path, _load_profile(a.profile), _features(a))
+    prof = _load_profile(a.profile)
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
+    with tracing(writer, prof.cpu_hz, a.path) as trace:
+        run = paths.run_path(a.path, prof, _features(a), trace)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     rows = paths.trap_path_rows(run)
     if a.format == "json":
         print(_path_json(run, rows, {}))
@@ -504,11 +610,17 @@ def cmd_compare(a) -> int:
         raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
     prof = _load_profile(a.profile)
     features = {**_gic_features(a), **_switching(a)}
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
     if a.breakdown:
-        steps = compare.breakdown(a.breakdown, designs, prof, features)
+        steps = compare.breakdown(a.breakdown, designs, prof, features, writer)
         print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
+        if writer is not None:
+            _write_trace(writer, trace_file)
         return 0
-    res = compare.run_compare(designs, prof, features)
+    res = compare.run_compare(designs, prof, features, writer)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     failed = {d: st for d, st in res.statuses.items() if st[0] != 0}
     meta = {"profile": prof.name, "designs": designs,
             "features": {k: v for k, v in features.items()}, "image": compare.IMAGE}
@@ -537,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     except HelpRequest as h:
         print(h)
         return 0
-    except (UsageError, BadImage, ConfigError) as e:
+    except (UsageError, BadImage, BootError, ConfigError) as e:
         print(f"armvirt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except paths.PathError as e:
@@ -545,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except SerialQuit:                     # Ctrl-A x on the terminal, as QEMU's stdio mux
+        print("armvirt: terminated (Ctrl-A x)", file=sys.stderr)
+        return 0
     except BrokenPipeError:
         return 0
     except Exception as e:                 # an armvirt bug: one line, the traceback on request

@@ -1,14 +1,20 @@
-"""Kernel image loading: ELF64 AArch64 executables, arm64 Linux `Image`, raw binaries.
+"""Kernel image loading as QEMU's hw/arm/boot.c does for `-kernel` on an AArch64 CPU:
+an ELF64 AArch64 executable (by its magic), else an arm64 Linux `Image` (the "ARM\\x64"
+magic at 0x38; gzip-compressed or an EFI zboot image unpacked first, as QEMU's
+load_aarch64_image does), else a raw binary whatever its name, loaded at RAM base +
+0x80000 and entered at its first byte.
 
-The result is a list of physical segments to copy into guest RAM plus an entry
-point; nothing here touches guest memory. Every failure is a one-line `BadImage`
-naming the file, because the usual cause is simply the wrong file on the command line.
+The result is a list of physical segments to copy into guest RAM, an entry point and
+the image's footprint (what nothing else may overlap: see `KernelImage.footprint_end`);
+nothing here touches guest memory. Every failure is a one-line `BadImage` naming the
+file, because the usual cause is simply the wrong file on the command line.
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import zlib
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
@@ -18,12 +24,24 @@ from elftools.elf.elffile import ELFFile
 from engine.layout import KERNEL_TEXT_OFFSET
 
 KINDS = ("elf", "image", "raw")
-RAW_SUFFIXES = (".bin", ".img")
 
 _ELF_MAGIC = b"\x7fELF"
 _IMAGE_MAGIC_OFF, _IMAGE_MAGIC = 0x38, b"ARM\x64"
 _IMAGE_HDR = struct.Struct("<II QQQ QQQ 4s I")   # Documentation/arch/arm64/booting.rst
 _PF_X = 1
+_GZIP_MAGIC = b"\x1f\x8b"
+_GUNZIP_MAX = 256 << 20          # QEMU's LOAD_IMAGE_MAX_GUNZIP_BYTES
+_ZBOOT_HDR = struct.Struct("<2s2x4sII8x32s")   # drivers/firmware/efi/libstub/zboot-header.S
+
+MIB = 1 << 20
+# QEMU writes its 4 KiB boot stub at RAM base, so an Image asking for a text_offset
+# below that goes 2 MiB up (hw/arm/boot.c, BOOTLOADER_MAX_SIZE); armvirt sets the
+# registers directly but places the Image where QEMU does, so addresses match.
+_QEMU_BOOTLOADER_MAX = 0x1000
+# A raw binary or ELF declares no bss/stack beyond its file or segments: reserve this
+# much past its end (rounded up to 2 MiB) before anything else is placed (estimate:
+# bare-metal runtimes keep stack and heap within a few hundred KiB of _end).
+BSS_STACK_ROOM = 2 * MIB
 
 # Friendly names for the machines people most often pass by mistake.
 _MACHINES = {
@@ -47,12 +65,28 @@ class Segment:
         return self.addr + self.memsz
 
 
+def align_up(v: int, a: int) -> int:
+    return (v + a - 1) & ~(a - 1)
+
+
 @dataclass(frozen=True)
 class KernelImage:
     kind: str                        # "elf", "image" or "raw"
     entry: int                       # guest physical entry point (MMU off)
     segments: tuple[Segment, ...]    # sorted by address, non-overlapping, inside RAM
     path: str
+    image_size: int = 0              # Image: the header's image_size (covers its bss)
+
+    @property
+    def footprint_end(self) -> int:
+        """First byte the image can never use: an Image's image_size past its load
+        address (booting.rst: that much must be free for the kernel); for a raw binary
+        or an ELF its end rounded up to 2 MiB plus BSS_STACK_ROOM, since a
+        self-relocating or stack-below-bss program may use memory past its file."""
+        end = max(s.end for s in self.segments)
+        if self.kind == "image":
+            return max(end, self.segments[0].addr + self.image_size)
+        return align_up(end, 2 * MIB) + BSS_STACK_ROOM
 
 
 def _r(a: int, b: int) -> str:
@@ -73,26 +107,55 @@ def load_kernel(path: str, ram_base: int, ram_size: int, kind: str | None = None
     if not data:
         raise BadImage(f"{path}: empty file")
 
+    if kind is None and data[:4] != _ELF_MAGIC:
+        data = _unpack(path, data)          # the bootloader's job on arm64 (QEMU does it)
     if kind is None:
         if data[:4] == _ELF_MAGIC:
             kind = "elf"
         elif data[_IMAGE_MAGIC_OFF:_IMAGE_MAGIC_OFF + 4] == _IMAGE_MAGIC:
             kind = "image"
-        elif path.lower().endswith(RAW_SUFFIXES):
-            kind = "raw"
         else:
-            # A raw binary has no signature, so only an explicit name or kind makes it one.
-            raise BadImage(f"{path}: not an ELF64 AArch64 executable or arm64 Image "
-                           f"(name it .bin/.img or pass kind='raw' to load a raw binary)")
+            kind = "raw"                    # no signature: raw, whatever the file's name
 
     ram = (ram_base, ram_base + ram_size)
+    image_size = 0
     if kind == "elf":
         entry, segs = _load_elf(path, data, ram)
     elif kind == "image":
-        entry, segs = _load_image(path, data, ram)
+        entry, segs, image_size = _load_image(path, data, ram)
     else:
         entry, segs = _load_flat(path, "raw binary", data, ram_base + KERNEL_TEXT_OFFSET, len(data), ram)
-    return KernelImage(kind=kind, entry=entry, segments=segs, path=path)
+    return KernelImage(kind=kind, entry=entry, segments=segs, path=path, image_size=image_size)
+
+
+def _gunzip(data: bytes) -> bytes | None:
+    """One gzip member, at most _GUNZIP_MAX bytes out; None if it is not valid gzip."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        out = d.decompress(data, _GUNZIP_MAX)
+    except zlib.error:
+        return None
+    if d.unconsumed_tail or not d.eof:
+        return None                         # truncated, or larger than QEMU accepts
+    return out
+
+
+def _unpack(path: str, data: bytes) -> bytes:
+    """QEMU load_aarch64_image: a gzip file is decompressed (if that fails the file is
+    loaded as it is, raw); an EFI zboot image ("zimg" at 4) has its gzip payload unpacked."""
+    if data[:2] == _GZIP_MAGIC:
+        out = _gunzip(data)
+        return data if out is None else out
+    if len(data) >= _ZBOOT_HDR.size and data[:2] == b"MZ" and data[4:8] == b"zimg":
+        _, _, off, size, comp = _ZBOOT_HDR.unpack_from(data)
+        comp = comp.split(b"\0")[0].decode("ascii", "replace")
+        if comp != "gzip":
+            raise BadImage(f"{path}: EFI zboot image compressed with {comp!r}: only gzip is supported")
+        out = _gunzip(data[off:off + size]) if off + size <= len(data) else None
+        if out is None:
+            raise BadImage(f"{path}: EFI zboot image: payload [{off:#x}, {off + size:#x}) is not valid gzip")
+        return out
+    return data
 
 
 def _load_flat(path: str, what: str, data: bytes, addr: int, memsz: int,
@@ -103,7 +166,7 @@ def _load_flat(path: str, what: str, data: bytes, addr: int, memsz: int,
     return addr, (Segment(addr, data, memsz),)
 
 
-def _load_image(path: str, data: bytes, ram: tuple[int, int]) -> tuple[int, tuple[Segment, ...]]:
+def _load_image(path: str, data: bytes, ram: tuple[int, int]) -> tuple[int, tuple[Segment, ...], int]:
     if len(data) < _IMAGE_HDR.size:
         raise BadImage(f"{path}: bad arm64 Image header: file is only {len(data)} bytes")
     (_, _, text_offset, image_size, flags, _, _, _, magic, _) = _IMAGE_HDR.unpack_from(data)
@@ -114,8 +177,12 @@ def _load_image(path: str, data: bytes, ram: tuple[int, int]) -> tuple[int, tupl
     if image_size == 0:
         # Pre-3.17 kernels: text_offset is unreliable, the documented default applies.
         text_offset, image_size = KERNEL_TEXT_OFFSET, len(data)
+    elif text_offset < _QEMU_BOOTLOADER_MAX:
+        text_offset += 2 * MIB          # a 2 MiB-aligned base above RAM base (booting.rst)
     # image_size covers BSS: reserve it so nothing else is placed there.
-    return _load_flat(path, "Image", data, ram[0] + text_offset, max(image_size, len(data)), ram)
+    size = max(image_size, len(data))
+    entry, segs = _load_flat(path, "Image", data, ram[0] + text_offset, size, ram)
+    return entry, segs, size
 
 
 def _load_elf(path: str, data: bytes, ram: tuple[int, int]) -> tuple[int, tuple[Segment, ...]]:

@@ -8,9 +8,12 @@ from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.gdbstub.server import GdbKill, GdbServer
-from armvirt.dtb import DtbConfig, build_dtb, dtb_load_address
-from armvirt.loader import KernelImage, load_kernel
+from armvirt.devices.pl031 import Pl031
+from armvirt import boot
+from armvirt.dtb import DtbConfig
+from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
+from armvirt.symbols import Symbols
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
@@ -19,6 +22,7 @@ from host_kernel.mmio import MmioBus
 from armvirt.scheduler import Scheduler
 from el2.design import Design
 from host_kernel.vcpu import BootState
+from timers.generic_timer import NEVER
 
 MAX_SMP = 8          # GICv2 targets at most 8 CPUs
 
@@ -29,11 +33,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class MachineConfig:
-    kernel: str
+    kernel: str | None
     ram_size: int = 128 * 1024 * 1024
     smp: int = 1
     gic_version: int = 2
     append: str = ""
+    initrd: str | None = None       # -initrd FILE: loaded above the kernel, range in /chosen
+    dtb: str | None = None          # -dtb FILE: the user's blob (patched as QEMU does) instead of ours
     nr_lr: int = 4
     max_insns: int | None = None
     no_reboot: bool = False
@@ -85,6 +91,19 @@ def validate(cfg: MachineConfig) -> None:
         raise ConfigError(f"--lrs {cfg.nr_lr}: the number of list registers must be 1 to 16")
 
 
+def dtb_config(cfg: MachineConfig, profile: CostProfile) -> DtbConfig:
+    """What the generated device tree describes (the initrd range is added by the boot loader)."""
+    return DtbConfig(ram_base=layout.RAM_BASE, ram_size=cfg.ram_size, mpidrs=tuple(range(cfg.smp)),
+                     gic_version=cfg.gic_version, cpu_clock_hz=profile.cpu_hz,
+                     timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append)
+
+
+def boot_plan(cfg: MachineConfig, profile: CostProfile) -> boot.BootPlan:
+    """Load the kernel and initrd and build (or patch) the DTB, without creating the VM."""
+    validate(cfg)
+    return boot.prepare(dtb_config(cfg, profile), cfg.kernel, cfg.initrd, cfg.dtb)
+
+
 def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) -> Host:
     """The physical machine: `--pcpus` CPUs (default one per vCPU) with the chosen GIC."""
     validate(cfg)
@@ -126,26 +145,36 @@ def _gdb_stub(machines: list["Machine"]) -> GdbServer:
 
 class Machine:
     def __init__(self, cfg: MachineConfig, profile: CostProfile, console: Console | None = None,
-                 trace: Tracer = NULL, host: Host | None = None):
+                 trace: Tracer = NULL, host: Host | None = None, serial_input=None):
+        """`serial_input`: the host end of the PL011's receive line (armvirt.serial), or None."""
         validate(cfg)
         self.cfg, self.profile, self.trace = cfg, profile, trace
         self.console = console or Console()
         # Load before building anything: a bad image must fail fast with one line.
-        self.image: KernelImage = load_kernel(cfg.kernel, layout.RAM_BASE, cfg.ram_size)
+        self.plan = boot_plan(cfg, profile)
+        if self.plan.image is None:
+            raise ConfigError(f"{cfg.name}: no kernel image")
+        self.image: KernelImage = self.plan.image
+        self.dtb, self.dtb_addr = self.plan.dtb, self.plan.dtb_addr
         self.host = host or make_host(cfg, profile, trace)
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
+        if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+            trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
-        self.uart = Pl011(self.console)
+        self.now = 0                     # virtual time of the device work in progress
+        self._mmio_vcpu = None           # the vCPU thread running it (None: the VMM's I/O thread)
+        self.uart = Pl011(self.console, irq=lambda level: self._irq_line(layout.UART_SPI, level),
+                          cpu_hz=profile.cpu_hz, rx=serial_input, log=self._unimp)
         self.user_bus.register(layout.UART_BASE, layout.UART_SIZE, self.uart)
+        counter, hz = self.host.counter, profile.cntfrq_hz
+        self.rtc = Pl031(seconds=lambda c: counter.ticks(c) // hz, cycles_at=lambda s: counter.cycles_for(s * hz),
+                         irq=lambda level: self._irq_line(layout.RTC_SPI, level))
+        self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
+        vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
-        self.dtb = build_dtb(DtbConfig(ram_base=layout.RAM_BASE, ram_size=cfg.ram_size, mpidrs=self.mpidrs,
-                                       gic_version=cfg.gic_version, cpu_clock_hz=profile.cpu_hz,
-                                       timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append))
-        occupied = [(s.addr, s.addr + s.memsz) for s in self.image.segments]
-        self.dtb_addr = dtb_load_address(layout.RAM_BASE, cfg.ram_size, len(self.dtb), occupied)
         # vCPUs go round-robin over the pCPUs in creation order, across VMs (two 1-vCPU
         # VMs on one pCPU share it); secondaries start powered off (PSCI CPU_ON starts them).
         npc = len(self.host.pcpus)
@@ -164,9 +193,9 @@ class Machine:
 
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
-        for seg in self.image.segments:
-            self._write_ram(seg.addr, seg.data + bytes(seg.memsz - len(seg.data)))
-        self._write_ram(self.dtb_addr, self.dtb)
+        self.uart.reset()
+        for addr, data in self.plan.blobs():
+            self._write_ram(addr, data)
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
         for v in self.vcpus[1:]:
@@ -186,14 +215,62 @@ class Machine:
             return
         dev, off = hit
         led.charge_named(USER, f"VMM: {dev.name} register access", "user_mmio_device")
+        if acc.size not in (1, 2, 4):       # APB peripherals: 32-bit data bus
+            vcpu.guest_error(f"{acc.size}-byte access to {dev.name} at {acc.phys_addr:#x}: external abort")
+            vcpu.set_external_abort(acc.phys_addr)
+            return
+        self.now, self._mmio_vcpu = vcpu.cpu.cycles, vcpu
         try:
             if acc.is_write:
-                dev.write(off, acc.size, acc.data)
+                dev.write(off, acc.size, acc.data, self.now)
             else:
-                acc.data = dev.read(off, acc.size)
+                acc.data = dev.read(off, acc.size, self.now)
         except DeviceError as e:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)
+        finally:
+            self._mmio_vcpu = None
+
+    def _irq_line(self, spi: int, level: bool) -> None:
+        """A device's interrupt output changed: KVM_IRQ_LINE, from the vCPU thread that
+        ran the device access (charged to it) or from the VMM's I/O thread (not)."""
+        v = self._mmio_vcpu
+        if v is not None:
+            v.ledger.charge_named(USER, lambda: f"VMM: ioctl(KVM_IRQ_LINE, SPI {spi}, {int(level)})",
+                                  "kvm_irq_line")
+        if self.trace.on("int"):
+            self.trace.log("int", f"{self.cfg.name}: SPI {spi} (INTID {layout.SPI_BASE + spi}) "
+                                  f"line {'high' if level else 'low'} at {self.now}")
+        self.vm.irq_line(layout.SPI_BASE + spi, level, self.now)
+
+    def _unimp(self, msg: str) -> None:
+        if self.trace.on("unimp"):
+            self.trace.log("unimp", f"{self.cfg.name}: {msg}")
+
+    # --- the VMM's own timed events (its I/O thread) ------------------------------------------
+    def _idle_since(self, blocking=None) -> int | None:
+        """When every powered-on vCPU of this VM was last seen entering WFI (`blocking`:
+        one about to), or None while one of them runs."""
+        t = None
+        for v in self.vcpus:
+            if not v.powered_on:
+                continue
+            if v is not blocking and v.blocked_until is None:
+                return None
+            t = v.cpu.cycles if t is None else max(t, v.cpu.cycles)
+        return t
+
+    def vmm_deadline(self, blocking=None) -> int:
+        return min(self.uart.deadline(self._idle_since(blocking)), self.rtc.deadline())
+
+    def vmm_event(self, at: int, next_guest_event: int) -> None:
+        """Run the device events due at `at` (the host scheduler calls this before any
+        vCPU runs past `at`); a terminal may be waited on until `next_guest_event`."""
+        self.now = at
+        if self.rtc.deadline() <= at:
+            self.rtc.event(at)
+        if self.uart.deadline(self._idle_since()) <= at:
+            self.uart.event(at, None if next_guest_event == NEVER else next_guest_event + 1)
 
     def system_event(self, type_: int) -> None:
         if type_ == psci.SYSTEM_EVENT_RESET and not self.cfg.no_reboot:

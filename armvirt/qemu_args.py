@@ -91,9 +91,10 @@ _SMP_KEYS = ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads
 def parse_smp(text: str) -> int:
     """-smp [cpus=]N[,maxcpus=N][,sockets=S][,clusters=C][,cores=K][,threads=T] as
     machine_parse_smp_config computes it for virt (cores preferred over sockets).
-    armvirt's board describes no topology (its DTB has no cpu-map and MPIDR.Aff0 is
-    the CPU index), so only one socket of one cluster, one thread per core, and no
-    hotpluggable CPUs map onto it: anything else is refused rather than ignored."""
+    armvirt's board is QEMU 7.2's default topology (its DTB's cpu-map: one socket, one
+    cluster, N cores; MPIDR.Aff0 is the CPU index), so only one socket of one cluster,
+    one thread per core, and no hotpluggable CPUs map onto it: anything else is
+    refused rather than ignored."""
     opts = _keyvals("-smp", text or "", "cpus")
     vals: dict[str, int] = {}
     for key, val in opts.items():
@@ -170,6 +171,13 @@ def _only_off(what: str):
     return prop
 
 
+def _dumpdtb(text: str, key: str, val: str) -> dict:
+    # QEMU's machine property: write the DTB the guest would get to FILE and exit 0.
+    if not val or val == "on":
+        raise UsageError(f"-M {text}: dumpdtb=FILE: a file name is required")
+    return {"dumpdtb": val}
+
+
 # Machine properties: name -> (help, parser(option text, key, value) -> MachineConfig fields).
 MACHINE_PROPS = {
     "gic-version": ("Set GIC version. Valid values are 2, 3 and max", _gic_version),
@@ -180,14 +188,32 @@ MACHINE_PROPS = {
                _only_off("the board has no EL3 and no secure world")),
     "mte": ("Set on/off to enable/disable emulating a guest CPU which implements the ARM "
             "Memory Tagging Extension (armvirt: off only)", _only_off("MTE is not modeled")),
+    "dumpdtb": ("Dump current dtb to a file and quit", _dumpdtb),
 }
 
 MACHINE_TYPES = {"virt": "armvirt's model of QEMU's ARM Virtual Machine (virt-7.2)"}
 
 
-def parse_machine(text: str) -> dict:
-    """-M [type=]virt[,prop=value...]: the MachineConfig fields it sets."""
-    opts = _keyvals("-M", text or "", "type")
+def parse_machine(texts: str | list[str]) -> dict:
+    """-M [type=]virt[,prop=value...], possibly repeated (QEMU merges -machine options:
+    `-M virt,gic-version=3 -machine dumpdtb=q.dtb`): the MachineConfig fields set
+    (and `dumpdtb`)."""
+    if isinstance(texts, str):
+        texts = [texts]
+    cfg: dict = {}
+    name = None
+    for text in texts:
+        opts = _keyvals("-M", text or "", "type")
+        opts.setdefault("type", name or "virt")     # `-machine prop=value`: the machine so far
+        n, one = _parse_machine_one(text, opts)
+        if name is not None and n != name:
+            raise UsageError(f"-M {text}: the machine is already {name}")
+        name = n
+        cfg.update(one)
+    return cfg
+
+
+def _parse_machine_one(text: str, opts: dict) -> tuple[str, dict]:
     name = opts.pop("type", None)
     if is_help(name):
         raise HelpRequest("Supported machines are:\n" +
@@ -205,7 +231,7 @@ def parse_machine(text: str) -> dict:
         if prop is None:
             raise UsageError(f"-M {text}: Property '{name}.{key}' not found (-M {name},help lists them)")
         cfg.update(prop[1](text, key, val))
-    return cfg
+    return name, cfg
 
 
 # --- -d ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Scheduler:
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
+        self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
 
     def _live(self):
         for m, v in self.entries:
@@ -60,11 +61,27 @@ class Scheduler:
                   if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
         return min([vcpu.cpu.cycles] + others) + self.quantum
 
+    def _vmm_next(self):
+        """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""
+        best = None
+        for m in self.machines:
+            if not m.vm.finished:
+                d = m.vmm_deadline()
+                if d != NEVER and (best is None or d < best[0]):
+                    best = (d, m)
+        return best
+
     def run(self) -> None:
         while True:
             pick, t = self._pick()
             if pick is None:
                 break
+            ev = self._vmm_next()
+            if ev is not None and ev[0] <= t:
+                # The VMM's I/O thread runs on a host CPU of its own: its event happens at
+                # its own virtual time, before any vCPU runs past it.
+                ev[1].vmm_event(ev[0], t)
+                continue
             m, vcpu = pick
             if t == NEVER:
                 for mm in self.machines:
@@ -74,24 +91,31 @@ class Scheduler:
             p = self.pcpu_of[id(vcpu)]
             other = self.loaded.get(p)
             if other is not vcpu:                 # the pCPU changes hands
+                if other is not None and other.paused:
+                    other.preempt()               # the scheduler tick: exit, switch
+                if self.timeline is not None:
+                    self.timeline.cpus[p].hand_over(other, vcpu)
                 if other is not None:
-                    if other.paused:              # the scheduler tick: exit, switch
-                        other.preempt()
                     other.vcpu_put()
                 vcpu.vcpu_load()
                 self.loaded[p] = vcpu
+            if self.timeline is not None:
+                self.timeline.cpus[p].turn(vcpu)
             if vcpu.blocked_until is not None:
                 vcpu.wake_up(vcpu.blocked_until)
             same_turn = self._in_turn(p, vcpu)
             if not same_turn:
                 self.turns += 1
                 self.last_turn[id(vcpu)] = self.turns
+            vmm_at = NEVER if ev is None else ev[0]
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
                 deadline = self._turn_deadline(vcpu)
                 if self.shared[p] and same_turn:
                     deadline = min(deadline, self.owner[p][1])   # the same turn goes on
-                vcpu.cpu.st.turn_deadline = deadline
+                vcpu.cpu.st.turn_deadline = min(deadline, vmm_at)
                 self.owner[p] = (vcpu, deadline)
+            else:                                 # ... or until the VMM's next event
+                vcpu.cpu.st.turn_deadline = vmm_at
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None
@@ -117,7 +141,9 @@ class Scheduler:
         elif r == KVM_EXIT_INSN_LIMIT:
             for mm in self.machines:              # the limit is the host's: everything stops
                 if not mm.vm.finished:
-                    mm.finish("insn-limit", f"guest stopped after {vcpu.cpu.insns} instructions "
+                    stalls = vcpu.cpu.stalls
+                    also = f" and {stalls} exception entries that retired none" if stalls else ""
+                    mm.finish("insn-limit", f"guest stopped after {vcpu.cpu.insns} instructions{also} "
                                             f"(--max-insns {mm.cfg.max_insns})")
         elif r == KVM_EXIT_HALTED:
             m.finish("halted", run.message)

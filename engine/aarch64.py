@@ -20,6 +20,11 @@ def current_el(pstate: int) -> int:
     return (pstate >> 2) & 3
 
 
+def uses_sp_el1(pstate: int) -> bool:
+    """The live stack pointer is SP_EL1: EL1 with SPSel = 1 (EL1h; ARM ARM D1.6.2)."""
+    return (pstate & 0b1101) == PSR_MODE_EL1h
+
+
 def vector_offset_el1(pstate: int, kind: int = VEC_SYNC) -> int:
     """Offset into VBAR_EL1 for an exception taken to EL1 from `pstate`."""
     if current_el(pstate) == 0:

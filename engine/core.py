@@ -28,6 +28,7 @@ UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake 
 NEVER = 2**64 - 1
 STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and the host page tables)
 CLREX, B_SELF = 0xD503305F, 0x14000000
+HCR_VIRTUAL_LINES = 0x1C0           # HCR_EL2.VF | VI | VSE (bits 6-8)
 MAINT_TLB, MAINT_IC = 1, 2      # st.maint: broadcast maintenance the guest executed
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
@@ -66,14 +67,24 @@ class PhysicalCpu:
         self._pcs = RegBank(["pc", "pstate"], [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE])
         # Exception entry to EL1; SPSR_EL1 (a CP_REG write) last, because only a
         # CP_REG write rebuilds the core's cached EL flags after PSTATE changes.
+        # "sp" is the live stack pointer (X31): the core banks it only on its own
+        # exception entry and return, and a PSTATE write does not (unicorn-facts.md).
         self._el1_entry = RegBank(
-            ["ELR_EL1", "ESR_EL1", "FAR_EL1", "pstate", "pc", "SPSR_EL1"],
+            ["ELR_EL1", "ESR_EL1", "FAR_EL1", "SP_EL0", "SP_EL1", "sp", "pstate", "pc", "SPSR_EL1"],
             [A.UC_ARM64_REG_ELR_EL1, A.UC_ARM64_REG_ESR_EL1, A.UC_ARM64_REG_FAR_EL1,
+             A.UC_ARM64_REG_SP_EL0, A.UC_ARM64_REG_SP_EL1, A.UC_ARM64_REG_SP,
              A.UC_ARM64_REG_PSTATE, A.UC_ARM64_REG_PC, SPSR_EL1])
         self._mem = []
         self.idle_cycles = 0
         self.precise_traps = False
         self._stub: Optional[mmap.mmap] = None
+        self._in_stub = False
+        self.fault: Optional[EngineFault] = None
+        self._insns_at_exception = -1
+        self._uc_ptr = ffi.cast("void *", ctypes.cast(self.uch, ctypes.c_void_p).value)
+        # The CLREX stub's switch to EL2h and back; HCR_EL2 (a CP_REG write) last.
+        self._stub_state = RegBank(["pc", "pstate", "HCR_EL2"],
+                                   [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, HCR_EL2])
         self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
@@ -96,6 +107,11 @@ class PhysicalCpu:
         pc, pstate = self._pcs[0], self._pcs[1]
         self.retire_before(pc)
         st = self.st
+        if self._in_stub:
+            self.fault = EngineFault(f"exception {EXCP_NAMES.get(intno, intno)} in the CLREX stub "
+                                     f"at pc={pc:#x} (ESR {syndrome:#x})")
+            self.uc.emu_stop()
+            return
         if intno == 1 and st.icc_key and st.icc_pc == pc and self.icc_handler is not None:
             self._icc_access(pc, pstate)
             return
@@ -144,11 +160,28 @@ class PhysicalCpu:
         b[1] = esr
         if has_far:
             b[2] = far
-        b[3] = aarch64.el1_entry_pstate(pstate)
-        b[4] = vbar + aarch64.vector_offset_el1(pstate)
-        b[5] = pstate
+        if not aarch64.uses_sp_el1(pstate):
+            # From EL0t/EL1t the live SP was SP_EL0: bank it, and the handler runs on
+            # SP_EL1 (D1.10: the exception selects SP_ELx; AArch64.TakeException).
+            b[3] = b[5]
+            b[5] = b[4]
+        b[6] = aarch64.el1_entry_pstate(pstate)
+        b[7] = vbar + aarch64.vector_offset_el1(pstate)
+        b[8] = pstate
         b.write(self.uch)
         self.st.charged += self.guest_exception_cost
+        if self.exception_stalled():
+            lib.av_exception_stall(self._uc_ptr, self.st)
+
+    def exception_stalled(self) -> bool:
+        """Note an exception entry to EL1 (the engine's or one the host injects): True if
+        no instruction retired since the previous one - a guest faulting in its own
+        vector, which makes no progress.  Such entries count against the instruction
+        limit (st.stalls), so --max-insns bounds exception loops too."""
+        st = self.st
+        stalled = st.insns == self._insns_at_exception
+        self._insns_at_exception = st.insns
+        return stalled
 
     # --- time ----------------------------------------------------------------
     @property
@@ -194,6 +227,18 @@ class PhysicalCpu:
     @property
     def limit_hit(self) -> bool:
         return bool(self.st.limit_hit)
+
+    def note_stall(self) -> None:
+        """A stalled exception entry made by the host (an injected fault): it counts
+        to the instruction limit as the engine's own do."""
+        st = self.st
+        st.stalls += 1
+        if st.insns + st.stalls >= st.insn_limit:
+            st.limit_hit = 1
+
+    @property
+    def stalls(self) -> int:
+        return self.st.stalls
 
     # --- state ---------------------------------------------------------------
     def read_sysreg(self, reg: SysReg) -> int:
@@ -249,24 +294,36 @@ class PhysicalCpu:
     # --- the local exclusive monitor ------------------------------------------
     def clear_exclusive(self) -> None:
         """ClearExclusiveLocal (ARM ARM B2.9): the monitor is core state no register
-        reaches, so the core itself runs one CLREX from a host-private page, with
-        stage 2 and every HCR_EL2 routing off (HCR_EL2 = 0), and is put back exactly:
-        PC, HCR_EL2 and the fast path's counters (the stub is not a guest instruction)."""
+        reaches, so the core itself runs one CLREX from a host-private page - at EL2h,
+        whose own translation regime is off (SCTLR_EL2.M = 0): neither the guest's
+        stage 1 (the EL1&0 regime) nor stage 2 applies to the fetch, and no TLB entry
+        of the guest is touched (HCR_EL2.VM/PTW keep their values: nothing is flushed).
+        The virtual exception lines (VI/VF/VSE) are dropped meanwhile: emu_start's
+        `until` is a fake WFI that never completes while one is pending.  Put back
+        exactly: PC, PSTATE, HCR_EL2 (a CP_REG write, last: it rebuilds the core's EL
+        flags) and the fast path's counters (the stub is not a guest instruction)."""
         if self._stub is None:
             self._stub = self.map_memory(STUB_PA, 0x1000)
             self._stub[0:8] = (CLREX | B_SELF << 32).to_bytes(8, "little")
         saved = bytes(ffi.buffer(self.st))
         st = self.st
         st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
-        pc = self.pc()
-        hcr = self.read_sysreg(HCR_EL2)
-        self.write_sysreg(HCR_EL2, 0)
+        b = self._stub_state
+        b.read(self.uch)
+        pc, pstate, hcr = b[0], b[1], b[2]
+        b[1] = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
+        b[2] = hcr & ~HCR_VIRTUAL_LINES
+        b.write(self.uch)
+        self._in_stub, self.fault = True, None
         try:
             self.uc.emu_start(STUB_PA, STUB_PA + 4)
         finally:
-            self.write_sysreg(HCR_EL2, hcr)
-            self.uc.reg_write(A.UC_ARM64_REG_PC, pc)
+            self._in_stub = False
+            b[0], b[1], b[2] = pc, pstate, hcr
+            b.write(self.uch)
             ffi.memmove(self.st, saved, len(saved))
+        if self.fault is not None:
+            raise self.fault
 
     # --- execution -----------------------------------------------------------
     def pc(self) -> int:

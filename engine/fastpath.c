@@ -51,9 +51,9 @@ void av_recalc_timer(struct av_cpu *c)
 
 /* A debugger is attached (engine/debug.py).  Returns 1 when the block must not run
  * its checks: the core halts before it, or it continues a block already checked. */
-static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t size, uint64_t now)
+static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t size)
 {
-    if (now >= c->dbg_halt_at) {
+    if (cycles_now(c) >= c->dbg_halt_at) {
         /* Halt before this block: it has not started, its checks are made when it does. */
         c->block_start = c->block_end = 0;
         c->dbg_halted = 1;
@@ -73,12 +73,10 @@ static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t 
     return 0;
 }
 
-void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+/* Physical interrupts and the end of the pCPU's turn, at an instruction boundary. */
+static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
 {
-    struct av_cpu *c = ud;
     uint64_t now = cycles_now(c);
-    if (c->dbg_active && debug_block(uc, c, addr, size, now))
-        return;
     uint64_t deadline = c->timer_masked ? c->host_deadline
                         : (c->timer_deadline < c->host_deadline ? c->timer_deadline : c->host_deadline);
     if (now >= deadline && !c->irq_pending) {
@@ -89,6 +87,23 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
         c->turn_over = 1;
         uc_emu_stop(uc);
     }
+}
+
+/* --max-insns: instructions, plus exception entries that retired none (stalls). */
+static inline void check_limit(uc_engine *uc, struct av_cpu *c)
+{
+    if (c->insns + c->stalls >= c->insn_limit && !c->limit_hit) {
+        c->limit_hit = 1;
+        uc_emu_stop(uc);
+    }
+}
+
+void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
+{
+    struct av_cpu *c = ud;
+    if (c->dbg_active && debug_block(uc, c, addr, size))
+        return;
+    check_deadlines(uc, c);
     if (c->vi_asserted) {
         uint64_t vbar = 0;
         uc_reg_read(uc, UC_ARM64_REG_VBAR_EL1, &vbar);
@@ -100,10 +115,18 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     c->insns += size >> 2;
     c->block_start = addr;
     c->block_end = addr + size;
-    if (c->insns >= c->insn_limit && !c->limit_hit) {
-        c->limit_hit = 1;
-        uc_emu_stop(uc);
-    }
+    check_limit(uc, c);
+}
+
+/* An exception entry to EL1 with no instruction retired since the previous one (a
+ * guest faulting in its own vector).  Such a loop may never reach a block boundary
+ * (a fetch that faults translates no block), so the checks of the block hook run
+ * here too: the turn ends, interrupts are taken, and the stall counts to the limit. */
+void av_exception_stall(uc_engine *uc, struct av_cpu *c)
+{
+    c->stalls++;
+    check_deadlines(uc, c);
+    check_limit(uc, c);
 }
 
 static int xreg_number(uc_arm64_reg reg)

@@ -14,6 +14,7 @@ struct av_cpu {
     uint64_t timer_writes;
     uint64_t insn_limit;
     uint64_t limit_hit;
+    uint64_t stalls;       /* exception entries that retired no instruction: count to the limit */
     /* Physical interrupts while the guest runs: the block hook stops the engine at
      * the first block boundary at or after the earliest deadline (cycles). */
     uint64_t timer_deadline;   /* virtual timer output asserts (ENABLE, !IMASK, CVAL reached) */

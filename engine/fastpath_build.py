@@ -20,6 +20,7 @@ ffibuilder = cffi.FFI()
 ffibuilder.cdef(HEADER + """
 void av_block_hook(void *uc, uint64_t addr, uint32_t size, void *ud);
 void av_recalc_timer(struct av_cpu *c);
+void av_exception_stall(void *uc, struct av_cpu *c);
 void av_code_hook(void *uc, uint64_t addr, uint32_t size, void *ud);
 uint32_t av_mrs_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);

@@ -41,6 +41,11 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
 def inject_fault(vcpu, how) -> int:
     how(vcpu.ctx)
     vcpu.ledger.charge_named(HIGHVISOR, "inject a synchronous exception into the guest", "inject_fault")
+    if vcpu.cpu.exception_stalled():
+        # No instruction retired since the last exception (a guest faulting in its own
+        # vector, e.g. VBAR_EL1 outside RAM): the loop runs through the host, so the
+        # host bounds it - the stall counts to --max-insns, and the turn ends.
+        return vcpu.stalled_exit()
     return RESUME
 
 

@@ -168,9 +168,10 @@ class Vcpu:
         if self.vm.vgic.has_pending(self.index):
             return 1
         deadline = self.next_timer_deadline()
-        if self.vm.host.shared:
-            # Other vCPUs run meanwhile and may kick this one: the scheduler decides when
-            # it wakes (its soft timer or a kick) and jumps its pCPU's time to then.
+        if self.vm.host.shared or self.vm.user_deadline(self) != NEVER:
+            # Other vCPUs (or the VMM's timers) run meanwhile and may kick this one: the
+            # scheduler decides when it wakes (its soft timer or a kick) and jumps its
+            # pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
             self.blocked_until = deadline
             self.kvm_run.exit_reason = EXIT_BLOCKED
@@ -208,6 +209,8 @@ class Vcpu:
         led.charge_named(HIGHVISOR, "vGIC flush (kvm_vgic_flush_hwstate)", "vgic_flush")
         if self.emul_cpuif is None:
             self.vm.vgic.flush_lr_state(self.index, self.ctx.vgic)
+            if led.trace is not None:
+                led.trace.lrs(self.ctx.vgic.lr[:self.ctx.vgic.used_lrs])
             for i in range(self.ctx.vgic.used_lrs):
                 led.charge_named(HIGHVISOR, lambda i=i: f"vGIC: populate LR{i}", "vgic_lr_populate")
         else:
@@ -241,6 +244,20 @@ class Vcpu:
         self._mmio = acc
         self.kvm_run.exit_reason, self.kvm_run.mmio = KVM_EXIT_MMIO, acc
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
+
+    def stalled_exit(self) -> int:
+        """An injected exception retired nothing since the previous one: stop at the
+        instruction limit, else give the pCPU back when its turn is over (a guest in an
+        exception loop must not keep the others from running).  1: resume the guest."""
+        cpu = self.cpu
+        cpu.note_stall()
+        if cpu.limit_hit:
+            self.kvm_run.insn_limit()
+            return 0
+        if cpu.cycles >= cpu.st.turn_deadline:
+            self.kvm_run.exit_reason = EXIT_PREEMPTED
+            return 0
+        return 1
 
     def set_external_abort(self, addr: int) -> None:
         """KVM_SET_VCPU_EVENTS ext_dabt_pending: user space found no device."""
@@ -326,6 +343,8 @@ class Vcpu:
         if ex.code == ARM_EXCEPTION_IRQ:          # the host takes it once it unmasks IRQs
             handle_host_irq(self)
         name = exit_name(ex)
+        if self.ledger.trace is not None:
+            self.ledger.trace.exit(name, ex)
         if self.trace.on("exits"):
             self.trace.log("exits", f"{self.tag}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
                                     f"far={ex.far:#x} cycles={ex.t_trap}")

@@ -22,7 +22,7 @@ def elf(machine=183, cls=2, data=1, etype=2, paddr=0x40080000, entry=0x40080000,
 
 
 @pytest.mark.parametrize("name,content,needle", [
-    ("notelf.elf", b"hello world\n" * 10, "not an ELF"),
+    ("notelf.elf", b"\x7fELF hello world\n" * 10, "elf"),
     ("x86.elf", elf(machine=62), "x86-64"),
     ("trunc.elf", elf(truncate=100), ""),
     ("outside.elf", elf(paddr=0x1000, entry=0x1000), "outside"),

@@ -45,7 +45,9 @@ def test_memtouch_faults_in_every_page(boot):
 def test_el0_svc_and_page_fault(boot):
     res = boot("el0.elf")
     assert_clean(res)
-    assert "el0: svc_calls=4 page_faults=1 el0_value_ok=1 OK" in res.console.lines, res.console.text
+    assert "el0: svc_calls=4 page_faults=1 undefs=1 el0_value_ok=1 OK" in res.console.lines, res.console.text
+    want = "el0: kernel stack and SP_EL0 right on 6 of 6 exceptions from EL0"
+    assert want in res.console.lines, f"expected {want!r} (SVC, abort, UNDEF on SP_EL1): {res.console.text}"
     fault = lines_with(res, "el0: data abort from EL0 ESR=0x92000047")
     assert fault, f"expected ESR_EL1 0x92000047 (EC 0x24 from EL0, WnR, L3 translation): {res.console.text}"
 

@@ -1,5 +1,6 @@
 """Kernel loader: ELF files are assembled here with struct, no cross toolchain needed."""
 
+import gzip
 import os
 import struct
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import layout
-from armvirt.loader import BadImage, KernelImage, Segment, load_kernel
+from armvirt.loader import BSS_STACK_ROOM, BadImage, KernelImage, Segment, load_kernel
 
 RAM_BASE, RAM_SIZE = layout.RAM_BASE, 128 * 1024**2
 RAM_END = RAM_BASE + RAM_SIZE
@@ -99,7 +100,6 @@ def test_elf_entry_translated_from_vaddr(tmp_path: Path) -> None:
     ("overlap.elf", elf([(RAM_BASE, CODE, 0x100, PF_X), (RAM_BASE + 0x80, CODE, 0x100, PF_R)], RAM_BASE),
      f"overlapping segments [{RAM_BASE:#x}, {RAM_BASE + 0x100:#x}) and [{RAM_BASE + 0x80:#x}"),
     ("empty.elf", b"", "empty file"),
-    ("random.dat", bytes(range(7, 256)) * 4, "not an ELF64 AArch64 executable or arm64 Image"),
 ])
 def test_bad_files(tmp_path: Path, name: str, data: bytes, match: str) -> None:
     refused(write(tmp_path, name, data), match)
@@ -127,6 +127,17 @@ def test_arm64_image(tmp_path: Path) -> None:
     got = (k.entry, k.segments)
     assert k.kind == "image", f"expected kind 'image', got {k.kind!r}"
     assert got == want, f"expected {want}, got {got}"
+    assert k.footprint_end == RAM_BASE + 0x21_0000, \
+        f"expected footprint end {RAM_BASE + 0x21_0000:#x} (image_size), got {k.footprint_end:#x}"
+
+
+def test_arm64_image_text_offset_zero_goes_2mib_up(tmp_path: Path) -> None:
+    """Debian's kernel has text_offset 0: QEMU loads it at RAM base + 2 MiB (above its boot stub)."""
+    data = image(0, 0x30_0000)
+    k = load(write(tmp_path, "vmlinuz", data))
+    want = (RAM_BASE + 0x20_0000, RAM_BASE + 0x50_0000)
+    got = (k.entry, k.footprint_end)
+    assert got == want, f"expected (entry, footprint end) {tuple(map(hex, want))}, got {tuple(map(hex, got))}"
 
 
 def test_arm64_image_legacy_zero_size(tmp_path: Path) -> None:
@@ -134,6 +145,39 @@ def test_arm64_image_legacy_zero_size(tmp_path: Path) -> None:
     k = load(write(tmp_path, "Image", data))
     want = RAM_BASE + layout.KERNEL_TEXT_OFFSET
     assert k.entry == want, f"expected entry {want:#x}, got {k.entry:#x}"
+
+
+def test_gzipped_image_is_unpacked(tmp_path: Path) -> None:
+    data = image(0, 0x1_0000)
+    k = load(write(tmp_path, "Image.gz", gzip.compress(data, mtime=0)))
+    got = (k.kind, k.entry, k.segments[0].data)
+    want = ("image", RAM_BASE + 0x20_0000, data)
+    assert got == want, f"expected {want[:2]} with the decompressed bytes, got {got[:2]} ({len(got[2])} bytes)"
+
+
+def zboot(payload: bytes, comp: bytes = b"gzip") -> bytes:
+    off = 0x40
+    hdr = struct.pack("<2s2x4sII8x32s", b"MZ", b"zimg", off, len(payload), comp)
+    return hdr.ljust(off, b"\0") + payload
+
+
+def test_efi_zboot_image_is_unpacked(tmp_path: Path) -> None:
+    data = image(0, 0x1_0000)
+    k = load(write(tmp_path, "vmlinuz.efi", zboot(gzip.compress(data, mtime=0))))
+    got = (k.kind, k.segments[0].data == data)
+    assert got == ("image", True), f"expected the zboot payload loaded as an Image, got {got}"
+
+
+def test_efi_zboot_other_compression_refused(tmp_path: Path) -> None:
+    refused(write(tmp_path, "vmlinuz.efi", zboot(b"\x28\xb5\x2f\xfd" * 8, b"zstd")), "'zstd'")
+
+
+def test_corrupt_gzip_loads_raw(tmp_path: Path) -> None:
+    """QEMU: a file that does not gunzip is loaded as it is."""
+    data = b"\x1f\x8b\x08\x00" + CODE
+    k = load(write(tmp_path, "fw.gz", data))
+    got = (k.kind, k.segments[0].data)
+    assert got == ("raw", data), f"expected the file loaded raw, got {got}"
 
 
 @pytest.mark.parametrize("data, match, kw", [
@@ -146,13 +190,26 @@ def test_bad_image(tmp_path: Path, data: bytes, match: str, kw: dict) -> None:
     refused(write(tmp_path, "Image", data), match, **kw)
 
 
-@pytest.mark.parametrize("name, kw", [("fw.bin", {}), ("fw.IMG", {}), ("firmware", dict(kind="raw"))])
-def test_raw(tmp_path: Path, name: str, kw: dict) -> None:
-    k = load(write(tmp_path, name, CODE), **kw)
+@pytest.mark.parametrize("name", ["fw.bin", "fw.IMG", "firmware", "guest.elf.txt", "random.dat"])
+def test_raw_whatever_the_name(tmp_path: Path, name: str) -> None:
+    data = CODE if name != "random.dat" else bytes(range(7, 256)) * 4
+    k = load(write(tmp_path, name, data))
     a = RAM_BASE + layout.KERNEL_TEXT_OFFSET
-    want = ("raw", a, (Segment(a, CODE, len(CODE)),))
+    want = ("raw", a, (Segment(a, data, len(data)),))
     got = (k.kind, k.entry, k.segments)
     assert got == want, f"expected {want}, got {got}"
+
+
+def test_raw_footprint_leaves_room_for_bss_and_stack(tmp_path: Path) -> None:
+    k = load(write(tmp_path, "fw.bin", bytes(0x20_0001)))     # ends just past RAM base + 2.5 MiB
+    want = RAM_BASE + 0x40_0000 + BSS_STACK_ROOM                # rounded up to 4 MiB, plus the room
+    assert k.footprint_end == want, f"expected footprint end {want:#x}, got {k.footprint_end:#x}"
+
+
+def test_elf_footprint_from_its_highest_segment(tmp_path: Path) -> None:
+    k = load(write(tmp_path, "k.elf", good_elf()))            # segments end at RAM base + 0x90100
+    want = RAM_BASE + 0x20_0000 + BSS_STACK_ROOM
+    assert k.footprint_end == want, f"expected footprint end {want:#x}, got {k.footprint_end:#x}"
 
 
 def test_raw_too_big(tmp_path: Path) -> None:

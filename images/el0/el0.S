@@ -7,6 +7,12 @@
  *   +0x0000 code page (this blob; EL0 R/W/X, PXN)
  *   +0x1000 data page, INVALID at first: the first store faults to EL1
  *   +0x2000.. stack pages; SP_EL0 starts at +0x4000
+ *
+ * EL0 runs on its own stack, below where SP_EL0 started, and puts its SP in
+ * x7 before every exception it causes (SVC, the page fault, an UNDEFINED
+ * instruction): EL1 checks that the exception banked exactly that SP in
+ * SP_EL0 and that its own frame is on the EL1 stack (ARM ARM D1.10); EL0
+ * checks that its SP and a canary on its stack came back unchanged.
  */
     .file   "el0.S"     /* fixed STT_FILE name: keeps builds reproducible */
 #define SYS_WRITE 1
@@ -18,17 +24,27 @@
     .balign 16
     .global el0_blob_start, el0_blob_end
 el0_blob_start:
+    /* a stack frame of our own, with a canary in it */
+    sub     sp, sp, #64
+    movz    x23, #0x5a5a
+    movk    x23, #0xc0de, lsl #16
+    stp     x23, x23, [sp, #16]
+    mov     x22, #0                 /* exit code bits */
+
     /* write("el0: hello from EL0\n") */
     adr     x0, msg_hello
     mov     x1, #(msg_hello_end - msg_hello)
     mov     x8, #SYS_WRITE
+    mov     x7, sp
     svc     #0
+    bl      sp_check
 
     /* getel(): EL1 returns its CurrentEL; must be 1 */
     mov     x8, #SYS_GETEL
+    mov     x7, sp
     svc     #0
+    bl      sp_check
     mov     x20, x0
-    mov     x22, #0                 /* exit code bits */
     cmp     x20, #1
     b.eq    1f
     orr     x22, x22, #2
@@ -40,7 +56,9 @@ el0_blob_start:
     movk    x3, #0x89ab, lsl #16
     movk    x3, #0x4567, lsl #32
     movk    x3, #0x0123, lsl #48
+    mov     x7, sp
     str     x3, [x9]
+    bl      sp_check
     ldr     x4, [x9]
     cmp     x3, x4
     b.eq    2f
@@ -53,16 +71,39 @@ el0_blob_start:
     b.eq    3f
     orr     x22, x22, #4
 3:
+    /* an UNDEFINED instruction: EL1 counts it and steps over it */
+    mov     x7, sp
+    udf     #0x5a
+    bl      sp_check
+
     adr     x0, msg_done
     mov     x1, #(msg_done_end - msg_done)
     mov     x8, #SYS_WRITE
+    mov     x7, sp
     svc     #0
+    bl      sp_check
 
+    /* the canary survived every exception */
+    ldp     x5, x6, [sp, #16]
+    cmp     x5, x23
+    ccmp    x6, x23, #0, eq
+    b.eq    5f
+    orr     x22, x22, #16
+5:
     /* exit(code) */
     mov     x0, x22
     mov     x8, #SYS_EXIT
+    mov     x7, sp
     svc     #0
 4:  b       4b                      /* exit never returns */
+
+/* bit 3 of the exit code if SP is not what it was before the exception (x7) */
+sp_check:
+    mov     x11, sp
+    cmp     x11, x7
+    b.eq    6f
+    orr     x22, x22, #8
+6:  ret
 
 msg_hello:
     .ascii  "el0: hello from EL0 (svc write)\n"
@@ -79,7 +120,7 @@ el0_blob_end:
  * (as a normal return, x0 = exit code) when the exit syscall handler sends
  * the eret to el0_return at EL1h.
  */
-    .global el0_enter, el0_return
+    .global el0_enter, el0_return, el1_saved_sp
     .type el0_enter, %function
 el0_enter:
     stp     x29, x30, [sp, #-96]!

@@ -7,8 +7,10 @@
  *          except the 2 MiB EL0 area -> L3: 4 KiB EL0 RW pages (the code page
  *          EL0-executable, all PXN), with the data page at +0x1000 INVALID.
  * It copies the EL0 blob there, erets to EL0, serves svc calls (1 write,
- * 2 getel, 93 exit), maps the data page when EL0 faults on it, and checks the
- * whole exchange.
+ * 2 getel, 93 exit), maps the data page when EL0 faults on it, steps over an
+ * UNDEFINED instruction, and checks the whole exchange.  On every exception
+ * from EL0 it checks the stacks (ARM ARM D1.10): its frame sits right below
+ * the SP_EL1 it left at el0_enter, and SP_EL0 holds the SP EL0 had (x7).
  */
 #include "runtime.h"
 
@@ -20,44 +22,14 @@
 #define SZ_2M  0x200000UL
 #define SZ_1G  0x40000000UL
 
-/* descriptor bits */
-#define D_VALID     (1UL << 0)
-#define D_TABLE     (1UL << 1)      /* L1/L2: next-level table; L3: page */
-#define D_PAGE      (1UL << 1)
-#define D_ATTR(i)   ((uint64_t)(i) << 2)
-#define D_AP_EL0_RW (1UL << 6)      /* AP = 01 */
-#define D_SH_INNER  (3UL << 8)
-#define D_AF        (1UL << 10)
-#define D_PXN       (1UL << 53)
-#define D_UXN       (1UL << 54)
-#define ATTR_NORMAL 0               /* MAIR attr0 = 0xff */
-#define ATTR_DEVICE 1               /* MAIR attr1 = 0x00 (Device-nGnRnE) */
-
 #define EL0_DATA_OFFSET  0x1000UL
 #define EL0_STACK_TOP    0x4000UL
 #define EL0_DATA_VALUE   0x0123456789abcdefULL
 
-/* TCR_EL1 */
-#define TCR_T0SZ(n)      ((uint64_t)(n) << 0)
-#define TCR_IRGN0_WBWA   (1UL << 8)
-#define TCR_ORGN0_WBWA   (1UL << 10)
-#define TCR_SH0_INNER    (3UL << 12)
-#define TCR_TG0_4K       (0UL << 14)
-#define TCR_T1SZ(n)      ((uint64_t)(n) << 16)
-#define TCR_EPD1         (1UL << 23)
-#define TCR_TG1_4K       (2UL << 30)
-#define TCR_IPS_40BIT    (2UL << 32)
-
-/* SCTLR_EL1 */
-#define SCTLR_M    (1UL << 0)
-#define SCTLR_C    (1UL << 2)
-#define SCTLR_I    (1UL << 12)
-#define SCTLR_WXN  (1UL << 19)
-#define SCTLR_SPAN (1UL << 23)
-
 #define SPSR_EL1H_DAIF 0x3c5UL
 
 extern char el0_blob_start[], el0_blob_end[];
+extern uint64_t el1_saved_sp;               /* SP_EL1 when el0_enter erets to EL0 */
 uint64_t el0_enter(uint64_t entry, uint64_t sp_el0);
 void el0_return(void);
 
@@ -66,12 +38,10 @@ static uint64_t l2[512] __attribute__((aligned(4096)));
 static uint64_t l3[512] __attribute__((aligned(4096)));
 
 static uint64_t el0_base;                   /* 2 MiB EL0 area */
-static unsigned svc_calls, page_faults, bad_events;
+static unsigned svc_calls, page_faults, undefs, bad_events;
+static unsigned stack_checks, stack_bad;
 static uint64_t fault_esr, fault_far, fault_elr;
 static uint64_t exit_code = ~0UL;
-
-#define sysreg_write(reg, v) __asm__ volatile("msr " #reg ", %0" :: "r"((uint64_t)(v)) : "memory")
-#define sysreg_read(reg) ({ uint64_t _v; __asm__ volatile("mrs %0, " #reg : "=r"(_v)); _v; })
 
 static void build_tables(uint64_t ram_base, uint64_t ram_size)
 {
@@ -96,28 +66,6 @@ static void build_tables(uint64_t ram_base, uint64_t ram_size)
     }
     l3[EL0_DATA_OFFSET / SZ_4K] = 0;    /* INVALID until EL0 faults on it */
     l2[(el0_base - SZ_1G) / SZ_2M] = (uint64_t)(uintptr_t)l3 | D_VALID | D_TABLE;
-}
-
-static void mmu_on(void)
-{
-    __asm__ volatile("dsb sy" ::: "memory");   /* tables written with the MMU off */
-    sysreg_write(mair_el1, 0x00ffUL);          /* attr0 = 0xff normal, attr1 = 0x00 device */
-    sysreg_write(tcr_el1, TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER |
-                              TCR_TG0_4K | TCR_T1SZ(25) | TCR_EPD1 | TCR_TG1_4K |
-                              TCR_IPS_40BIT);
-    sysreg_write(ttbr0_el1, (uint64_t)(uintptr_t)l1);
-    __asm__ volatile("isb\n\t"
-                     "dsb ish\n\t"
-                     "tlbi vmalle1\n\t"
-                     "dsb ish\n\t"
-                     "ic iallu\n\t"
-                     "dsb ish\n\t"
-                     "isb" ::: "memory");
-    uint64_t sctlr = sysreg_read(sctlr_el1);
-    sctlr |= SCTLR_M | SCTLR_C | SCTLR_I | SCTLR_SPAN;
-    sctlr &= ~SCTLR_WXN;
-    sysreg_write(sctlr_el1, sctlr);
-    __asm__ volatile("isb" ::: "memory");
 }
 
 static void sync_icache(uint64_t start, uint64_t end)
@@ -167,11 +115,30 @@ static void do_svc(struct exc_frame *f)
     }
 }
 
+/* The exception ran on the kernel's stack, and banked EL0's SP in SP_EL0. */
+static void check_stacks(struct exc_frame *f, const char *what)
+{
+    uint64_t frame = (uint64_t)(uintptr_t)f;
+    uint64_t want = el1_saved_sp - sizeof(struct exc_frame);
+    stack_checks++;
+    if (frame != want || f->sp_el0 != f->x[7]) {
+        stack_bad++;
+        print("el0: %s: kernel frame at 0x%lx (expected 0x%lx), SP_EL0=0x%lx (EL0 had 0x%lx)\n",
+              what, frame, want, f->sp_el0, f->x[7]);
+    }
+}
+
 static int sync(struct exc_frame *f)
 {
     uint64_t ec = ESR_EC(f->esr);
     if ((f->spsr & 0xf) != 0)           /* only exceptions taken from EL0t */
         return 0;
+    check_stacks(f, ec == EC_SVC64 ? "svc" : ec == EC_DABT_LOWER ? "data abort" : "undef");
+    if (ec == EC_UNKNOWN && undefs == 0 && (f->esr & (1u << 25))) {
+        undefs++;
+        f->elr += 4;                    /* step over the UDF */
+        return 1;
+    }
     if (ec == EC_SVC64) {
         do_svc(f);
         return 1;
@@ -214,9 +181,9 @@ int main(void)
     }
 
     build_tables(ram_base, ram_size);
-    mmu_on();
+    mmu_on(l1);
     print("el0: MMU on (SCTLR_EL1=0x%lx TCR_EL1=0x%lx TTBR0_EL1=0x%lx), EL0 area 0x%lx-0x%lx\n",
-          sysreg_read(sctlr_el1), sysreg_read(tcr_el1), sysreg_read(ttbr0_el1), el0_base,
+          SYSREG_READ("sctlr_el1"), SYSREG_READ("tcr_el1"), SYSREG_READ("ttbr0_el1"), el0_base,
           el0_base + SZ_2M);
 
     memcpy((void *)(uintptr_t)el0_base, el0_blob_start, blob_len);
@@ -234,8 +201,12 @@ int main(void)
     print("el0: back at EL%u: exit code=%lu, data page holds 0x%016lx, fault ESR=0x%lx FAR=0x%lx%s\n",
           current_el(), code, value, fault_esr, fault_far,
           fault_ok ? " (EC 0x24, DFSC 0x07 translation fault L3, WnR)" : " (UNEXPECTED)");
-    int ok = fault_ok && value_ok && code == exit_code && svc_calls == 4 && bad_events == 0;
-    print("el0: svc_calls=%u page_faults=%u el0_value_ok=%u %s\n", svc_calls, page_faults,
-          value_ok ? 1u : 0u, ok ? "OK" : "FAIL");
+    int stacks_ok = stack_checks == 6 && stack_bad == 0;
+    print("el0: kernel stack and SP_EL0 right on %u of %u exceptions from EL0\n",
+          stack_checks - stack_bad, stack_checks);
+    int ok = fault_ok && value_ok && code == exit_code && svc_calls == 4 && undefs == 1 &&
+             stacks_ok && bad_events == 0;
+    print("el0: svc_calls=%u page_faults=%u undefs=%u el0_value_ok=%u %s\n", svc_calls,
+          page_faults, undefs, value_ok ? 1u : 0u, ok ? "OK" : "FAIL");
     return ok ? 0 : 1;
 }

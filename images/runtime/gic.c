@@ -37,10 +37,6 @@
 
 #define PRIO_MASK_DEFAULT   0xF0u
 
-#define SYSREG_READ(enc) ({ uint64_t v_; \
-    __asm__ volatile("mrs %0, " enc : "=r"(v_) :: "memory"); v_; })
-#define SYSREG_WRITE(enc, v) \
-    __asm__ volatile("msr " enc ", %0" :: "r"((uint64_t)(v)) : "memory")
 #define ICC_PMR_EL1         "S3_0_C4_C6_0"
 #define ICC_IAR1_EL1        "S3_0_C12_C12_0"
 #define ICC_EOIR1_EL1       "S3_0_C12_C12_1"

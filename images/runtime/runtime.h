@@ -78,6 +78,12 @@ uint64_t psci_call(uint64_t fn, uint64_t a1, uint64_t a2, uint64_t a3);
 void system_off(void) __attribute__((noreturn));
 void exit_status(int n) __attribute__((noreturn));
 
+/* System registers by name or S<op0>_<op1>_C<n>_C<m>_<op2> string */
+#define SYSREG_READ(enc) ({ uint64_t v_; \
+    __asm__ volatile("mrs %0, " enc : "=r"(v_) :: "memory"); v_; })
+#define SYSREG_WRITE(enc, v) \
+    __asm__ volatile("msr " enc ", %0" :: "r"((uint64_t)(v)) : "memory")
+
 /* MMIO (32-bit, single ldr/str: with the MMU off every access is Device memory) */
 static inline uint32_t mmio_read32(uintptr_t a)
 {
@@ -146,6 +152,26 @@ static inline void local_irq_disable(void)
 {
     __asm__ volatile("msr daifset, #2" ::: "memory");
 }
+
+/*
+ * Stage-1 MMU (mmu.c): 4 KiB granule, 39-bit VAs from TTBR0_EL1, level-1
+ * tables (512 entries of 1 GiB); MAIR attr0 = normal write-back, attr1 =
+ * Device-nGnRnE.  mmu_on(l1) loads TCR/MAIR/TTBR0, invalidates the TLB and
+ * turns on SCTLR_EL1.M, C and I on the calling CPU.
+ */
+#define D_VALID     (1UL << 0)
+#define D_TABLE     (1UL << 1)      /* L1/L2: next-level table; L3: page */
+#define D_PAGE      (1UL << 1)
+#define D_ATTR(i)   ((uint64_t)(i) << 2)
+#define D_AP_EL0_RW (1UL << 6)      /* AP = 01 */
+#define D_SH_INNER  (3UL << 8)
+#define D_AF        (1UL << 10)
+#define D_PXN       (1UL << 53)
+#define D_UXN       (1UL << 54)
+#define ATTR_NORMAL 0
+#define ATTR_DEVICE 1
+#define SCTLR_M     (1UL << 0)
+void mmu_on(const uint64_t *l1);
 
 /*
  * SMP.  MPIDR_EL1 of CPU i has Aff0 = i; cpu_id() is that Aff0 (the GICv2 CPU
@@ -362,6 +388,9 @@ int fdt_cpu_mpidr(unsigned i, uint64_t *mpidr);  /* 1 if the DTB lists it */
 const char *fdt_bootargs(void);
 int fdt_bootargs_has(const char *word);
 int fdt_find_compatible(const char *compat, uint64_t *base, uint32_t *intid);
+/* /chosen linux,initrd-start and linux,initrd-end (1 or 2 cells each): 1 and the
+ * range [start, end) if both are there, else 0. */
+int fdt_initrd(uint64_t *start, uint64_t *end);
 
 /* Freestanding string helpers */
 void *memset(void *d, int c, size_t n);
