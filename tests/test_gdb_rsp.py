@@ -219,6 +219,15 @@ def test_break_step_watch_detach_leave_the_run_unchanged(run):
     g.send("c")
     stop = g.reply().decode()
     assert stop == f"T05thread:p01.01;rwatch:{counter:x};", f"expected a read watchpoint stop, observed {stop!r}"
+    assert g.ask(f"z3,{counter:x},8") == "OK"
+    assert g.ask("Hcp01.01") == "OK"
+    g.send("s")                                      # over the load, which the watchpoint stopped before
+    assert g.reply().decode() == "T05thread:p01.01;"
+    assert g.ask(f"Z4,{counter:x},8") == "OK"
+    g.send("c")
+    stop = g.reply().decode()
+    assert stop == f"T05thread:p01.01;awatch:{counter:x};", f"expected an access watchpoint stop, observed {stop!r}"
+    assert g.ask(f"z4,{counter:x},8") == "OK"
     text = rcmd(g, "exit")
     assert "last exit:" in text, text
     assert g.ask("D;1") == "OK"
