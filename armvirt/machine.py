@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
+from armvirt.gdbstub.server import GdbKill, GdbServer
 from armvirt.devices.pl031 import Pl031
 from armvirt import boot
 from armvirt.dtb import DtbConfig
@@ -50,7 +51,7 @@ class MachineConfig:
     lazy: bool | None = None        # lazy/deferred switching (default: per design)
     lazy_fp: bool | None = None     # FP/SIMD alone (default: as `lazy`)
     name: str = "vm0"
-    # Parsed with QEMU's syntax (armvirt.qemu_args); cli refuses them until their behaviour lands.
+    # Parsed with QEMU's syntax (armvirt.qemu_args); cli refuses -serial back ends until they land.
     serial: str = "stdio"                   # -serial stdio | null | file:PATH
     gdb: tuple[str, int] | None = None      # -gdb tcp:HOST:PORT, -s (host-wide: the first VM's)
     start_stopped: bool = False             # -S: every vCPU stopped until a debugger continues
@@ -117,8 +118,29 @@ def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) ->
 
 def run_machines(machines: list["Machine"]) -> list[RunResult]:
     """Run VMs that share one host until every one of them has finished."""
-    Scheduler(machines[0].host, machines, machines[0].cfg.quantum).run()
-    return [m.result() for m in machines]
+    cfg = machines[0].cfg
+    stub = _gdb_stub(machines) if cfg.gdb else None
+    try:
+        Scheduler(machines[0].host, machines, cfg.quantum).run()
+    except GdbKill:
+        for m in machines:
+            if not m.vm.finished:
+                m.finish("killed", "terminated via the GDB stub")
+    except BaseException:
+        if stub is not None:
+            stub.close()
+        raise
+    results = [m.result() for m in machines]
+    if stub is not None:
+        stub.exited(results[0].status)
+    return results
+
+
+def _gdb_stub(machines: list["Machine"]) -> GdbServer:
+    try:
+        return GdbServer(machines[0].cfg.gdb, machines, machines[0].cfg.start_stopped)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 class Machine:

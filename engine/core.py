@@ -85,6 +85,7 @@ class PhysicalCpu:
         # The CLREX stub's switch to EL2h and back; HCR_EL2 (a CP_REG write) last.
         self._stub_state = RegBank(["pc", "pstate", "HCR_EL2"],
                                    [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, HCR_EL2])
+        self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
     def _add_c_hook(self, htype: int, fn, insn: Optional[int] = None) -> None:
@@ -330,6 +331,13 @@ class PhysicalCpu:
 
     def run(self, pc: int) -> None:
         """Execute from `pc` until something stops the engine (an EL2 exception, the limit)."""
+        if self.debug is not None:          # a debugger may halt the core in between (engine/debug.py)
+            self.debug.run(pc)
+        else:
+            self.emulate(pc)
+
+    def emulate(self, pc: int) -> None:
+        """One run of the engine from `pc`."""
         self.fault = None
         try:
             self.uc.emu_start(pc, UNTIL)

@@ -49,6 +49,30 @@ void av_recalc_timer(struct av_cpu *c)
         c->timer_deadline = UINT64_MAX;
 }
 
+/* A debugger is attached (engine/debug.py).  Returns 1 when the block must not run
+ * its checks: the core halts before it, or it continues a block already checked. */
+static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t size)
+{
+    if (cycles_now(c) >= c->dbg_halt_at) {
+        /* Halt before this block: it has not started, its checks are made when it does. */
+        c->block_start = c->block_end = 0;
+        c->dbg_halted = 1;
+        uc_emu_stop(uc);
+        return 1;
+    }
+    if (c->dbg_resume && addr == c->dbg_resume_pc) {
+        /* The rest of the block the core halted in: counted again from here, not checked. */
+        c->dbg_resume = 0;
+        if (addr + size != c->dbg_resume_end)
+            c->dbg_reshaped++;
+        c->insns += size >> 2;
+        c->block_start = addr;
+        c->block_end = addr + size;
+        return 1;
+    }
+    return 0;
+}
+
 /* Physical interrupts and the end of the pCPU's turn, at an instruction boundary. */
 static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
 {
@@ -77,6 +101,8 @@ static inline void check_limit(uc_engine *uc, struct av_cpu *c)
 void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
     struct av_cpu *c = ud;
+    if (c->dbg_active && debug_block(uc, c, addr, size))
+        return;
     check_deadlines(uc, c);
     if (c->vi_asserted) {
         uint64_t vbar = 0;

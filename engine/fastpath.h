@@ -49,4 +49,13 @@ struct av_cpu {
     uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
     uint64_t trap_esr;
     uint64_t trap_pc;
+    /* External debug (engine/debug.py): a debugger halts the core at an instruction
+     * boundary that neither the guest nor the model can see. */
+    uint64_t dbg_active;       /* set only while engine/debug.py runs the guest */
+    uint64_t dbg_halt_at;      /* halt before the first block that starts at or after these cycles */
+    uint64_t dbg_halted;       /* the block hook halted the core: nothing of that block ran or counted */
+    uint64_t dbg_resume;       /* the core halted inside a block already entered and counted: */
+    uint64_t dbg_resume_pc;    /*   its re-entry at dbg_resume_pc is that block going on */
+    uint64_t dbg_resume_end;   /*   (it ended at dbg_resume_end) */
+    uint64_t dbg_reshaped;     /* re-entries whose block ended elsewhere: boundaries moved */
 };

@@ -76,6 +76,7 @@ class Vcpu:
         if vm.vtimer:
             vm.vgic.map_hw(index, VTIMER_INTID, VTIMER_INTID)
         self.blocked_cycles = 0
+        self.last_exit = None              # the Exit __kvm_vcpu_run returned last (for debuggers)
         self.ctx = self._reset_context()
         # host event sources standing in for hardware while the vCPU is out or blocked
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io)]
@@ -337,6 +338,7 @@ class Vcpu:
         if self._pending_sample is not None:
             name, t = self._pending_sample
             self.stats.add(name, self.lowvisor.entered_at - t)
+        self.last_exit = ex
         self._sync()
         if ex.code == ARM_EXCEPTION_IRQ:          # the host takes it once it unmasks IRQs
             handle_host_irq(self)
