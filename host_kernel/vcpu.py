@@ -138,6 +138,9 @@ class Vcpu:
         if self.powered_on:
             return psci.ALREADY_ON
         self.reset(BootState(entry=entry, x0=context_id))
+        # It powers on now, in the caller's time: its pCPU's clock (and so its counter)
+        # must not start from wherever that pCPU last stopped.
+        self.vm.wake(self.index)
         return psci.SUCCESS
 
     def affinity_state(self) -> int:
