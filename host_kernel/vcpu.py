@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from engine import aarch64
 from engine.ledger import GUEST, HIGHVISOR, USER
 from el2.context import TrapConfig, VcpuContext
-from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI
+from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI, MDCR_GUEST_FLAGS
 from el2.lowvisor import ARM_EXCEPTION_IRQ, EXIT_TURN, Lowvisor
 from gic.v2_hyp import VgicV2CpuIf
 from host_kernel import inject, psci
@@ -19,6 +19,8 @@ from host_kernel.vgic_emul import EmulatedCpuInterface, EmulatedCpuInterfaceV3
 from timers.generic_timer import NEVER
 from host_kernel.mmio import MmioAccess, complete_read_value
 from host_kernel.stats import ExitStats
+
+MAX_GUEST_ERRORS = 1000                  # messages kept for the report (all are counted)
 
 # struct kvm_run exit reasons (the ones armvirt produces).
 KVM_EXIT_MMIO = "MMIO"
@@ -95,7 +97,7 @@ class Vcpu:
 
     # --- state --------------------------------------------------------------------
     def _reset_context(self) -> VcpuContext:
-        trap = TrapConfig(hcr=HCR_GUEST_FLAGS)
+        trap = TrapConfig(hcr=HCR_GUEST_FLAGS, mdcr=MDCR_GUEST_FLAGS)
         if self.vm.gic_version == 3:
             from gic.v3_hyp import VgicV3CpuIf
             cpu_if = VgicV3CpuIf(self.nr_lr)
@@ -155,11 +157,18 @@ class Vcpu:
         self.cpu.retire(1)
         self.ledger.note(GUEST, lambda: f"{what() if callable(what) else what}: 1 instruction", self.cpu.st.cpi)
 
-    def guest_error(self, msg: str) -> None:
-        self.vm.counters["guest_errors"] += 1
-        self.vm.guest_errors.append(f"{self.tag}: {msg}")
-        if self.trace.on("guest_errors"):
-            self.trace.log("guest_errors", f"{self.tag}: {msg}")
+    def guest_error(self, msg: str, category: str = "guest_errors") -> None:
+        """Something the guest did that gets an architectural fault or is ignored, logged
+        under -d guest_errors - or under -d unimp when the board does not model what the
+        guest asked for (a system register or an exception class armvirt lacks)."""
+        self.vm.counters[category] += 1
+        if len(self.vm.guest_errors) < MAX_GUEST_ERRORS:      # a guest in a loop must not fill RAM
+            self.vm.guest_errors.append(f"{self.tag}: {msg}")
+        if self.trace.on(category):
+            self.trace.log(category, f"{self.tag}: {msg}")
+
+    def unimplemented(self, msg: str) -> None:
+        self.guest_error(msg, "unimp")
 
     def block_in_wfi(self) -> int:
         """kvm_vcpu_block: sleep until an interrupt is pending for this vCPU - even one
