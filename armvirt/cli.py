@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from armvirt import compare, compare_report, paths, profile as profiles, report
 from armvirt.console import Console
 from armvirt.boot import BootError
+from armvirt.serial import SerialError, SerialQuit, parse_serial, stdin_input
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
 from el2.design import Design
@@ -177,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-d", dest="debug", default=None, help=f"log items: {','.join(CATEGORIES)}")
     r.add_argument("-D", dest="logfile", default=None, help="write the -d log to this file")
     r.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
+    r.add_argument("-serial", dest="serial", default="stdio",
+                   help="the PL011: stdio (output to stdout, input from stdin; the default), "
+                        "file:PATH (output only) or null")
     r.add_argument("-no-reboot", "--no-reboot", dest="no_reboot", action="store_true",
                    help="exit instead of rebooting on PSCI SYSTEM_RESET")
     r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
@@ -324,12 +328,34 @@ def cmd_run(a) -> int:
     as_json = a.format == "json"
     many = len(cfgs) > 1
     try:
+        serial = parse_serial(a.serial)
+    except SerialError as e:
+        raise UsageError(str(e)) from None
+    serial_out = serial_in = None
+    try:
         trace = Tracer(cats, log)
         host = make_host(cfgs[0], prof, trace)
-        machines = [Machine(c, prof, console=Console(echo=not as_json, prefix=f"[{c.name}] " if many else ""),
-                            trace=trace, host=host) for c in cfgs]
+        machines = []
+        for i, c in enumerate(cfgs):
+            console = Console(echo=not as_json, prefix=f"[{c.name}] " if many else "")
+            rx = None
+            if i == 0 and serial.kind == "file":       # -serial describes the first VM's PL011
+                try:
+                    serial_out = open(serial.path, "w", encoding="latin-1", newline="")
+                except OSError as e:
+                    raise UsageError(f"-serial file:{serial.path}: {e.strerror or e}") from None
+                console = Console(out=serial_out)
+            elif i == 0 and serial.kind == "null":
+                console = Console(echo=False)
+            elif i == 0 and serial.kind == "stdio" and serial_in is None:
+                rx = serial_in = stdin_input(before_wait=sys.stdout.flush)
+            machines.append(Machine(c, prof, console=console, trace=trace, host=host, serial_input=rx))
         results = run_machines(machines)
     finally:
+        if serial_in is not None:
+            serial_in.restore()          # the terminal is restored on every way out
+        if serial_out is not None:
+            serial_out.close()
         if log:
             log.close()
     if as_json:
@@ -466,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except SerialQuit:                     # Ctrl-A x on the terminal, as QEMU's mux
+        print("armvirt: terminated (Ctrl-A x)", file=sys.stderr)
+        return 0
     except BrokenPipeError:
         return 0
     except Exception as e:                 # an armvirt bug: one line, the traceback on request

@@ -18,13 +18,15 @@ import fdt
 from engine.layout import (
     DTB_MAX_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE, GIC_DIST_BASE, GIC_DIST_SIZE,
     GIC_REDIST_BASE, GIC_REDIST_SIZE, GIC_REDIST_STRIDE, INTID_HYP_TIMER,
-    INTID_MAINTENANCE, INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
-    PPI_BASE, UART_BASE, UART_SIZE, UART_SPI, BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI,
+    INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
+    PPI_BASE, UART_BASE, UART_SIZE, UART_SPI, RTC_BASE, RTC_SIZE, RTC_SPI,
+    BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI,
 )
 
 # Phandles as QEMU allocates them (any unique non-zero value would do).
 CLK_PHANDLE = 0x8000
 GIC_PHANDLE = 0x8002
+CPU_PHANDLE_BASE = 0x8100
 
 # GIC DT binding: first interrupt cell is the type, third the flags.
 _SPI, _PPI = 0, 1
@@ -115,8 +117,12 @@ def build_dtb(cfg: DtbConfig) -> bytes:
     cpus = _node("cpus", _words("#address-cells", 1), _words("#size-cells", 0))
     # clock-frequency may be 1 or 2 cells (DT spec); use 2 only when needed.
     hz = [cfg.cpu_clock_hz] if cfg.cpu_clock_hz <= 0xFFFF_FFFF else _cells64(cfg.cpu_clock_hz)
-    for mpidr in cfg.mpidrs:
+    # QEMU 7.2's topology for -smp N: one socket, one cluster, N cores (cpu-map binding).
+    cluster = _node("cluster0")
+    cpus.append(_node("cpu-map", _node("socket0", cluster)))
+    for i, mpidr in enumerate(cfg.mpidrs):
         aff = mpidr & _MPIDR_AFF_MASK   # unit address must match reg, so both use aff
+        cluster.append(_node(f"core{i}", _words("cpu", CPU_PHANDLE_BASE + i)))
         cpus.append(_node(
             f"cpu@{aff:x}",
             _strs("device_type", "cpu"),
@@ -124,6 +130,7 @@ def build_dtb(cfg: DtbConfig) -> bytes:
             _words("reg", aff),
             _strs("enable-method", "psci"),
             _words("clock-frequency", *hz),
+            _words("phandle", CPU_PHANDLE_BASE + i),
         ))
     root.append(cpus)
 
@@ -136,7 +143,7 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         timer_irqs += [_PPI, intid - PPI_BASE, ppi_flags]
     timer = _node(
         "timer",
-        _strs("compatible", "arm,armv8-timer"),
+        _strs("compatible", "arm,armv8-timer", "arm,armv7-timer"),     # as QEMU for a v8 CPU
         _words("interrupts", *timer_irqs),
         _flag("always-on"),
     )
@@ -144,13 +151,16 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         timer.append(_words("clock-frequency", cfg.timer_freq_hz))
     root.append(timer)
 
+    # The guest is a KVM guest at EL1 with no EL2 of its own (QEMU's virtualization=off,
+    # the default): no GICH/GICV regions and no maintenance interrupt in its GIC node.
+    # GICv3: one redistributor region covering the whole window, as QEMU gives it; the
+    # last vCPU's frame has GICR_TYPER.Last, so Linux stops there.
     if cfg.gic_version == 2:
         gic_compat = "arm,cortex-a15-gic"     # the binding's name for a GICv2
         gic_reg = _cells64(GIC_DIST_BASE, GIC_DIST_SIZE, GIC_CPU_BASE, GIC_CPU_SIZE)
     else:
         gic_compat = "arm,gic-v3"
-        gic_reg = _cells64(GIC_DIST_BASE, GIC_DIST_SIZE,
-                           GIC_REDIST_BASE, GIC_REDIST_STRIDE * ncpus)
+        gic_reg = _cells64(GIC_DIST_BASE, GIC_DIST_SIZE, GIC_REDIST_BASE, GIC_REDIST_SIZE)
     gic = _node(
         f"intc@{GIC_DIST_BASE:x}",
         _strs("compatible", gic_compat),
@@ -160,8 +170,6 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         _words("#size-cells", 2),
         _flag("ranges"),
         _words("reg", *gic_reg),
-        # QEMU flags the maintenance PPI plain level-high, with no CPU mask, on both GICs.
-        _words("interrupts", _PPI, INTID_MAINTENANCE - PPI_BASE, _LEVEL_HI),
         _words("phandle", GIC_PHANDLE),
     )
     if cfg.gic_version == 3:
@@ -184,6 +192,15 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         _words("interrupts", _SPI, UART_SPI, _LEVEL_HI),
         _words("clocks", CLK_PHANDLE, CLK_PHANDLE),
         _strs("clock-names", "uartclk", "apb_pclk"),
+    ))
+
+    root.append(_node(
+        f"pl031@{RTC_BASE:x}",
+        _strs("compatible", "arm,pl031", "arm,primecell"),
+        _words("reg", *_cells64(RTC_BASE, RTC_SIZE)),
+        _words("interrupts", _SPI, RTC_SPI, _LEVEL_HI),
+        _words("clocks", CLK_PHANDLE),
+        _strs("clock-names", "apb_pclk"),
     ))
 
     root.append(_node(                 # armvirt's I/O latency test device (host_kernel/bench_io.py)

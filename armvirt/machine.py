@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
+from armvirt.devices.pl031 import Pl031
 from armvirt import boot
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
@@ -19,6 +20,7 @@ from host_kernel.mmio import MmioBus
 from armvirt.scheduler import Scheduler
 from el2.design import Design
 from host_kernel.vcpu import BootState
+from timers.generic_timer import NEVER
 
 MAX_SMP = 8          # GICv2 targets at most 8 CPUs
 
@@ -115,7 +117,8 @@ def run_machines(machines: list["Machine"]) -> list[RunResult]:
 
 class Machine:
     def __init__(self, cfg: MachineConfig, profile: CostProfile, console: Console | None = None,
-                 trace: Tracer = NULL, host: Host | None = None):
+                 trace: Tracer = NULL, host: Host | None = None, serial_input=None):
+        """`serial_input`: the host end of the PL011's receive line (armvirt.serial), or None."""
         validate(cfg)
         self.cfg, self.profile, self.trace = cfg, profile, trace
         self.console = console or Console()
@@ -131,8 +134,16 @@ class Machine:
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
         self.user_bus = MmioBus("user space")
-        self.uart = Pl011(self.console)
+        self.now = 0                     # virtual time of the device work in progress
+        self._mmio_vcpu = None           # the vCPU thread running it (None: the VMM's I/O thread)
+        self.uart = Pl011(self.console, irq=lambda level: self._irq_line(layout.UART_SPI, level),
+                          cpu_hz=profile.cpu_hz, rx=serial_input, log=self._unimp)
         self.user_bus.register(layout.UART_BASE, layout.UART_SIZE, self.uart)
+        counter, hz = self.host.counter, profile.cntfrq_hz
+        self.rtc = Pl031(seconds=lambda c: counter.ticks(c) // hz, cycles_at=lambda s: counter.cycles_for(s * hz),
+                         irq=lambda level: self._irq_line(layout.RTC_SPI, level))
+        self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
+        vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
         # vCPUs go round-robin over the pCPUs in creation order, across VMs (two 1-vCPU
         # VMs on one pCPU share it); secondaries start powered off (PSCI CPU_ON starts them).
@@ -152,6 +163,7 @@ class Machine:
 
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
+        self.uart.reset()
         for addr, data in self.plan.blobs():
             self._write_ram(addr, data)
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
@@ -173,14 +185,62 @@ class Machine:
             return
         dev, off = hit
         led.charge_named(USER, f"VMM: {dev.name} register access", "user_mmio_device")
+        if acc.size not in (1, 2, 4):       # APB peripherals: 32-bit data bus
+            vcpu.guest_error(f"{acc.size}-byte access to {dev.name} at {acc.phys_addr:#x}: external abort")
+            vcpu.set_external_abort(acc.phys_addr)
+            return
+        self.now, self._mmio_vcpu = vcpu.cpu.cycles, vcpu
         try:
             if acc.is_write:
-                dev.write(off, acc.size, acc.data)
+                dev.write(off, acc.size, acc.data, self.now)
             else:
-                acc.data = dev.read(off, acc.size)
+                acc.data = dev.read(off, acc.size, self.now)
         except DeviceError as e:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)
+        finally:
+            self._mmio_vcpu = None
+
+    def _irq_line(self, spi: int, level: bool) -> None:
+        """A device's interrupt output changed: KVM_IRQ_LINE, from the vCPU thread that
+        ran the device access (charged to it) or from the VMM's I/O thread (not)."""
+        v = self._mmio_vcpu
+        if v is not None:
+            v.ledger.charge_named(USER, lambda: f"VMM: ioctl(KVM_IRQ_LINE, SPI {spi}, {int(level)})",
+                                  "kvm_irq_line")
+        if self.trace.on("int"):
+            self.trace.log("int", f"{self.cfg.name}: SPI {spi} (INTID {layout.SPI_BASE + spi}) "
+                                  f"line {'high' if level else 'low'} at {self.now}")
+        self.vm.irq_line(layout.SPI_BASE + spi, level, self.now)
+
+    def _unimp(self, msg: str) -> None:
+        if self.trace.on("unimp"):
+            self.trace.log("unimp", f"{self.cfg.name}: {msg}")
+
+    # --- the VMM's own timed events (its I/O thread) ------------------------------------------
+    def _idle_since(self, blocking=None) -> int | None:
+        """When every powered-on vCPU of this VM was last seen entering WFI (`blocking`:
+        one about to), or None while one of them runs."""
+        t = None
+        for v in self.vcpus:
+            if not v.powered_on:
+                continue
+            if v is not blocking and v.blocked_until is None:
+                return None
+            t = v.cpu.cycles if t is None else max(t, v.cpu.cycles)
+        return t
+
+    def vmm_deadline(self, blocking=None) -> int:
+        return min(self.uart.deadline(self._idle_since(blocking)), self.rtc.deadline())
+
+    def vmm_event(self, at: int, next_guest_event: int) -> None:
+        """Run the device events due at `at` (the host scheduler calls this before any
+        vCPU runs past `at`); a terminal may be waited on until `next_guest_event`."""
+        self.now = at
+        if self.rtc.deadline() <= at:
+            self.rtc.event(at)
+        if self.uart.deadline(self._idle_since()) <= at:
+            self.uart.event(at, None if next_guest_event == NEVER else next_guest_event + 1)
 
     def system_event(self, type_: int) -> None:
         if type_ == psci.SYSTEM_EVENT_RESET and not self.cfg.no_reboot:

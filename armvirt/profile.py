@@ -13,7 +13,7 @@ REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_
             "el2_vector_host", "run_loop", "vgic_flush", "vgic_sync", "timer_flush", "timer_sync",
             "handle_exit", "hvc_handler", "sysreg_emulate", "inject_fault", "stage2_map_page",
             "mmio_decode", "kernel_mmio_device", "exit_to_user", "vmm_mmio_dispatch",
-            "user_mmio_device", "kvm_run_ioctl", "gicv_mmio_read", "gicv_mmio_write", "gicc_mmio_read",
+            "user_mmio_device", "kvm_run_ioctl", "kvm_irq_line", "gicv_mmio_read", "gicv_mmio_write", "gicc_mmio_read",
             "gicc_mmio_write", "vgic_lr_populate", "vgic_lr_fold", "host_irq_entry", "timer_irq_handler",
             "maintenance_irq_handler", "host_event_handler", "vcpu_block", "vcpu_wakeup",
             "ich_sysreg_read", "ich_sysreg_write", "icv_sysreg_read", "icv_sysreg_write",

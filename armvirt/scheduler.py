@@ -60,11 +60,27 @@ class Scheduler:
                   if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
         return min([vcpu.cpu.cycles] + others) + self.quantum
 
+    def _vmm_next(self):
+        """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""
+        best = None
+        for m in self.machines:
+            if not m.vm.finished:
+                d = m.vmm_deadline()
+                if d != NEVER and (best is None or d < best[0]):
+                    best = (d, m)
+        return best
+
     def run(self) -> None:
         while True:
             pick, t = self._pick()
             if pick is None:
                 break
+            ev = self._vmm_next()
+            if ev is not None and ev[0] <= t:
+                # The VMM's I/O thread runs on a host CPU of its own: its event happens at
+                # its own virtual time, before any vCPU runs past it.
+                ev[1].vmm_event(ev[0], t)
+                continue
             m, vcpu = pick
             if t == NEVER:
                 for mm in self.machines:
@@ -86,12 +102,15 @@ class Scheduler:
             if not same_turn:
                 self.turns += 1
                 self.last_turn[id(vcpu)] = self.turns
+            vmm_at = NEVER if ev is None else ev[0]
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
                 deadline = self._turn_deadline(vcpu)
                 if self.shared[p] and same_turn:
                     deadline = min(deadline, self.owner[p][1])   # the same turn goes on
-                vcpu.cpu.st.turn_deadline = deadline
+                vcpu.cpu.st.turn_deadline = min(deadline, vmm_at)
                 self.owner[p] = (vcpu, deadline)
+            else:                                 # ... or until the VMM's next event
+                vcpu.cpu.st.turn_deadline = vmm_at
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None

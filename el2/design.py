@@ -140,8 +140,10 @@ XEN_PATHS = {
     "inject_fault": ("xen_inject", "inject a synchronous exception into the guest"),
     "vmm_mmio_dispatch": ("vmm_mmio_dispatch", "dom0 device model (QEMU): dispatch the ioreq"),
     "user_mmio_device": ("user_mmio_device", "dom0 device model: PL011 register access"),
+    "kvm_irq_line": ("kvm_irq_line", "dom0 device model: XEN_DMOP_set_irq_level hypercall for the SPI"),
 }
-TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device"}
+TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device",
+                                                                "kvm_irq_line"}
                           | {"xen_evtchn_send", "xen_ipi", "xen_dom0_upcall"}))
 
 

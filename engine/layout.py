@@ -10,6 +10,7 @@
     0x080A_0000 | GICv3 redists      |  0x20000 per CPU
     0x0900_0000 +--------------------+
                 | PL011 UART         |  user-space device (MMIO exit to the VMM)
+    0x0901_0000 | PL031 RTC          |  user-space device
     0x0A00_0000 | virtio-mmio x32    |
     0x0B00_0000 | bench-io           |  in-kernel test device with a back end (I/O latency)
     0x4000_0000 +--------------------+
@@ -27,6 +28,7 @@ GIC_VCPU_BASE, GIC_VCPU_SIZE = 0x0804_0000, 0x0001_0000
 GIC_REDIST_BASE, GIC_REDIST_SIZE = 0x080A_0000, 0x00F6_0000
 GIC_REDIST_STRIDE = 0x2_0000
 UART_BASE, UART_SIZE = 0x0900_0000, 0x0000_1000
+RTC_BASE, RTC_SIZE = 0x0901_0000, 0x0000_1000
 VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_COUNT = 0x0A00_0000, 0x200, 32
 BENCH_IO_BASE, BENCH_IO_SIZE = 0x0B00_0000, 0x1000     # free on QEMU virt (virtio ends at 0x0A00_4000)
 RAM_BASE = 0x4000_0000
@@ -37,7 +39,7 @@ HOST_MEM_SIZE = 0x0100_0000
 
 # Where loaders put things inside RAM (QEMU hw/arm/boot.c conventions).
 KERNEL_TEXT_OFFSET = 0x8_0000     # raw binary / Image load offset
-DTB_MAX_SIZE = 0x20_0000          # the DTB sits at RAM base, below the kernel
+DTB_MAX_SIZE = 0x20_0000          # booting.rst: a DTB is at most 2 MiB
 
 # Interrupt IDs (GIC INTID) as on `virt`.
 PPI_BASE, SPI_BASE = 16, 32
@@ -47,5 +49,6 @@ INTID_VIRT_TIMER = 27
 INTID_SEC_PHYS_TIMER = 29
 INTID_PHYS_TIMER = 30
 UART_SPI = 1                      # INTID 33
+RTC_SPI = 2                       # INTID 34
 BENCH_IO_SPI = 48                 # INTID 80: after virtio-mmio's SPIs 16-47
 BENCH_IO_INTID = SPI_BASE + BENCH_IO_SPI

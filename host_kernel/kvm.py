@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from engine.core import PhysicalCpu
 from engine.ledger import HIGHVISOR, Ledger
@@ -186,6 +186,10 @@ class Vm:
         self.vgic.on_kick = self.kick
         self.running: Vcpu | None = None
         self.finished = False                 # shut down (SYSTEM_OFF / reset / every vCPU off)
+        # The VMM's next timed event (a user-space device timer: UART line, RTC alarm),
+        # as the host scheduler sees it; `blocking` is a vCPU about to block in WFI.
+        # While one is pending a blocked vCPU returns to the scheduler, which runs it.
+        self.user_deadline: Callable[[Vcpu | None], int] = lambda blocking=None: NEVER
         self.gicc_unhandled: list = []
         backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend()
         self.bench_io = BenchIo(self, backend)
@@ -227,10 +231,11 @@ class Vm:
             v.cpu.advance_idle(now - v.cpu.cycles)
         v.blocked_until = None
 
-    def kick(self, vcpu: int) -> None:
+    def kick(self, vcpu: int, at: int | None = None) -> None:
         """kvm_vcpu_kick: a vCPU has something new pending.  Blocked: it wakes at the
-        kicker's time.  Paused mid-guest on its own pCPU: a physical IPI makes it exit
-        as soon as it runs again, and it re-enters with the interrupt in a list register."""
+        kicker's time (`at`, default the running vCPU's).  Paused mid-guest on its own
+        pCPU: a physical IPI makes it exit as soon as it runs again, and it re-enters
+        with the interrupt in a list register."""
         v = self.vcpus[vcpu]
         if v is self.running:
             return                                # it re-enters through the vGIC flush itself
@@ -238,9 +243,18 @@ class Vm:
             self.running.ledger.note(HIGHVISOR, f"kvm_vcpu_kick(vCPU{vcpu})", 0)
         if v.blocked_until is not None:
             if not v.baton_waiting:               # asleep in a hypercall, not in WFI
-                v.blocked_until = min(v.blocked_until, self.now())
+                v.blocked_until = min(v.blocked_until, self.now() if at is None else at)
         elif v.paused:
             v.cpu.st.host_deadline = 0
+
+    def irq_line(self, intid: int, level: bool, at: int) -> None:
+        """KVM_IRQ_LINE from user space (kvm_vm_ioctl_irq_line -> kvm_vgic_inject_irq):
+        drive an SPI's input line; if that makes it pending for a vCPU, kick that vCPU
+        (vgic_queue_irq_unlock).  `at` is the virtual time of the VMM's action."""
+        self.vgic.set_level(intid, level)
+        target = self.vgic.spi_target(intid)
+        if level and target is not None and self.vgic.has_pending(target):
+            self.kick(target, at)
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
         """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV
         hardware already did it the moment the guest wrote EOIR)."""

@@ -179,9 +179,10 @@ class Vcpu:
         if self.vm.vgic.has_pending(self.index):
             return 1
         deadline = self.next_timer_deadline()
-        if self.vm.host.shared:
-            # Other vCPUs run meanwhile and may kick this one: the scheduler decides when
-            # it wakes (its soft timer or a kick) and jumps its pCPU's time to then.
+        if self.vm.host.shared or self.vm.user_deadline(self) != NEVER:
+            # Other vCPUs (or the VMM's timers) run meanwhile and may kick this one: the
+            # scheduler decides when it wakes (its soft timer or a kick) and jumps its
+            # pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
             self.blocked_until = deadline
             self.kvm_run.exit_reason = EXIT_BLOCKED

@@ -142,13 +142,16 @@ def test_gicv3_era_profile_runs_every_design(tmp_path):
 
 
 SMP_IMAGES = {"smp-hello.elf": 4, "spinlock.elf": 4, "ipi.elf": 2, "microbench.elf": 2, "smp-mmu.elf": 4}
+# Images that read their input: the scripted stdin and initrd they are given (images/README.md)
+INPUT = {"serial-in.elf": dict(stdin=open(paths.image_path("serial-in/input.txt"), "rb").read(),
+                               initrd=paths.image_path("serial-in/env.txt"))}
 
 
 @pytest.mark.parametrize("gic", [2, 3])
 @pytest.mark.parametrize("design", ["vhe", "type1"])
 @pytest.mark.parametrize("image", sorted(os.path.basename(p) for p in glob.glob(paths.image_path("*.elf"))))
 def test_every_image_runs_unchanged_under_each_design(boot, image, design, gic):
-    res = boot(image, smp=SMP_IMAGES.get(image, 1), gic_version=gic, hyp_mode=design)
+    res = boot(image, smp=SMP_IMAGES.get(image, 1), gic_version=gic, hyp_mode=design, **INPUT.get(image, {}))
     assert (res.status, res.reason) == (0, "shutdown"), \
         f"{image} under {design}, GICv{gic}: expected status 0, got {res.status} ({res.reason}: {res.message})\n" \
         f"{res.console.text[-2000:]}"

@@ -504,6 +504,8 @@ FDT_LOOKUP_STR(str_address_cells, "#address-cells");
 FDT_LOOKUP_STR(str_compatible, "compatible");
 FDT_LOOKUP_STR(str_reg, "reg");
 FDT_LOOKUP_STR(str_interrupts, "interrupts");
+FDT_LOOKUP_STR(str_initrd_start, "linux,initrd-start");
+FDT_LOOKUP_STR(str_initrd_end, "linux,initrd-end");
 
 struct fdt_query {
     const char *compat;         /* in: wanted compatible string, or NULL */
@@ -511,6 +513,8 @@ struct fdt_query {
     int found;                  /* out: a node under / whose compatible list holds compat */
     uint64_t base;
     uint32_t intid;
+    int have_initrd_start, have_initrd_end;     /* out: /chosen linux,initrd-start/-end */
+    uint64_t initrd_start, initrd_end;          /*      (one or two cells, as written) */
 };
 
 static int FDT_LOOKUP_TEXT compat_list_has(const uint8_t *data, uint32_t len, const char *want)
@@ -584,6 +588,15 @@ static void FDT_LOOKUP_TEXT fdt_query(struct fdt_query *q)
             else if (depth == 2 && in_chosen && len > 0 && data[len - 1] == 0 &&
                      streq_n(pname, str_bootargs, 8))
                 q->bootargs = (const char *)data;
+            else if (depth == 2 && in_chosen && (len == 4 || len == 8) &&
+                     streq_n(pname, str_initrd_start, 18)) {
+                q->initrd_start = read_cells(data, len / 4);
+                q->have_initrd_start = 1;
+            } else if (depth == 2 && in_chosen && (len == 4 || len == 8) &&
+                       streq_n(pname, str_initrd_end, 16)) {
+                q->initrd_end = read_cells(data, len / 4);
+                q->have_initrd_end = 1;
+            }
             else if (depth == 2 && q->compat && streq_n(pname, str_compatible, 10))
                 match = compat_list_has(data, len, q->compat);
             else if (depth == 2 && streq_n(pname, str_reg, 3)) {
@@ -626,6 +639,18 @@ int FDT_LOOKUP_TEXT fdt_bootargs_has(const char *word)
         s += k;
     }
     return 0;
+}
+
+int FDT_LOOKUP_TEXT fdt_initrd(uint64_t *start, uint64_t *end)
+{
+    struct fdt_query q;
+    memset(&q, 0, sizeof(q));
+    fdt_query(&q);
+    if (!q.have_initrd_start || !q.have_initrd_end || q.initrd_end < q.initrd_start)
+        return 0;
+    *start = q.initrd_start;
+    *end = q.initrd_end;
+    return 1;
 }
 
 int FDT_LOOKUP_TEXT fdt_find_compatible(const char *compat, uint64_t *base, uint32_t *intid)

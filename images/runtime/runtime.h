@@ -388,6 +388,9 @@ int fdt_cpu_mpidr(unsigned i, uint64_t *mpidr);  /* 1 if the DTB lists it */
 const char *fdt_bootargs(void);
 int fdt_bootargs_has(const char *word);
 int fdt_find_compatible(const char *compat, uint64_t *base, uint32_t *intid);
+/* /chosen linux,initrd-start and linux,initrd-end (1 or 2 cells each): 1 and the
+ * range [start, end) if both are there, else 0. */
+int fdt_initrd(uint64_t *start, uint64_t *end);
 
 /* Freestanding string helpers */
 void *memset(void *d, int c, size_t n);
