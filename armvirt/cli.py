@@ -280,7 +280,8 @@ def _result_json(res) -> dict:
             "console": res.console.lines, "guest_instructions": res.insns,
             "cycles": res.cycles, "profile": res.profile, "exits": res.stats,
             "counters": res.counters, "guest_errors": res.guest_errors,
-            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets}
+            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets,
+            "first_el0": res.extra.get("first_el0")}
 
 
 def _print_summary(res, fmt: str, name: str | None) -> None:
@@ -289,6 +290,11 @@ def _print_summary(res, fmt: str, name: str | None) -> None:
     out.write(f"\n==== armvirt: {who}{res.reason}, exit status {res.status}, profile {res.profile}\n")
     out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
               f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
+    first = res.extra.get("first_el0")
+    if first is not None:
+        out.write(f"first user-space instruction: vCPU{first['vcpu']} after {first['insns']:,} guest "
+                  f"instructions (vCPU{first['vcpu']}: {first['vcpu_insns']:,}), at {first['cycles']:,} "
+                  f"modeled cycles = {first['guest_seconds']:.3f} s of guest time\n")
     out.write(report.table(res.stats, fmt) + "\n")
     for e in res.guest_errors[:10]:
         out.write(f"guest error: {e}\n")

@@ -290,7 +290,7 @@ class Vcpu:
         if self.paused:                     # the same guest continues on its pCPU
             self.paused = False
             self.kvm_run = KvmRun()
-            ex = self.lowvisor.run(self.ctx, resume=True)
+            ex = self._enter(resume=True)
             if ex.code == EXIT_TURN:
                 self.paused = True
                 self.kvm_run = KvmRun(EXIT_PREEMPTED)
@@ -309,13 +309,21 @@ class Vcpu:
         while True:
             led.charge_named(HIGHVISOR, "run loop: signals, requests, preemption", "run_loop")
             self._flush()
-            ex = self.lowvisor.run(self.ctx)
+            ex = self._enter()
             if ex.code == EXIT_TURN:
                 self.paused = True
                 self.kvm_run = KvmRun(EXIT_PREEMPTED)
                 return self.kvm_run
             if self._handle(ex) <= 0:
                 return self.kvm_run
+
+    def _enter(self, resume: bool = False):
+        """__kvm_vcpu_run; afterwards, whether the guest reached user space in that run."""
+        ex = self.lowvisor.run(self.ctx, resume)
+        first = self.cpu.take_first_el0()
+        if first is not None:
+            self.vm.note_first_el0(self, *first)
+        return ex
 
     def vcpu_load(self) -> None:
         """kvm_arch_vcpu_load: this vCPU gets its pCPU (state the design defers moves now)."""

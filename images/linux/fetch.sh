@@ -24,6 +24,7 @@ KPKG=$(apt-cache depends linux-image-arm64:arm64 | sed -n 's/^ *Depends: \(linux
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+[ "$(id -u)" -ne 0 ] || chown _apt "$WORK" 2>/dev/null || true   # apt downloads as _apt
 cd "$WORK"
 apt-get download -q "$KPKG:arm64" busybox-static:arm64 >/dev/null
 dpkg-deb -x linux-image-*_arm64.deb kernel
@@ -32,6 +33,6 @@ dpkg-deb -x busybox-static_*_arm64.deb busybox
 cp kernel/boot/vmlinuz-* "$OUT/vmlinuz"
 python3 "$HERE/mkinitramfs.py" --busybox busybox/bin/busybox --init "$HERE/init" -o "$OUT/initramfs.cpio.gz"
 for deb in linux-image-*_arm64.deb busybox-static_*_arm64.deb; do
-    dpkg-deb -f "$deb" Package Version | tr '\n' ' '; echo
+    dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb"
 done > "$OUT/versions"
-echo "fetch.sh: $(tr '\n' ';' < "$OUT/versions") -> $OUT"
+echo "fetch.sh: $(paste -sd ' ' "$OUT/versions") -> $OUT"
