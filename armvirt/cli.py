@@ -1,4 +1,5 @@
-"""armvirt's command line, with QEMU's habits for `run`."""
+"""armvirt's command line: `run` and `stat` take qemu-system-aarch64's options with
+QEMU's syntax and meaning (armvirt.qemu_args), the other commands armvirt's own."""
 from __future__ import annotations
 
 import argparse
@@ -7,26 +8,27 @@ import os
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 
-from armvirt import compare, compare_report, paths, profile as profiles, report
+from armvirt import compare, compare_report, kvm_stat, paths, profile as profiles, report
 from armvirt.console import Console
 from armvirt.boot import BootError
-from armvirt.serial import SerialError, SerialQuit, parse_serial, stdin_input
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
+from armvirt.serial import SerialQuit, stdin_input
+from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
+                               parse_gdb, parse_icount, parse_machine, parse_name, parse_serial, parse_size,
+                               parse_smp, unknown_option)
 from el2.design import Design
-from engine.trace import CATEGORIES, Tracer
+from engine.trace import CATEGORIES, HELP as LOG_HELP, Tracer
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    pass
+LOG_ITEMS = {c: LOG_HELP.get(c, "") for c in CATEGORIES}
+_MISSING_ARG = re.compile(r"argument (-[^/:\s]+)[^:]*: expected one argument")
 
 
 class _Parser(argparse.ArgumentParser):
-    """No prefix abbreviations, as QEMU: `-s` is never read as `-smp`."""
+    """No prefix abbreviations, as QEMU: `-s` is never read as `-smp`.  Errors are one
+    line in QEMU's words ("-foo: invalid option", "-D: requires an argument")."""
     def __init__(self, *args, **kw):
         kw.setdefault("allow_abbrev", False)
         super().__init__(*args, **kw)
@@ -35,93 +37,51 @@ class _Parser(argparse.ArgumentParser):
         # Python 3.11 still prefix-matches single-dash options with allow_abbrev=False.
         return []
 
+    def parse_args(self, args=None, namespace=None):
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            opt = next((t for t in extras if t.startswith("-") and t != "-"), None)
+            raise UsageError(unknown_option(opt) if opt else f"unexpected argument {extras[0]!r}")
+        return ns
+
     def error(self, message):             # one line, exit code 2, like every other bad input
-        raise UsageError(message)
+        m = _MISSING_ARG.fullmatch(message)
+        raise UsageError(f"{m.group(1)}: requires an argument" if m else message)
 
 
-def parse_size(text: str) -> int:
-    """QEMU -m syntax: a number with an optional K/M/G/T suffix; no suffix means MiB."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgGtT]?)[bB]?\s*", text or "")
-    if not m:
-        raise UsageError(f"-m {text!r}: expected a size such as 128M or 1G")
-    n = int(m.group(1)) << {"": 20, "k": 10, "m": 20, "g": 30, "t": 40}[m.group(2).lower()]
-    if n == 0:
-        raise UsageError(f"-m {text!r}: RAM size must be positive")
-    return n
-
-
-@dataclass
-class MachineOpts:
-    gic_version: int = 2
-    dumpdtb: str | None = None      # write the DTB there and exit, as QEMU does
-
-
-def parse_machine(texts: list[str] | str) -> MachineOpts:
-    """-M/-machine [virt][,gic-version=2|3][,dumpdtb=FILE]; repeated options merge as in QEMU
-    (`-M virt,gic-version=3 -machine dumpdtb=q.dtb`)."""
-    opts = MachineOpts()
-    for text in [texts] if isinstance(texts, str) else texts:
-        items = text.split(",")
-        if items and "=" not in items[0]:
-            name, items = items[0], items[1:]
-            if name != "virt":
-                raise UsageError(f"-M {name!r}: unknown machine type (armvirt emulates 'virt')")
-        for o in items:
-            k, eq, v = o.partition("=")
-            if k == "gic-version":
-                if v not in ("2", "3"):
-                    raise UsageError(f"-M virt,gic-version={v}: must be 2 or 3")
-                opts.gic_version = int(v)
-            elif k == "dumpdtb":
-                if not v:
-                    raise UsageError("-M virt,dumpdtb=FILE: a file name is required")
-                opts.dumpdtb = v
-            else:
-                raise UsageError(f"-M virt: unknown property {k!r}")
-    return opts
-
-
-def parse_count(text: str, what: str) -> int:
-    m = re.fullmatch(r"\s*(\d+)\s*", text or "")
-    if not m:
-        raise UsageError(f"{what} {text!r}: expected a positive integer")
-    return int(m.group(1))
-
-
-def parse_debug(text: str | None) -> set[str]:
-    if not text:
-        return set()
-    cats = {c.strip() for c in text.split(",") if c.strip()}
-    bad = cats - set(CATEGORIES)
-    if bad:
-        raise UsageError(f"-d {','.join(sorted(bad))}: unknown log item (known: {', '.join(CATEGORIES)})")
-    return cats
+def _opt(p: argparse.ArgumentParser, *names: str, **kw) -> None:
+    """An option of `run`/`stat` under both spellings QEMU accepts: -name and --name."""
+    spellings = []
+    for n in names:
+        bare = n.lstrip("-")
+        spellings += [f"-{bare}", f"--{bare}"]
+    p.add_argument(*spellings, **kw)
 
 
 def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
-    p.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
-    p.add_argument("--format", default="simple", choices=formats, help="table format")
+    _opt(p, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
+    _opt(p, "--format", default="simple", choices=formats, help="table format")
 
 
 def _add_gic_features(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gic", default="2", choices=("2", "3"), help="GIC version")
-    p.add_argument("--no-vgic", action="store_true", help="trap and emulate the CPU interface")
-    p.add_argument("--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
-    p.add_argument("--lrs", default="4", help="number of list registers")
+    _opt(p, "--gic", default="2", choices=("2", "3"), help="GIC version")
+    _opt(p, "--no-vgic", action="store_true", help="trap and emulate the CPU interface")
+    _opt(p, "--no-vtimer", action="store_true", help="trap and emulate the virtual timer")
+    _opt(p, "--lrs", default="4", help="number of list registers")
 
 
 def _add_switching(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--eager-switch", dest="lazy", action="store_false", default=None,
+    _opt(g, "--eager-switch", dest="lazy", action="store_false", default=None,
                    help="switch every register group on every trap (no lazy/deferred switching)")
-    g.add_argument("--lazy-switch", dest="lazy", action="store_true",
+    _opt(g, "--lazy-switch", dest="lazy", action="store_true",
                    help="lazy FP, used LRs only, timer/VMCR deferred (default for vhe)")
-    p.add_argument("--fp", default=None, choices=("lazy", "eager"),
+    _opt(p, "--fp", default=None, choices=("lazy", "eager"),
                    help="FP/SIMD switching on its own (default: as the lazy/eager switching)")
 
 
 def _add_design(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hyp-mode", default="nvhe", choices=("nvhe", "kvm-split", "vhe", "type1"),
+    _opt(p, "--hyp-mode", default="nvhe", choices=("nvhe", "kvm-split", "vhe", "type1"),
                    help="hypervisor design: split-mode KVM (nvhe), KVM with VHE, or a Xen-like type 1")
     _add_switching(p)
 
@@ -158,42 +118,70 @@ def _features(a) -> dict:
     return {**_gic_features(a), **_design(a)}
 
 
+def _add_run_options(r: argparse.ArgumentParser) -> None:
+    """`run`'s options (`stat` takes the same): QEMU's with QEMU's syntax, then armvirt's."""
+    r.add_argument("image", nargs="?", help="guest image (same as -kernel); a bare name such as `hello` "
+                                            "is a bundled image when no such file is here")
+    _opt(r, "-kernel", dest="kernel", metavar="IMAGE")
+    _opt(r, "-append", dest="append", default="", metavar="ARGS")
+    _opt(r, "-initrd", dest="initrd", default=None, metavar="FILE",
+         help="load FILE into RAM above the kernel (its range in /chosen linux,initrd-start/-end)")
+    _opt(r, "-dtb", dest="dtb", default=None, metavar="FILE",
+         help="the device tree to give the guest (bootargs, initrd, /memory and /psci patched in, as QEMU)")
+    _opt(r, "-M", "-machine", dest="machine", action="append", default=[],
+         metavar="virt[,gic-version=2|3|max][,dumpdtb=FILE]",
+         help="machine type and properties, repeatable and merged as in QEMU (-M help, -M virt,help)")
+    _opt(r, "-cpu", dest="cpu", default="cortex-a57", metavar="MODEL", help="CPU model (-cpu help)")
+    _opt(r, "-smp", dest="smp", default="1", metavar="[cpus=]N[,cores=N,maxcpus=N]")
+    _opt(r, "-m", dest="mem", default="128M", metavar="[size=]SIZE", help="guest RAM, e.g. 128M, 1.5G (default MiB)")
+    _opt(r, "-name", dest="name", default=None, metavar="[guest=]NAME", help="the VM's name")
+    _opt(r, "-d", dest="debug", default=None, metavar="ITEM[,...]", help="log items (-d help lists them)")
+    _opt(r, "-D", dest="logfile", default=None, metavar="FILE", help="write the -d log to this file")
+    _opt(r, "-serial", dest="serial", default=None, metavar="stdio|file:PATH|null",
+         help="the PL011's back end: stdio (the default: output to stdout, input from stdin), "
+              "file:PATH (output only) or null")
+    _opt(r, "-gdb", dest="gdb", default=None, metavar="tcp::PORT|tcp:HOST:PORT", help="GDB stub")
+    _opt(r, "-s", dest="gdb_default", action="store_true", help=f"shorthand for -gdb tcp::{DEFAULT_GDB_PORT}")
+    _opt(r, "-S", dest="start_stopped", action="store_true", help="start with every vCPU stopped")
+    _opt(r, "-icount", dest="icount", default=None, metavar="[shift=]N|auto",
+         help="accepted: armvirt's time is always instruction-driven")
+    _opt(r, "-nographic", action="store_true", help="accepted: armvirt has no display; the console is -serial")
+    _opt(r, "-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting on PSCI SYSTEM_RESET")
+    # armvirt's own
+    _opt(r, "--max-insns", default=None, help="stop a runaway guest after N instructions")
+    _opt(r, "--lrs", default="4", help="number of list registers")
+    _opt(r, "--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
+    _opt(r, "--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
+    _opt(r, "--vm", action="append", default=[],
+         metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-initrd F] [-dtb F] [-name NAME]'",
+         help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
+    _opt(r, "--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
+    _opt(r, "--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
+    _add_design(r)
+    _opt(r, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
+
+
+def _add_exit_report(p: argparse.ArgumentParser) -> None:
+    """perf kvm stat report's selection and order (and kvm_stat's -g for a guest)."""
+    _opt(p, "--vcpu", default=None, metavar="N", help="exit statistics of vCPU N only (perf kvm stat --vcpu)")
+    p.add_argument("--sort", "-sort", "--key", "-key", dest="sort", default="sample", choices=tuple(kvm_stat.SORT_KEYS),
+                   help="order of the exit statistics: sample (number of samples) or time (average time)")
+    _opt(p, "--guest", default=None, metavar="NAME", help="exit statistics of this VM only")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="armvirt", description="ARMv8 virtualization platform: a KVM/ARM split-mode model "
                                              "on the Unicorn engine")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="boot a guest image (QEMU-style options)")
-    r.add_argument("image", nargs="?", help="guest image (same as -kernel)")
-    r.add_argument("-kernel", dest="kernel")
-    r.add_argument("-M", "-machine", dest="machine", action="append", default=[],
-                   help="virt[,gic-version=2|3][,dumpdtb=FILE] (repeatable, merged as in QEMU)")
-    r.add_argument("-cpu", dest="cpu", default="cortex-a57")
-    r.add_argument("-smp", dest="smp", default="1")
-    r.add_argument("-m", dest="mem", default="128M")
-    r.add_argument("-append", dest="append", default="")
-    r.add_argument("-initrd", dest="initrd", default=None, help="load FILE into RAM above the kernel "
-                   "(its range in /chosen linux,initrd-start/-end)")
-    r.add_argument("-dtb", dest="dtb", default=None, help="use FILE as the device tree (bootargs, initrd, "
-                   "/memory and /psci are patched in, as QEMU does)")
-    r.add_argument("-d", dest="debug", default=None, help=f"log items: {','.join(CATEGORIES)}")
-    r.add_argument("-D", dest="logfile", default=None, help="write the -d log to this file")
-    r.add_argument("-nographic", action="store_true", help="accepted for QEMU compatibility")
-    r.add_argument("-serial", dest="serial", default="stdio",
-                   help="the PL011: stdio (output to stdout, input from stdin; the default), "
-                        "file:PATH (output only) or null")
-    r.add_argument("-no-reboot", "--no-reboot", dest="no_reboot", action="store_true",
-                   help="exit instead of rebooting on PSCI SYSTEM_RESET")
-    r.add_argument("--max-insns", default=None, help="stop a runaway guest after N instructions")
-    r.add_argument("--lrs", default="4", help="number of GICv2 list registers")
-    r.add_argument("--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
-    r.add_argument("--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
-    r.add_argument("--vm", action="append", default=[], metavar="'IMAGE [-smp N] [-m SIZE] [-append ARGS] [-initrd F] [-dtb F] [-name NAME]'",
-                   help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
-    r.add_argument("--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
-    r.add_argument("--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
-    r.add_argument("--quiet", action="store_true", help="no run summary")
-    _add_design(r)
-    _add_common(r, ("simple", "github", "json", "plain", "grid"))
+    r = sub.add_parser("run", help="boot a guest image (qemu-system-aarch64's options)")
+    _add_run_options(r)
+    _add_exit_report(r)
+    _opt(r, "--quiet", action="store_true", help="no run summary")
+    _opt(r, "--format", default="simple", choices=("simple", "github", "json", "plain", "grid"), help="table format")
+    s = sub.add_parser("stat", help="run a guest and show its exits live, as kvm_stat does")
+    _add_run_options(s)
+    _add_exit_report(s)
+    _opt(s, "--delay", default="3", metavar="SECONDS", help="seconds between screen updates on a terminal")
     w = sub.add_parser("world-switch", help="world-switch cost table, from a real hypercall")
     _add_common(w)
     _add_features(w)
@@ -202,20 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(t)
     _add_features(t)
     c = sub.add_parser("compare", help="the microbenchmark guest under each hypervisor design")
-    c.add_argument("--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
-    c.add_argument("--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
-    c.add_argument("--format", default="simple", choices=compare_report.FORMATS, help="table format")
-    c.add_argument("--plot", default=None, metavar="FILE.png|FILE.svg",
-                   help="write a grouped bar chart of the table and the world-switch groups per design")
-    c.add_argument("--breakdown", default=None, choices=compare_report.OPERATIONS,
-                   help="show the steps of this operation's path under each design")
+    _opt(c, "--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
+    _opt(c, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
+    _opt(c, "--format", default="simple", choices=compare_report.FORMATS, help="table format")
+    _opt(c, "--plot", default=None, metavar="FILE.png|FILE.svg",
+         help="write a grouped bar chart of the table and the world-switch groups per design")
+    _opt(c, "--breakdown", default=None, choices=compare_report.OPERATIONS,
+         help="show the steps of this operation's path under each design")
     _add_gic_features(c)
     _add_switching(c)                     # for every design compared
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
-    p.add_argument("--show", default=None, help="print every cost of one profile with its source")
-    p.add_argument("--format", default="simple", choices=report.FORMATS)
+    _opt(p, "--show", default=None, help="print every cost of one profile with its source")
+    _opt(p, "--format", default="simple", choices=report.FORMATS)
     return ap
 
 
@@ -226,16 +214,24 @@ def _load_profile(name: str):
         raise UsageError(str(e)) from None
 
 
+def _image(name: str) -> str:
+    """A file here, else a bundled image by bare name (`hello` or `hello.elf`)."""
+    path = paths.resolve_image(name)
+    if not os.path.isfile(path) and os.path.basename(name) == name and not os.path.exists(name):
+        raise BadImage(f"{name}: no such file, nor a bundled image ({', '.join(paths.bundled_images())})")
+    return path
+
+
 def _vm_spec(text: str, index: int) -> dict:
     """One --vm: an image and the per-VM options (the host-wide ones stay global)."""
     vp = _Parser(prog="--vm", add_help=False)
     vp.add_argument("image")
-    vp.add_argument("-smp", default="1")
-    vp.add_argument("-m", dest="mem", default="128M")
-    vp.add_argument("-append", default="")
-    vp.add_argument("-initrd", default=None)
-    vp.add_argument("-dtb", default=None)
-    vp.add_argument("-name", default=None)
+    _opt(vp, "-smp", default="1")
+    _opt(vp, "-m", dest="mem", default="128M")
+    _opt(vp, "-append", default="")
+    _opt(vp, "-initrd", default=None)
+    _opt(vp, "-dtb", default=None)
+    _opt(vp, "-name", default=None)
     try:
         words = shlex.split(text)
     except ValueError as e:
@@ -244,47 +240,103 @@ def _vm_spec(text: str, index: int) -> dict:
         v = vp.parse_args(words)
     except UsageError as e:
         raise UsageError(f"--vm {text!r}: {e}") from None
-    return {"kernel": v.image, "smp": parse_count(v.smp, "-smp"), "ram_size": parse_size(v.mem),
-            "append": v.append, "initrd": v.initrd, "dtb": v.dtb, "name": v.name or f"vm{index}"}
+    return {"kernel": _image(v.image), "smp": parse_smp(v.smp), "ram_size": parse_size(v.mem),
+            "append": v.append, "initrd": v.initrd, "dtb": v.dtb,
+            "name": parse_name(v.name) if v.name else f"vm{index}"}
 
 
-def _run_configs(a) -> list[MachineConfig]:
+def _host_options(a) -> dict:
+    """The options that are the host's, not one VM's; `help` values answer first, as QEMU's do."""
+    machine = parse_machine(a.machine or ["virt"])
+    dumpdtb = machine.pop("dumpdtb", None)
+    parse_cpu(a.cpu)
+    cats = parse_debug(a.debug, LOG_ITEMS)
+    notes = [parse_icount(a.icount)] if a.icount is not None else []
+    if a.gdb and a.gdb_default:
+        raise UsageError("-s is -gdb tcp::1234: give one of -s and -gdb")
+    gdb = parse_gdb(a.gdb) if a.gdb else (("0.0.0.0", DEFAULT_GDB_PORT) if a.gdb_default else None)
+    return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes, "dumpdtb": dumpdtb}
+
+
+# Options parsed with QEMU's syntax whose behaviour another part of armvirt brings: until
+# it is there, using one is an error, never silently nothing.  (MachineConfig field ->
+# (is it asked for, what it needs).)
+NOT_YET = {
+    "gdb": (lambda v: v is not None, "-gdb/-s: the GDB remote stub is not in this armvirt yet"),
+    "start_stopped": (bool, "-S: starting stopped needs the GDB remote stub, not in this armvirt yet"),
+}
+
+
+def _refuse_not_yet(cfg: MachineConfig) -> None:
+    for field, (asked, why) in NOT_YET.items():
+        v = getattr(cfg, field)
+        if asked(v):
+            raise UsageError(why.format(v))
+
+
+def _run_configs(a, host: dict) -> list[MachineConfig]:
     image = a.kernel or a.image
     if a.kernel and a.image:
         raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
     if not image and not a.vm:
         raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
-    if a.cpu not in ("cortex-a57", "host", "max"):
-        raise UsageError(f"-cpu {a.cpu!r}: armvirt models a cortex-a57 class core")
-    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.initrd or a.dtb):
-        raise UsageError("run: -smp, -m, -append, -initrd and -dtb describe IMAGE; with only --vm, "
-                         "give them inside each --vm")
+    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial or a.initrd or a.dtb):
+        raise UsageError("run: -smp, -m, -append, -initrd, -dtb, -name and -serial describe IMAGE; "
+                         "with only --vm, give them inside each --vm")
     specs = []
     if image:
-        specs.append({"kernel": image, "ram_size": parse_size(a.mem), "smp": parse_count(a.smp, "-smp"),
-                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb, "name": "vm0"})
+        specs.append({"kernel": _image(image), "ram_size": parse_size(a.mem), "smp": parse_smp(a.smp),
+                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb,
+                      "name": parse_name(a.name) if a.name else "vm0",
+                      "serial": parse_serial(a.serial) if a.serial else "stdio"})
     specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
     names = [sp["name"] for sp in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
-    common = dict(gic_version=parse_machine(a.machine).gic_version, nr_lr=parse_count(a.lrs, "--lrs"),
+    common = dict(**host["machine"], nr_lr=parse_count(a.lrs, "--lrs"),
                   no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
                   quantum=parse_count(a.quantum, "--quantum"), **_design(a),
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
-                  max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None)
-    return [MachineConfig(**sp, **common) for sp in specs]
+                  max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None,
+                  gdb=host["gdb"], start_stopped=a.start_stopped)
+    cfgs = [MachineConfig(**sp, **common) for sp in specs]
+    for c in cfgs:
+        _refuse_not_yet(c)
+    return cfgs
 
 
-def _result_json(res) -> dict:
+def _report_choice(a, cfgs: list[MachineConfig]) -> tuple[int | None, str | None]:
+    """--vcpu and --guest, checked against the machines."""
+    vcpu = parse_count(a.vcpu, "--vcpu") if a.vcpu is not None else None
+    if a.guest is not None and a.guest not in [c.name for c in cfgs]:
+        raise UsageError(f"--guest {a.guest}: no such VM (VMs: {', '.join(c.name for c in cfgs)})")
+    shown = [c for c in cfgs if a.guest in (None, c.name)]
+    if vcpu is not None and vcpu >= max(c.smp for c in shown):
+        raise UsageError(f"--vcpu {vcpu}: the VM has {max(c.smp for c in shown)} vCPU(s)")
+    return vcpu, a.guest
+
+
+def _exit_report(results, cfgs, prof, a, fmt: str, vcpu, guest) -> str:
+    """perf kvm stat report: one VM is "all VMs"; several give one report per guest
+    (or the one --guest names)."""
+    sources = [kvm_stat.Source(c.name, r.vcpu_stats) for c, r in zip(cfgs, results)]
+    if len(sources) == 1:
+        return kvm_stat.format_report(sources, prof.cpu_hz, fmt, a.sort, vcpu)
+    return "\n".join(kvm_stat.format_report([s], prof.cpu_hz, fmt, a.sort, vcpu, vm=s.vm)
+                     for s in sources if guest in (None, s.vm))
+
+
+def _result_json(res, cpu_hz: int, key: str, vcpu) -> dict:
+    events = kvm_stat.gather([kvm_stat.Source("", res.vcpu_stats)], vcpu)
     return {"status": res.status, "reason": res.reason, "message": res.message,
             "console": res.console.lines, "guest_instructions": res.insns,
-            "cycles": res.cycles, "profile": res.profile, "exits": res.stats,
-            "counters": res.counters, "guest_errors": res.guest_errors,
+            "cycles": res.cycles, "profile": res.profile, "exits": kvm_stat.report_rows(events, cpu_hz, key),
+            "exits_cycles": res.stats, "counters": res.counters, "guest_errors": res.guest_errors,
             "stage2_pages": res.extra["stage2_pages"], "resets": res.resets,
             "first_el0": res.extra.get("first_el0")}
 
 
-def _print_summary(res, fmt: str, name: str | None) -> None:
+def _print_summary(res, name: str | None) -> None:
     out = sys.stdout
     who = f"{name}: " if name else ""
     out.write(f"\n==== armvirt: {who}{res.reason}, exit status {res.status}, profile {res.profile}\n")
@@ -295,24 +347,111 @@ def _print_summary(res, fmt: str, name: str | None) -> None:
         out.write(f"first user-space instruction: vCPU{first['vcpu']} after {first['insns']:,} guest "
                   f"instructions (vCPU{first['vcpu']}: {first['vcpu_insns']:,}), at {first['cycles']:,} "
                   f"modeled cycles = {first['guest_seconds']:.3f} s of guest time\n")
-    out.write(report.table(res.stats, fmt) + "\n")
     for e in res.guest_errors[:10]:
         out.write(f"guest error: {e}\n")
     if len(res.guest_errors) > 10:
         out.write(f"guest error: ... {len(res.guest_errors) - 10} more\n")
 
 
+def _open_log(path: str | None):
+    if not path:
+        return None
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise UsageError(f"-D {path}: cannot open: {e.strerror or e}") from None
+
+
+def _boot(a, echo: bool, read_stdin: bool = True):
+    """Parse `run`'s options and build the host and its machines (`read_stdin`: the
+    -serial stdio PL011 takes its input from stdin)."""
+    host = _host_options(a)
+    cfgs = _run_configs(a, host)
+    vcpu, guest = _report_choice(a, cfgs)
+    prof = _load_profile(a.profile)
+    log = _open_log(a.logfile)
+    for note in host["notes"]:                 # once the command line is known to be good
+        print(f"armvirt: {note}", file=sys.stderr)
+    many = len(cfgs) > 1
+    trace = Tracer(host["debug"], log)
+    serial = _Serial(read_stdin)
+    try:
+        h = make_host(cfgs[0], prof, trace)
+        machines = []
+        for c in cfgs:
+            console, rx = serial.open(c, echo, f"[{c.name}] " if many else "")
+            machines.append(Machine(c, prof, console=console, trace=trace, host=h, serial_input=rx))
+    except BaseException:
+        serial.close()
+        if log:
+            log.close()
+        raise
+    return cfgs, machines, prof, _Closing(log, serial), (vcpu, guest)
+
+
+class _Serial:
+    """The -serial back ends of the run's PL011s (armvirt.serial): a VM with -serial stdio
+    (the first such VM: there is one stdin) reads the terminal or pipe; file:PATH and
+    null read nothing.  close() restores a terminal and closes files, on every way out."""
+
+    def __init__(self, read_stdin: bool = True):
+        self.input, self.files, self.read_stdin = None, [], read_stdin
+
+    def open(self, cfg: MachineConfig, echo: bool, prefix: str):
+        kind, _, path = cfg.serial.partition(":")
+        if kind == "null":
+            return Console(echo=False), None
+        if kind == "file":
+            try:
+                f = open(path, "w", encoding="latin-1", newline="")
+            except OSError as e:
+                raise UsageError(f"-serial file:{path}: cannot open: {e.strerror or e}") from None
+            self.files.append(f)
+            return Console(out=f), None
+        rx = None
+        if self.input is None and self.read_stdin:
+            rx = self.input = stdin_input(before_wait=sys.stdout.flush)
+        return Console(echo=echo, prefix=prefix), rx
+
+    def close(self) -> None:
+        if self.input is not None:
+            self.input.restore()
+        for f in self.files:
+            f.close()
+
+
+class _Closing:
+    """What a run leaves open: the -D log and the serial back ends."""
+
+    def __init__(self, log, serial: _Serial):
+        self.log, self.serial = log, serial
+
+    def close(self) -> None:
+        self.serial.close()
+        if self.log:
+            self.log.close()
+
+
+def _stopped_messages(cfgs, results) -> int:
+    many = len(cfgs) > 1
+    for c, res in zip(cfgs, results):
+        if res.message:
+            print(f"armvirt: {c.name + ': ' if many else ''}{res.message}", file=sys.stderr)
+    return max(res.status for res in results)
+
+
 def cmd_dumpdtb(a, path: str) -> int:
-    """-M virt,dumpdtb=FILE: the DTB the guest would get (with -kernel, its /chosen
-    bootargs and initrd too), written to FILE; then exit 0 as QEMU does."""
+    """-M virt,dumpdtb=FILE: the DTB the guest would get (with a kernel, its /chosen
+    bootargs and initrd too) written to FILE, then exit 0, as QEMU does."""
     if a.vm:
         raise UsageError("-M virt,dumpdtb=FILE: dumps the DTB of IMAGE, not of --vm guests")
     image = a.kernel or a.image
     if not image and (a.append or a.initrd):
         raise UsageError("-append and -initrd are only allowed with a kernel image (-kernel)")
-    cfg = MachineConfig(kernel=image, ram_size=parse_size(a.mem), smp=parse_count(a.smp, "-smp"),
-                        gic_version=parse_machine(a.machine).gic_version, append=a.append,
-                        initrd=a.initrd, dtb=a.dtb)
+    machine = parse_machine(a.machine or ["virt"])
+    machine.pop("dumpdtb", None)
+    cfg = MachineConfig(kernel=_image(image) if image else None, ram_size=parse_size(a.mem), smp=parse_smp(a.smp),
+                        append=a.append, initrd=a.initrd, dtb=a.dtb, **machine)
     blob = boot_plan(cfg, _load_profile(a.profile)).dtb
     try:
         with open(path, "wb") as f:
@@ -324,57 +463,52 @@ def cmd_dumpdtb(a, path: str) -> int:
 
 
 def cmd_run(a) -> int:
-    dump = parse_machine(a.machine).dumpdtb
+    dump = _host_options(a)["dumpdtb"]
     if dump:
         return cmd_dumpdtb(a, dump)
-    cfgs = _run_configs(a)
-    cats = parse_debug(a.debug)
-    prof = _load_profile(a.profile)
-    log = open(a.logfile, "w") if a.logfile else None
     as_json = a.format == "json"
-    many = len(cfgs) > 1
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=not as_json)
     try:
-        serial = parse_serial(a.serial)
-    except SerialError as e:
-        raise UsageError(str(e)) from None
-    serial_out = serial_in = None
-    try:
-        trace = Tracer(cats, log)
-        host = make_host(cfgs[0], prof, trace)
-        machines = []
-        for i, c in enumerate(cfgs):
-            console = Console(echo=not as_json, prefix=f"[{c.name}] " if many else "")
-            rx = None
-            if i == 0 and serial.kind == "file":       # -serial describes the first VM's PL011
-                try:
-                    serial_out = open(serial.path, "w", encoding="latin-1", newline="")
-                except OSError as e:
-                    raise UsageError(f"-serial file:{serial.path}: {e.strerror or e}") from None
-                console = Console(out=serial_out)
-            elif i == 0 and serial.kind == "null":
-                console = Console(echo=False)
-            elif i == 0 and serial.kind == "stdio" and serial_in is None:
-                rx = serial_in = stdin_input(before_wait=sys.stdout.flush)
-            machines.append(Machine(c, prof, console=console, trace=trace, host=host, serial_input=rx))
         results = run_machines(machines)
     finally:
-        if serial_in is not None:
-            serial_in.restore()          # the terminal is restored on every way out
-        if serial_out is not None:
-            serial_out.close()
-        if log:
-            log.close()
+        opened.close()
+    many = len(cfgs) > 1
     if as_json:
-        doc = _result_json(results[0]) if not many else {
-            "vms": [{"name": c.name, **_result_json(r)} for c, r in zip(cfgs, results)]}
-        print(json.dumps(doc, indent=2))
+        docs = [{"name": c.name, **_result_json(r, prof.cpu_hz, a.sort, vcpu)} for c, r in zip(cfgs, results)
+                if guest in (None, c.name)]
+        print(json.dumps(docs[0] if not many else {"vms": docs}, indent=2))
     elif not a.quiet:
         for c, res in zip(cfgs, results):
-            _print_summary(res, a.format, c.name if many else None)
-    for c, res in zip(cfgs, results):
-        if res.message:
-            print(f"armvirt: {c.name + ': ' if many else ''}{res.message}", file=sys.stderr)
-    return max(res.status for res in results)
+            _print_summary(res, c.name if many else None)
+        print(_exit_report(results, cfgs, prof, a, a.format, vcpu, guest))
+    return _stopped_messages(cfgs, results)
+
+
+def cmd_stat(a) -> int:
+    """kvm_stat for an armvirt run: live on a terminal, the final frame otherwise, then
+    perf kvm stat's report.  The guest's console is not shown (the screen is the stats)."""
+    try:
+        delay = float(a.delay)
+    except ValueError:
+        raise UsageError(f"--delay {a.delay!r}: expected seconds, e.g. 1.5") from None
+    if not 0.1 <= delay <= 25.5:                    # kvm_stat's bounds
+        raise UsageError(f"--delay {a.delay}: must be between 0.1 and 25.5 seconds")
+    cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=False, read_stdin=False)
+    shown = [(c, m) for c, m in zip(cfgs, machines) if guest in (None, c.name)]
+    sources = [kvm_stat.Source(c.name, [v.stats for v in m.vcpus]) for c, m in shown]
+    cpus = {id(v.cpu): v.cpu for _, m in shown for v in m.vcpus}.values()
+    view = kvm_stat.LiveView(sources, lambda: max(c.cycles for c in cpus), prof.cpu_hz, sys.stdout,
+                             delay=delay, vm=guest, live=sys.stdout.isatty())
+    try:
+        results = run_machines(machines)
+    finally:
+        view.close()
+        opened.close()
+    if view.live:
+        sys.stdout.write("\x1b[H\x1b[2J")
+    print(view.frame())
+    print(_exit_report(results, cfgs, prof, a, "simple", vcpu, guest))
+    return _stopped_messages(cfgs, results)
 
 
 def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
@@ -417,16 +551,17 @@ def cmd_demo(a) -> int:
     prof = _load_profile(a.profile)
     if a.format == "json":
         run = paths.run_path("hypercall", prof)
-        print(json.dumps({"console": run.result.console.lines, "exits": run.result.stats,
+        exits = kvm_stat.gather([kvm_stat.Source("", run.result.vcpu_stats)])
+        print(json.dumps({"console": run.result.console.lines,
+                          "exits": kvm_stat.report_rows(exits, prof.cpu_hz),
                           "world_switch": paths.world_switch_rows(run.segment),
                           "trap_path": paths.trap_path_rows(run), "total_cycles": run.total,
                           "guest_measured_avg_cycles": run.guest_avg}, indent=2))
         return run.result.status
-    img = paths.image_path("hypercall.elf")
-    print(f"$ armvirt run {os.path.relpath(img)}")
-    m = Machine(MachineConfig(kernel=img, max_insns=500_000_000), prof)
+    print("$ armvirt run hypercall")
+    m = Machine(MachineConfig(kernel=paths.image_path("hypercall.elf"), max_insns=500_000_000), prof)
     res = m.run()
-    print(report.table(res.stats, a.format))
+    print(kvm_stat.format_report([kvm_stat.Source(m.cfg.name, res.vcpu_stats)], prof.cpu_hz, a.format))
     print()
     ns = argparse.Namespace(profile=a.profile, format=a.format, gic="2", no_vgic=False, no_vtimer=False,
                             lrs="4", hyp_mode="nvhe", lazy=None, fp=None)
@@ -482,7 +617,7 @@ def cmd_compare(a) -> int:
     return 1 if failed else 0
 
 
-COMMANDS = {"compare": cmd_compare, "run": cmd_run, "trap-path": cmd_trap_path, "world-switch": cmd_world_switch,
+COMMANDS = {"compare": cmd_compare, "run": cmd_run, "stat": cmd_stat, "trap-path": cmd_trap_path, "world-switch": cmd_world_switch,
             "demo": cmd_demo, "profiles": cmd_profiles}
 
 
@@ -490,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         a = build_parser().parse_args(argv)
         return COMMANDS[a.cmd](a)
+    except HelpRequest as h:
+        print(h)
+        return 0
     except (UsageError, BadImage, BootError, ConfigError) as e:
         print(f"armvirt: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -498,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except SerialQuit:                     # Ctrl-A x on the terminal, as QEMU's mux
+    except SerialQuit:                     # Ctrl-A x on the terminal, as QEMU's stdio mux
         print("armvirt: terminated (Ctrl-A x)", file=sys.stderr)
         return 0
     except BrokenPipeError:

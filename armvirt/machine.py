@@ -49,6 +49,10 @@ class MachineConfig:
     lazy: bool | None = None        # lazy/deferred switching (default: per design)
     lazy_fp: bool | None = None     # FP/SIMD alone (default: as `lazy`)
     name: str = "vm0"
+    # Parsed with QEMU's syntax (armvirt.qemu_args); cli refuses them until their behaviour lands.
+    serial: str = "stdio"                   # -serial stdio | null | file:PATH
+    gdb: tuple[str, int] | None = None      # -gdb tcp:HOST:PORT, -s (host-wide: the first VM's)
+    start_stopped: bool = False             # -S: every vCPU stopped until a debugger continues
 
 
 @dataclass
@@ -65,6 +69,7 @@ class RunResult:
     profile: str
     resets: int = 0
     extra: dict = field(default_factory=dict)
+    vcpu_stats: list = field(default_factory=list)     # ExitStats per vCPU, by vCPU index
 
 
 def validate(cfg: MachineConfig) -> None:
@@ -281,4 +286,4 @@ class Machine:
         return RunResult(status, reason, message, self.console, sum(c.insns for c in cpus),
                          max(c.cycles for c in cpus), stats,
                          dict(self.vm.counters), list(self.vm.guest_errors), self.profile.name,
-                         self.resets, extra)
+                         self.resets, extra, [v.stats for v in self.vcpus])

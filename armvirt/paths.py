@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 
 from engine import layout
 from armvirt.console import Console
@@ -18,7 +19,8 @@ from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
 from el2.world_switch import GROUPS
 
-IMAGES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "images")
+# The bundled guest images: package data armvirt.images (images/ in the source tree).
+IMAGES_DIR = str(resources.files("armvirt.images"))
 BENCH_RE = re.compile(r"^BENCH (\S+) avg_cycles=(\d+) iterations=(\d+)")
 
 
@@ -164,6 +166,19 @@ PATHS = {
 
 def image_path(name: str) -> str:
     return os.path.join(IMAGES_DIR, name)
+
+
+def bundled_images() -> list[str]:
+    return sorted(f[:-4] for f in os.listdir(IMAGES_DIR) if f.endswith(".elf"))
+
+
+def resolve_image(name: str) -> str:
+    """A file that exists is itself; a bare name (`hello`, `hello.elf`) that is no file
+    here is the bundled image of that name; anything else is left for the loader to refuse."""
+    if os.path.isfile(name) or os.path.basename(name) != name:
+        return name
+    bundled = image_path(name if name.endswith(".elf") else name + ".elf")
+    return bundled if os.path.isfile(bundled) else name
 
 
 def bench_lines(console: Console) -> dict[str, tuple[int, int]]:

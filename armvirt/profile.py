@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
+from importlib import resources
 
-PROFILE_DIR = os.path.join(os.path.dirname(__file__), "profiles")
+PROFILE_DIR = str(resources.files("armvirt") / "profiles")      # package data
 REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_load",
             "special_reg_save", "special_reg_restore", "fp_pair_store", "fp_pair_load", "fp_ctrl_save",
             "fp_ctrl_restore", "el1_sysreg_save", "el1_sysreg_restore", "gich_mmio_read",

@@ -1,8 +1,11 @@
-"""Exit statistics per vCPU, in the layout of `perf kvm stat` (VM-EXIT, Samples,
-Samples%, Time%, Min, Max, Avg), durations in modeled cycles."""
+"""Exit statistics per vCPU, as KVM's kvm_exit/kvm_entry tracepoints give them to
+`perf kvm stat`: per exit reason (KVM's arm64 names), the samples and the time from
+the exit to the next entry, in modeled cycles (armvirt.kvm_stat prints them)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass
@@ -11,23 +14,49 @@ class ExitStat:
     total: int = 0
     min: int = 0
     max: int = 0
+    sumsq: int = 0            # exact sum of squares, for perf's relative stddev of the mean
 
     def add(self, cycles: int) -> None:
         self.min = cycles if self.count == 0 else min(self.min, cycles)
         self.max = max(self.max, cycles)
         self.count += 1
         self.total += cycles
+        self.sumsq += cycles * cycles
+
+    def merge(self, other: "ExitStat") -> None:
+        if other.count:
+            self.min = other.min if self.count == 0 else min(self.min, other.min)
+            self.max = max(self.max, other.max)
+            self.count += other.count
+            self.total += other.total
+            self.sumsq += other.sumsq
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def rel_stddev(self) -> float:
+        """perf's util/stat.c: 100 * stddev of the mean / mean, the stddev of the mean
+        being sqrt(M2 / (n - 1) / n); from exact integer sums."""
+        n = self.count
+        if n < 2 or self.total == 0:
+            return 0.0
+        m2n = n * self.sumsq - self.total * self.total        # n * M2
+        return 100.0 * math.sqrt(m2n / (n - 1)) / self.total
 
 
 @dataclass
 class ExitStats:
     by_reason: dict = field(default_factory=dict)
+    listener: Callable[[], None] | None = None     # called after each sample (armvirt stat's live view)
 
     def add(self, reason: str, cycles: int) -> None:
         stat = self.by_reason.get(reason)
         if stat is None:
             stat = self.by_reason[reason] = ExitStat()
         stat.add(cycles)
+        if self.listener is not None:
+            self.listener()
 
     def rows(self) -> list[dict]:
         n = sum(s.count for s in self.by_reason.values()) or 1

@@ -8,6 +8,7 @@ no maintenance interrupt, and PSCI is over HVC."""
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +102,8 @@ def test_matches_committed_qemu_snapshot(gic):
 
 
 def qemu_tag() -> str:
-    qemu = need("qemu-system-aarch64", "the DTB is compared with QEMU's for the same command line")
+    qemu = shutil.which("qemu-system-aarch64")
+    need(qemu is not None, "qemu-system-aarch64 not installed: the DTB is compared with QEMU's")
     out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30).stdout
     m = re.search(r"version (\d+)\.", out)
     assert m, f"cannot read QEMU's version from {out!r}"
@@ -109,7 +111,8 @@ def qemu_tag() -> str:
 
 
 def qemu_blob(tmp_path: Path, *args: str) -> bytes:
-    qemu = need("qemu-system-aarch64", "the DTB is compared with QEMU's for the same command line")
+    qemu = shutil.which("qemu-system-aarch64")
+    need(qemu is not None, "qemu-system-aarch64 not installed: the DTB is compared with QEMU's")
     out = tmp_path / "q.dtb"
     r = subprocess.run([qemu, "-cpu", "cortex-a57", *args, "-machine", f"dumpdtb={out}"],
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
@@ -145,7 +148,8 @@ def test_chosen_with_kernel_initrd_and_append_matches_qemu(tmp_path):
 
 def test_dts_parser_reads_what_dtc_prints():
     """The snapshot parser against the blob parser on armvirt's own tree (via dtc)."""
-    dtc = need("dtc", "dtc prints the dts the snapshot parser reads")
+    dtc = shutil.which("dtc")
+    need(dtc is not None, "dtc not installed: it prints the dts the snapshot parser reads")
     blob = build_dtb(DtbConfig(ram_base=layout.RAM_BASE, ram_size=256 * MIB, mpidrs=(0, 1), gic_version=3,
                                cpu_clock_hz=2_400_000_000, timer_freq_hz=50_000_000, bootargs='a "q" \\ b',
                                initrd=(0x4800_0000, 0x4800_1000)))

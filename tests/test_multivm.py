@@ -112,8 +112,8 @@ def test_cli_runs_two_vms_with_prefixed_consoles():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--vm", "images/hello.elf -smp"], "expected one argument"),
-    (["--vm", "images/hello.elf -bogus"], "unrecognized arguments"),
+    (["--vm", "images/hello.elf -smp"], "-smp: requires an argument"),
+    (["--vm", "images/hello.elf -bogus"], "-bogus: invalid option"),
     (["--vm", "images/hello.elf", "--vm", "images/hello.elf -name vm0"], "names must differ"),
     (["--pcpus", "9", "images/hello.elf"], "--pcpus 9"),
     (["--pcpus", "x", "images/hello.elf"], "--pcpus"),

@@ -1,22 +1,14 @@
-"""External tools a test needs: outside CI a missing one skips with the reason; in CI
-(CI=true) it fails with a one-line reason, never a silent skip (COMMON.md)."""
-from __future__ import annotations
-
+"""Tests that need an outside tool: in CI (CI=true) a missing tool fails the test with
+one line; elsewhere the test is skipped with the reason."""
 import os
-import shutil
 
 import pytest
 
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CI = os.environ.get("CI") == "true"
 
 
-def need(tool: str, why: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        msg = f"{tool} not installed: {why}"
-        if in_ci():
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    return path
+def need(ok: bool, reason: str) -> None:
+    if not ok:
+        if CI:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
