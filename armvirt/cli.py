@@ -3,6 +3,7 @@ QEMU's syntax and meaning (armvirt.qemu_args), the other commands armvirt's own.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -15,11 +16,12 @@ from armvirt.boot import BootError
 from armvirt.loader import BadImage
 from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make_host, run_machines
 from armvirt.serial import SerialQuit, stdin_input
+from armvirt.trace_events import TraceWriter, tracing
 from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
                                parse_gdb, parse_icount, parse_machine, parse_name, parse_serial, parse_size,
                                parse_smp, unknown_option)
 from el2.design import Design
-from engine.trace import CATEGORIES, HELP as LOG_HELP, Tracer
+from engine.trace import CATEGORIES, HELP as LOG_HELP, Timeline, Tracer
 
 EXIT_USAGE = 2
 LOG_ITEMS = {c: LOG_HELP.get(c, "") for c in CATEGORIES}
@@ -56,6 +58,28 @@ def _opt(p: argparse.ArgumentParser, *names: str, **kw) -> None:
         bare = n.lstrip("-")
         spellings += [f"-{bare}", f"--{bare}"]
     p.add_argument(*spellings, **kw)
+
+
+def _add_trace_out(p: argparse.ArgumentParser) -> None:
+    _opt(p, "--trace-out", default=None, metavar="FILE.json[.gz]",
+         help="write a trace of the run in modeled time (Trace Event Format: open it in ui.perfetto.dev)")
+
+
+def _open_trace(a):
+    """The --trace-out file, opened before the run (a bad path fails before it, as -D does)."""
+    path = getattr(a, "trace_out", None)
+    if not path:
+        return None
+    try:
+        return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
+    except OSError as e:
+        raise UsageError(f"--trace-out {path}: cannot open: {e.strerror or e}") from None
+
+
+def _write_trace(writer: TraceWriter, f) -> None:
+    with f:
+        writer.write(f)
+    print(f"armvirt: trace written to {f.name} ({os.path.getsize(f.name):,} bytes)", file=sys.stderr)
 
 
 def _add_common(p: argparse.ArgumentParser, formats=report.FORMATS) -> None:
@@ -178,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exit_report(r)
     _opt(r, "--quiet", action="store_true", help="no run summary")
     _opt(r, "--format", default="simple", choices=("simple", "github", "json", "plain", "grid"), help="table format")
+    _add_trace_out(r)
     s = sub.add_parser("stat", help="run a guest and show its exits live, as kvm_stat does")
     _add_run_options(s)
     _add_exit_report(s)
@@ -189,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("path", choices=sorted(paths.PATHS))
     _add_common(t)
     _add_features(t)
+    _add_trace_out(t)
     c = sub.add_parser("compare", help="the microbenchmark guest under each hypervisor design")
     _opt(c, "--designs", default="nvhe,vhe,type1", help="comma-separated: nvhe (kvm-split), vhe, type1")
     _opt(c, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
@@ -199,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="show the steps of this operation's path under each design")
     _add_gic_features(c)
     _add_switching(c)                     # for every design compared
+    _add_trace_out(c)
     d = sub.add_parser("demo", help="boot the hypercall image, then show its tables")
     _add_common(d, ("simple", "github", "json"))
     p = sub.add_parser("profiles", help="list cost profiles and their sources")
@@ -387,7 +414,7 @@ def _boot(a, echo: bool, read_stdin: bool = True):
     for note in host["notes"]:                 # once the command line is known to be good
         print(f"armvirt: {note}", file=sys.stderr)
     many = len(cfgs) > 1
-    trace = Tracer(host["debug"], log)
+    trace = Tracer(host["debug"], log, Timeline() if getattr(a, "trace_out", None) else None)
     serial = _Serial(read_stdin)
     try:
         h = make_host(cfgs[0], prof, trace)
@@ -483,9 +510,14 @@ def cmd_run(a) -> int:
     as_json = a.format == "json"
     cfgs, machines, prof, opened, (vcpu, guest) = _boot(a, echo=not as_json)
     try:
+        trace_file = _open_trace(a)
         results = run_machines(machines)
     finally:
         opened.close()
+    if trace_file:
+        writer = TraceWriter()
+        writer.add(machines[0].trace.timeline, prof.cpu_hz)
+        _write_trace(writer, trace_file)
     many = len(cfgs) > 1
     if as_json:
         docs = [{"name": c.name, **_result_json(r, prof.cpu_hz, a.sort, vcpu)} for c, r in zip(cfgs, results)
@@ -532,7 +564,13 @@ def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
 
 
 def cmd_trap_path(a) -> int:
-    run = paths.run_path(a.path, _load_profile(a.profile), _features(a))
+    prof = _load_profile(a.profile)
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
+    with tracing(writer, prof.cpu_hz, a.path) as trace:
+        run = paths.run_path(a.path, prof, _features(a), trace)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     rows = paths.trap_path_rows(run)
     if a.format == "json":
         print(_path_json(run, rows, {}))
@@ -609,11 +647,17 @@ def cmd_compare(a) -> int:
         raise UsageError(f"--plot {a.plot!r}: the file name must end in .png or .svg")
     prof = _load_profile(a.profile)
     features = {**_gic_features(a), **_switching(a)}
+    trace_file = _open_trace(a)
+    writer = TraceWriter() if trace_file else None
     if a.breakdown:
-        steps = compare.breakdown(a.breakdown, designs, prof, features)
+        steps = compare.breakdown(a.breakdown, designs, prof, features, writer)
         print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
+        if writer is not None:
+            _write_trace(writer, trace_file)
         return 0
-    res = compare.run_compare(designs, prof, features)
+    res = compare.run_compare(designs, prof, features, writer)
+    if writer is not None:
+        _write_trace(writer, trace_file)
     failed = {d: st for d, st in res.statuses.items() if st[0] != 0}
     meta = {"profile": prof.name, "designs": designs,
             "features": {k: v for k, v in features.items()}, "image": compare.IMAGE}

@@ -11,8 +11,10 @@ from armvirt.compare_report import OPERATIONS
 from armvirt.console import Console
 from armvirt.machine import Machine, MachineConfig, make_host
 from armvirt.profile import CostProfile
+from armvirt.trace_events import TraceWriter, tracing
 from el2.design import Design
 from el2.world_switch import GROUPS
+from engine.trace import NULL, Tracer
 
 # microbench's BENCH name -> the trap path (armvirt trap-path) that explains it
 PATH_OF = {"hypercall": "hypercall", "gic_trap": "gic-trap", "ipi": "ipi", "eoi": "eoi",
@@ -29,15 +31,16 @@ class Comparison:
     statuses: dict        # {design: (status, reason)}
 
 
-def run_design(design: str, profile: CostProfile, features: dict) -> tuple[dict, dict, tuple]:
+def run_design(design: str, profile: CostProfile, features: dict,
+               trace: Tracer = NULL) -> tuple[dict, dict, tuple]:
     """microbench on 2 vCPUs, with a peer VM (microbench -append vm-peer) sharing pCPU 0
     for the VM switch; returns (BENCH cycles by name, world-switch groups, status)."""
     common = dict(max_insns=500_000_000, pcpus=2, **{"hyp_mode": design, **features})
     main = MachineConfig(kernel=paths.image_path(IMAGE), smp=2, name="microbench", **common)
     peer = MachineConfig(kernel=paths.image_path(IMAGE), smp=1, append="vm-peer", name="peer", **common)
-    host = make_host(main, profile)
-    m = Machine(main, profile, console=Console(echo=False), host=host)
-    p = Machine(peer, profile, console=Console(echo=False), host=host)
+    host = make_host(main, profile, trace)
+    m = Machine(main, profile, console=Console(echo=False), trace=trace, host=host)
+    p = Machine(peer, profile, console=Console(echo=False), trace=trace, host=host)
     res, by_vcpu = paths.run_recorded(m, p)
     segs = by_vcpu[0]
     bench = {name: avg for name, (avg, _) in paths.bench_lines(res.console).items()}
@@ -49,22 +52,27 @@ def run_design(design: str, profile: CostProfile, features: dict) -> tuple[dict,
     return bench, ws, (res.status, res.reason, res.message)
 
 
-def run_compare(designs: list[str], profile: CostProfile, features: dict) -> Comparison:
+def run_compare(designs: list[str], profile: CostProfile, features: dict,
+                trace_out: TraceWriter | None = None) -> Comparison:
+    """`trace_out`: also trace each design's run, one set of tracks per design."""
     rows = {op: {} for op in OPERATIONS}
     world_switch, statuses = {}, {}
     for d in designs:
-        bench, ws, status = run_design(d, profile, features)
+        with tracing(trace_out, profile.cpu_hz, d) as trace:
+            bench, ws, status = run_design(d, profile, features, trace)
         for op in OPERATIONS:
             rows[op][d] = bench.get(op)
         world_switch[d], statuses[d] = ws, status
     return Comparison(designs, rows, world_switch, statuses)
 
 
-def breakdown(op: str, designs: list[str], profile: CostProfile, features: dict) -> dict:
+def breakdown(op: str, designs: list[str], profile: CostProfile, features: dict,
+              trace_out: TraceWriter | None = None) -> dict:
     """The steps of one operation's trap path under each design (armvirt trap-path)."""
     out = {}
     for d in designs:
-        run = paths.run_path(PATH_OF[op], profile, {**features, "hyp_mode": d})
+        with tracing(trace_out, profile.cpu_hz, d) as trace:
+            run = paths.run_path(PATH_OF[op], profile, {**features, "hyp_mode": d}, trace)
         out[d] = [{"where": s.where, "what": s.what, "cycles": s.cycles} for s in run.segment.steps]
     return out
 

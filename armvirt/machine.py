@@ -12,6 +12,7 @@ from armvirt import boot
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
+from armvirt.symbols import Symbols
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
@@ -138,6 +139,8 @@ class Machine:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
+        if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+            trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
         self.now = 0                     # virtual time of the device work in progress
         self._mmio_vcpu = None           # the vCPU thread running it (None: the VMM's I/O thread)

@@ -17,6 +17,7 @@ BACK_END = (BACKEND, *BACKEND_SIDE)      # steps on the I/O back end's side (its
 from armvirt.machine import Machine, MachineConfig, RunResult, run_machines
 from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
+from engine.trace import NULL, Tracer
 from el2.world_switch import GROUPS
 
 # The bundled guest images: package data armvirt.images (images/ in the source tree).
@@ -217,15 +218,16 @@ def run_recorded(main: Machine, *others: Machine) -> tuple[RunResult, list[list[
     return result, by_vcpu
 
 
-def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None) -> PathRun:
+def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None,
+             trace: Tracer = NULL) -> PathRun:
     spec = PATHS[name]
     cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
                         **{**dict(spec.config), **(cfg_overrides or {})})
-    m = Machine(cfg, profile, console=Console(echo=False))
+    m = Machine(cfg, profile, console=Console(echo=False), trace=trace)
     machines = [m]
     if spec.peer:                 # the peer VM shares the host (and vCPU0's pCPU)
         peer = MachineConfig(**{**cfg.__dict__, "kernel": image_path(spec.peer), "name": "peer"})
-        machines.append(Machine(peer, profile, console=Console(echo=False), host=m.host))
+        machines.append(Machine(peer, profile, console=Console(echo=False), trace=trace, host=m.host))
     result, by_vcpu = run_recorded(*machines)
     if result.status != 0:
         raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")

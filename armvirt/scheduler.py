@@ -31,6 +31,7 @@ class Scheduler:
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
+        self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
 
     def _live(self):
         for m, v in self.entries:
@@ -90,12 +91,16 @@ class Scheduler:
             p = self.pcpu_of[id(vcpu)]
             other = self.loaded.get(p)
             if other is not vcpu:                 # the pCPU changes hands
+                if other is not None and other.paused:
+                    other.preempt()               # the scheduler tick: exit, switch
+                if self.timeline is not None:
+                    self.timeline.cpus[p].hand_over(other, vcpu)
                 if other is not None:
-                    if other.paused:              # the scheduler tick: exit, switch
-                        other.preempt()
                     other.vcpu_put()
                 vcpu.vcpu_load()
                 self.loaded[p] = vcpu
+            if self.timeline is not None:
+                self.timeline.cpus[p].turn(vcpu)
             if vcpu.blocked_until is not None:
                 vcpu.wake_up(vcpu.blocked_until)
             same_turn = self._in_turn(p, vcpu)

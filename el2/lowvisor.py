@@ -117,10 +117,13 @@ class Lowvisor:
             self.engine_el2.sync(self.el2)
             led.charge(HW, "ERET to guest", self._c_eret)
             self.entered_at = self.cpu.cycles
+            if led.trace is not None:
+                led.trace.entry()
             if st.vi_asserted and not ctx.pstate & PSR_I:
                 # The core takes the virtual IRQ at once; the fast path charges the entry
                 # when the handler's first block starts (it is the hardware that vectors it).
-                led.note(HW, "vIRQ: exception entry to EL1 (VBAR_EL1 + 0x280/0x480)", st.virq_entry_cost)
+                led.note(HW, "vIRQ: exception entry to EL1 (VBAR_EL1 + 0x280/0x480)", st.virq_entry_cost,
+                         at=self.entered_at)
             pc = ctx.pc
         self._exit = None
         st.turn_over = 0

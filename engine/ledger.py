@@ -29,6 +29,7 @@ class Ledger:
         self.st = cpu.st
         self.costs = costs
         self.steps: Optional[list[Step]] = None
+        self.trace = None    # engine.trace.CpuTrace while a trace is taken (--trace-out)
 
     def cost(self, name: str) -> int:
         return self.costs[name]
@@ -63,11 +64,16 @@ class Ledger:
             self.steps.append(Step(self.where_map.get(where, where), what() if callable(what) else what,
                                    self.costs[name]))
 
-    def note(self, where: str, what, cycles: int) -> None:
-        """Record a step whose cycles the clock already holds (a retired guest instruction)."""
+    def note(self, where: str, what, cycles: int, at: Optional[int] = None) -> None:
+        """Record a step whose cycles the clock already holds (a retired guest instruction),
+        or, with `at` (when it starts), one on another pCPU's clock (the I/O back end) or
+        one the hardware charges after the call (the vIRQ entry taken by the core)."""
         if self.steps is not None:
-            self.steps.append(Step(self.where_map.get(where, where), what() if callable(what) else what,
-                                   cycles))
+            step = Step(self.where_map.get(where, where), what() if callable(what) else what, cycles)
+            if at is None or self.trace is None:
+                self.steps.append(step)
+            else:
+                self.steps.place(step, at)
 
     def steps_of(self, *entries: tuple) -> tuple[int, tuple]:
         """Precompute a fixed sequence: entries of (where, what, cost name[, group, kind, regs])."""
@@ -83,8 +89,11 @@ class Ledger:
         return self.segments
 
     def begin_segment(self) -> None:
+        """A trap: the exception to EL2 ends guest execution."""
+        if self.trace is not None:
+            self.trace.trap()
         if self.segments is not None:
-            self.steps = []
+            self.steps = [] if self.trace is None else self.trace.tee()
             self.segments.append(Segment(self.steps))
 
     def tag(self, tag: str) -> None:
@@ -92,8 +101,14 @@ class Ledger:
             self.segments[-1].tag = tag
 
     def stop_recording(self) -> list["Segment"]:
-        segs, self.segments, self.steps = self.segments or [], None, None
+        segs, self.segments, self.steps = self.segments or [], None, self.trace
         return segs
+
+    def trace_to(self, trace) -> None:
+        """Take a trace: every step from now on also goes to `trace` with its time."""
+        self.trace = trace
+        if self.segments is None:
+            self.steps = trace
 
 
 @dataclass

@@ -43,8 +43,9 @@ class KvmIoBackend:
         led = vcpu.ledger
         led.charge_named(HIGHVISOR, "ioeventfd: eventfd_signal (wake the back-end thread)", "ioeventfd_signal")
         what, cycles = _named(led, "backend_wakeup", "back-end thread wakes on its pCPU and reads the notify")
-        led.note(BACKEND, what, cycles)
-        return vcpu.cpu.cycles + cycles
+        now = vcpu.cpu.cycles
+        led.note(BACKEND, what, cycles, at=now)
+        return now + cycles
 
     def _event_steps(self, vcpu) -> list[tuple[str, int]]:
         led = vcpu.ledger
@@ -55,9 +56,11 @@ class KvmIoBackend:
         """Cycles from the back end sending an event to the IPI reaching the vCPU's pCPU."""
         return sum(c for _, c in self._event_steps(vcpu))
 
-    def record_event(self, vcpu) -> None:
+    def record_event(self, vcpu, at: int) -> None:
+        """The steps of an event the back end sent at cycle `at`."""
         for what, cycles in self._event_steps(vcpu):
-            vcpu.ledger.note(BACKEND, what, cycles)
+            vcpu.ledger.note(BACKEND, what, cycles, at=at)
+            at += cycles
 
 
 class BenchIo:
@@ -86,10 +89,11 @@ class BenchIo:
         return at + self.backend.event_latency(vcpu)
 
     def fire_if_due(self, vcpu) -> bool:
-        if self.deadline_cycles(vcpu) > vcpu.cpu.cycles:
+        due = self.deadline_cycles(vcpu)
+        if due > vcpu.cpu.cycles:
             return False
         self.sent, self.event_at = self.event_at, None
-        self.backend.record_event(vcpu)
+        self.backend.record_event(vcpu, due - self.backend.event_latency(vcpu))
         self.vm.vgic.set_level(self.intid, True)
         return True
 

@@ -80,13 +80,17 @@ class Dom0IoBackend:
     def notify(self, vcpu) -> int:
         led = vcpu.ledger
         led.charge_named(XEN, "event channel: notify dom0's back end", "xen_evtchn_send")
+        at = vcpu.cpu.cycles
         for st in vcpu.lowvisor.dom0.schedule_in:
-            led.note(st.where, st.what, st.cycles)
-        return vcpu.cpu.cycles + sum(st.cycles for st in vcpu.lowvisor.dom0.schedule_in)
+            led.note(st.where, st.what, st.cycles, at=at)
+            at += st.cycles
+        return at
 
     def event_latency(self, vcpu) -> int:
         return sum(st.cycles for st in vcpu.lowvisor.dom0.send_event)
 
-    def record_event(self, vcpu) -> None:
+    def record_event(self, vcpu, at: int) -> None:
+        """The steps of an event dom0 sent at cycle `at`."""
         for st in vcpu.lowvisor.dom0.send_event:
-            vcpu.ledger.note(st.where, st.what, st.cycles)
+            vcpu.ledger.note(st.where, st.what, st.cycles, at=at)
+            at += st.cycles

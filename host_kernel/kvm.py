@@ -91,6 +91,12 @@ class Host:
             self.pcpus.append(cpu)
             self.lowvisors.append(low)
             self.gicv_ports.append(port)
+        if trace.on("in_asm") or trace.on("exec"):
+            self._log_blocks(trace)
+        if trace.timeline is not None:            # --trace-out: every step with its time
+            trace.timeline.host = self
+            for cpu, low in zip(self.pcpus, self.lowvisors):
+                trace.timeline.attach(cpu, low.ledger)
         if npcpus > 1:
             for low in self.lowvisors:
                 low.broadcast = self._broadcast_maintenance
@@ -105,6 +111,15 @@ class Host:
         b2.read(first.uch)
         self.el1_reset, self.fp_reset = b1.values(), b2.values()
         self.vms: list[Vm] = []
+
+    def _log_blocks(self, trace: Tracer) -> None:
+        """-d in_asm / -d exec (slow: a Python block hook on every pCPU).  Symbols come
+        from the image of the VM whose stage 2 is loaded (Tracer.symbols, by VTTBR)."""
+        from engine.blocklog import BlockLog
+        log = BlockLog(trace.out, trace.on("in_asm"), trace.on("exec"))
+        for cpu, low in zip(self.pcpus, self.lowvisors):
+            loaded = low.engine_el2.loaded
+            log.install(cpu, lambda pc, loaded=loaded: trace.symbol(loaded["vttbr"], pc))
 
     @property
     def shared(self) -> bool:

@@ -220,6 +220,8 @@ class Vcpu:
         led.charge_named(HIGHVISOR, "vGIC flush (kvm_vgic_flush_hwstate)", "vgic_flush")
         if self.emul_cpuif is None:
             self.vm.vgic.flush_lr_state(self.index, self.ctx.vgic)
+            if led.trace is not None:
+                led.trace.lrs(self.ctx.vgic.lr[:self.ctx.vgic.used_lrs])
             for i in range(self.ctx.vgic.used_lrs):
                 led.charge_named(HIGHVISOR, lambda i=i: f"vGIC: populate LR{i}", "vgic_lr_populate")
         else:
@@ -359,6 +361,8 @@ class Vcpu:
         if ex.code == ARM_EXCEPTION_IRQ:          # the host takes it once it unmasks IRQs
             handle_host_irq(self)
         name = exit_name(ex)
+        if self.ledger.trace is not None:
+            self.ledger.trace.exit(name, ex)
         if self.trace.on("exits"):
             self.trace.log("exits", f"{self.tag}: {name} esr={ex.esr:#010x} pc={ex.elr:#x} "
                                     f"far={ex.far:#x} cycles={ex.t_trap}")
