@@ -342,7 +342,20 @@ def _result_json(res, cpu_hz: int, key: str, vcpu) -> dict:
             "console": res.console.lines, "guest_instructions": res.insns,
             "cycles": res.cycles, "profile": res.profile, "exits": kvm_stat.report_rows(events, cpu_hz, key),
             "exits_cycles": res.stats, "counters": res.counters, "guest_errors": res.guest_errors,
-            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets}
+            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets,
+            "first_el0": res.extra.get("first_el0")}
+
+
+def _exits_per_vcpu(vcpu_stats) -> str:
+    """Exit counts by reason (rows) and vCPU (columns), most frequent first."""
+    totals: dict[str, int] = {}
+    for st in vcpu_stats:
+        for reason, stat in st.by_reason.items():
+            totals[reason] = totals.get(reason, 0) + stat.count
+    rows = [{"VM-EXIT": reason, **{f"vCPU{i}": (st.by_reason[reason].count if reason in st.by_reason else 0)
+                                   for i, st in enumerate(vcpu_stats)}}
+            for reason in sorted(totals, key=lambda r: (-totals[r], r))]
+    return report.table(rows, "simple", title="exits per vCPU:")
 
 
 def _print_summary(res, name: str | None) -> None:
@@ -351,6 +364,13 @@ def _print_summary(res, name: str | None) -> None:
     out.write(f"\n==== armvirt: {who}{res.reason}, exit status {res.status}, profile {res.profile}\n")
     out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
               f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
+    first = res.extra.get("first_el0")
+    if first is not None:
+        out.write(f"first user-space instruction: vCPU{first['vcpu']} after {first['insns']:,} guest "
+                  f"instructions (vCPU{first['vcpu']}: {first['vcpu_insns']:,}), at {first['cycles']:,} "
+                  f"modeled cycles = {first['guest_seconds']:.3f} s of guest time\n")
+    if len(res.vcpu_stats) > 1:
+        out.write(_exits_per_vcpu(res.vcpu_stats) + "\n")
     for e in res.guest_errors[:10]:
         out.write(f"guest error: {e}\n")
     if len(res.guest_errors) > 10:

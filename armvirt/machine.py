@@ -183,6 +183,8 @@ class Machine:
         self.resets = 0
         self.reason, self.message = "", ""
         self._load()
+        if self.image.kind == "image":        # a Linux boot: when does it reach user space?
+            vm.watch_first_el0()
         if cfg.max_insns is not None:
             for cpu in self.host.pcpus:
                 cpu.set_insn_limit(cfg.max_insns)
@@ -301,8 +303,12 @@ class Machine:
         stats = self.vcpus[0].stats.rows() if len(self.vcpus) == 1 else [
             {"vCPU": v.index, **row} for v in self.vcpus for row in v.stats.rows()]
         # instructions and cycles of this VM's pCPUs (VMs sharing pCPUs share these)
+        extra = {"stage2_pages": self.vm.stage2.mapped_pages}
+        if self.vm.first_el0 is not None:
+            first = dict(self.vm.first_el0)
+            first["guest_seconds"] = first["cycles"] / self.profile.cpu_hz   # the counter's view
+            extra["first_el0"] = first
         return RunResult(status, reason, message, self.console, sum(c.insns for c in cpus),
                          max(c.cycles for c in cpus), stats,
                          dict(self.vm.counters), list(self.vm.guest_errors), self.profile.name,
-                         self.resets, {"stage2_pages": self.vm.stage2.mapped_pages},
-                         [v.stats for v in self.vcpus])
+                         self.resets, extra, [v.stats for v in self.vcpus])

@@ -23,9 +23,18 @@ HCR_TGE = 1 << 27
 HCR_RW = 1 << 31
 HCR_E2H = 1 << 34
 
+# TID3: the ID registers are the VM's, not the core's (host_kernel/sys_regs.py), as KVM.
 HCR_GUEST_FLAGS = (HCR_TSC | HCR_TSW | HCR_TWE | HCR_TWI | HCR_VM | HCR_BSU_IS | HCR_FB
-                   | HCR_TACR | HCR_AMO | HCR_SWIO | HCR_TIDCP | HCR_RW | HCR_FMO | HCR_IMO | HCR_PTW)
+                   | HCR_TACR | HCR_AMO | HCR_SWIO | HCR_TIDCP | HCR_RW | HCR_FMO | HCR_IMO | HCR_PTW
+                   | HCR_TID3)
 HCR_HOST_NVHE_FLAGS = HCR_RW
+
+# MDCR_EL2 (ARM ARM D17.2.84): TPM and TPMCR trap every PMU register access to EL2.  The
+# board has no PMU (ID_AA64DFR0_EL1.PMUVer reads 0), so they are UNDEFINED for the guest,
+# as under KVM for a vCPU without one (and PMCCNTR would count host time otherwise).
+MDCR_TPMCR = 1 << 5
+MDCR_TPM = 1 << 6
+MDCR_GUEST_FLAGS = MDCR_TPM | MDCR_TPMCR
 
 # CNTHCTL_EL2 (E2H = 0): EL1PCTEN[0] lets EL1/EL0 read CNTPCT; EL1PCEN[1] lets them use CNTP_*.
 CNTHCTL_EL1PCTEN = 1 << 0

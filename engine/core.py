@@ -240,6 +240,20 @@ class PhysicalCpu:
     def stalls(self) -> int:
         return self.st.stalls
 
+    def watch_first_el0(self, on: bool = True) -> None:
+        """Note the first instruction executed at EL0 (the fast path checks PSTATE at the
+        start of each block below the kernel's address space while this is on)."""
+        self.st.watch_el0 = 1 if on else 0
+
+    def take_first_el0(self) -> Optional[tuple[int, int]]:
+        """(instructions retired before it, cycles then) once the first EL0 instruction
+        ran, else None; each is returned once."""
+        st = self.st
+        if not st.el0_seen:
+            return None
+        st.el0_seen = 0
+        return st.el0_insns, st.el0_cycles
+
     # --- state ---------------------------------------------------------------
     def read_sysreg(self, reg: SysReg) -> int:
         return self.uc.reg_read(A.UC_ARM64_REG_CP_REG, reg.uc)

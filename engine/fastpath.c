@@ -98,12 +98,30 @@ static inline void check_limit(uc_engine *uc, struct av_cpu *c)
     }
 }
 
+/* TTBR0's half (user space) starts every block of EL0 code; the kernel runs in TTBR1's
+ * (0xffff...) once its MMU is on, so PSTATE is read only for low addresses. */
+static void watch_el0(uc_engine *uc, struct av_cpu *c, uint64_t addr)
+{
+    uint32_t pstate = 0;
+    if (addr >> 48)
+        return;
+    uc_reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    if (((pstate >> 2) & 3) == 0) {
+        c->watch_el0 = 0;
+        c->el0_seen = 1;
+        c->el0_insns = c->insns;
+        c->el0_cycles = cycles_now(c);
+    }
+}
+
 void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
     struct av_cpu *c = ud;
     if (c->dbg_active && debug_block(uc, c, addr, size))
         return;
     check_deadlines(uc, c);
+    if (c->watch_el0)
+        watch_el0(uc, c, addr);
     if (c->vi_asserted) {
         uint64_t vbar = 0;
         uc_reg_read(uc, UC_ARM64_REG_VBAR_EL1, &vbar);

@@ -46,6 +46,13 @@ struct av_cpu {
     /* Broadcast maintenance (HCR_EL2.FB makes every EL1 TLBI and IC broadcast): the
      * core acts on its own TLB and code only; the host repeats it on the other pCPUs. */
     uint64_t maint;            /* MAINT_TLB | MAINT_IC, since the host last looked */
+    /* A Linux boot's first user-space instruction: while watch_el0, a block below the
+     * kernel's half of the address space has PSTATE read; the first one at EL0 notes
+     * the instructions retired before it and the cycles then (el0_seen = 1). */
+    uint64_t watch_el0;
+    uint64_t el0_seen;
+    uint64_t el0_insns;
+    uint64_t el0_cycles;
     uint64_t trap_timer;       /* --no-vtimer: CNTV_* accesses trap */
     uint64_t trap_esr;
     uint64_t trap_pc;

@@ -47,7 +47,7 @@ def handle_sys64(vcpu, ex: Exit) -> int:
     p = syn.SysRegAccess.decode(ex.esr)
     desc = sys_regs.find(p)
     if desc is None:
-        vcpu.guest_error(f"unhandled {'MRS' if p.is_read else 'MSR'} S{p.op0}_{p.op1}_C{p.crn}_C{p.crm}_{p.op2} "
+        vcpu.unimplemented(f"unhandled {'MRS' if p.is_read else 'MSR'} S{p.op0}_{p.op1}_C{p.crn}_C{p.crm}_{p.op2} "
                          f"at {ex.elr:#x}: UNDEF injected")
         return inject_fault(vcpu, inject.inject_undef)
     if vcpu.ledger.segments is not None:
@@ -70,7 +70,7 @@ def handle_wfx(vcpu, ex: Exit) -> int:
 
 
 def handle_unknown_ec(vcpu, ex: Exit) -> int:
-    vcpu.guest_error(f"unknown exception class {ex.ec:#x} (ESR_EL2 {ex.esr:#x}) at {ex.elr:#x}: UNDEF injected")
+    vcpu.unimplemented(f"unknown exception class {ex.ec:#x} (ESR_EL2 {ex.esr:#x}) at {ex.elr:#x}: UNDEF injected")
     return inject_fault(vcpu, inject.inject_undef)
 
 

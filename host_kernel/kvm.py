@@ -206,6 +206,7 @@ class Vm:
         # While one is pending a blocked vCPU returns to the scheduler, which runs it.
         self.user_deadline: Callable[[Vcpu | None], int] = lambda blocking=None: NEVER
         self.gicc_unhandled: list = []
+        self.first_el0: dict | None = None    # the first user-space instruction (watch_first_el0)
         backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend()
         self.bench_io = BenchIo(self, backend)
         self.kernel_bus.register(layout.BENCH_IO_BASE, layout.BENCH_IO_SIZE, self.bench_io)
@@ -270,6 +271,23 @@ class Vm:
         target = self.vgic.spi_target(intid)
         if level and target is not None and self.vgic.has_pending(target):
             self.kick(target, at)
+    def watch_first_el0(self) -> None:
+        """Note when the guest first runs user space (a Linux boot reaching init)."""
+        for v in self.vcpus:
+            v.cpu.watch_first_el0()
+
+    def note_first_el0(self, vcpu: Vcpu, insns: int, cycles: int) -> None:
+        """vCPU `vcpu` ran its first EL0 instruction after `insns` of its pCPU's
+        instructions, at `cycles`.  The other pCPUs have not run since (one engine runs
+        at a time), so their counts now are their counts then."""
+        if self.first_el0 is not None:
+            return
+        others = {id(v.cpu): v.cpu.insns for v in self.vcpus if v.cpu is not vcpu.cpu}
+        self.first_el0 = {"vcpu": vcpu.index, "insns": insns + sum(others.values()),
+                          "vcpu_insns": insns, "cycles": cycles}
+        for v in self.vcpus:
+            v.cpu.watch_first_el0(False)
+
     def _hw_deactivated(self, vcpu: int, pintid: int) -> None:
         """The guest deactivated a HW-mapped interrupt (seen at fold; with a vGIC the GICV
         hardware already did it the moment the guest wrote EOIR)."""

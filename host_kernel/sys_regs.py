@@ -25,6 +25,47 @@ def access_actlr(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
     return vcpu.ctx.el1.get("ACTLR_EL1") if p.is_read else None
 
 
+# ID register fields the VM's configuration decides (ARM ARM D17.2; KVM read_id_reg).
+ID_AA64PFR0_EL1 = (3, 0, 0, 4, 0)
+ID_AA64DFR0_EL1 = (3, 0, 0, 5, 0)
+ID_PFR1_EL1 = (3, 0, 0, 1, 1)
+ID_DFR0_EL1 = (3, 0, 0, 1, 2)
+
+
+def _field(value: int, shift: int, new: int) -> int:
+    return (value & ~(0xF << shift)) | (new << shift)
+
+
+def _gicv3(vcpu) -> int:
+    """GIC field: 1 = the GICv3 system-register CPU interface (ICC_*) is there."""
+    return 1 if vcpu.vm.gic_version == 3 else 0
+
+
+# key -> (field shift, the VM's value of that field)
+ID_FIELDS = {
+    ID_AA64PFR0_EL1: ((24, _gicv3),),
+    ID_PFR1_EL1: ((28, _gicv3),),                     # the AArch32 view of the same
+    ID_AA64DFR0_EL1: ((8, lambda vcpu: 0),),          # PMUVer: no PMU on this board
+    ID_DFR0_EL1: ((24, lambda vcpu: 0),),             # PerfMon, AArch32
+}
+
+
+def access_id_reg(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
+    """ID group 3 (HCR_EL2.TID3): the core's own value, with the fields the VM decides.
+    The core's model defines the instruction set, so ISA fields pass through (LSE
+    atomics, for one, only where the core has them).  An encoding of this space the
+    core does not implement reads as zero: the ARM ARM reserves them RAZ."""
+    if not p.is_read:                   # read-only; TID3 traps reads only
+        raise UndefinedAccess(r.reg)
+    try:
+        value = vcpu.cpu.read_sysreg(r.reg)
+    except Exception:                   # unicorn.UcError: not in the core's model
+        return 0
+    for shift, field in ID_FIELDS.get(r.reg.key, ()):
+        value = _field(value, shift, field(vcpu))
+    return value
+
+
 def access_dcsw(vcpu, p: SysRegAccess, r: SysRegDesc) -> Optional[int]:
     """DC ISW/CSW/CISW (HCR_EL2.TSW): set/way maintenance is meaningless to a guest whose
     caches are virtual; the engine models no caches, so there is nothing to clean."""
@@ -87,10 +128,20 @@ def _sys(name: str, op0, op1, crn, crm, op2) -> SysReg:
     return SysReg(op0, op1, crn, crm, op2, name)
 
 
+# The ID register space trapped by TID3: op0 3, op1 0, CRn 0, CRm 1-7.
+ID_REG_NAMES = {(3, 0, 0, 1, 0): "ID_PFR0_EL1", ID_PFR1_EL1: "ID_PFR1_EL1", ID_DFR0_EL1: "ID_DFR0_EL1",
+                ID_AA64PFR0_EL1: "ID_AA64PFR0_EL1", (3, 0, 0, 4, 1): "ID_AA64PFR1_EL1",
+                ID_AA64DFR0_EL1: "ID_AA64DFR0_EL1", (3, 0, 0, 5, 1): "ID_AA64DFR1_EL1",
+                (3, 0, 0, 6, 0): "ID_AA64ISAR0_EL1", (3, 0, 0, 6, 1): "ID_AA64ISAR1_EL1",
+                (3, 0, 0, 7, 0): "ID_AA64MMFR0_EL1", (3, 0, 0, 7, 1): "ID_AA64MMFR1_EL1",
+                (3, 0, 0, 7, 2): "ID_AA64MMFR2_EL1"}
+
 SYS_REG_DESCS = (
     SysRegDesc(_sys("DC ISW", 1, 0, 7, 6, 2), access_dcsw),
     SysRegDesc(_sys("DC CSW", 1, 0, 7, 10, 2), access_dcsw),
     SysRegDesc(_sys("DC CISW", 1, 0, 7, 14, 2), access_dcsw),
+    *(SysRegDesc(SysReg(3, 0, 0, crm, op2, ID_REG_NAMES.get((3, 0, 0, crm, op2), "")), access_id_reg)
+      for crm in range(1, 8) for op2 in range(8)),
     SysRegDesc(ACTLR_EL1, access_actlr),
     *sorted((SysRegDesc(SysReg(*k, n), access_icc_emulated) for n, k in ICC_REGS.items()
              if k < (3, 0, 12, 11, 5)), key=lambda d: d.reg.key),

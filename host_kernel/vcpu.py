@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from engine import aarch64
 from engine.ledger import GUEST, HIGHVISOR, USER
 from el2.context import TrapConfig, VcpuContext
-from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI
+from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI, MDCR_GUEST_FLAGS
 from el2.lowvisor import ARM_EXCEPTION_IRQ, EXIT_TURN, Lowvisor
 from gic.v2_hyp import VgicV2CpuIf
 from host_kernel import inject, psci
@@ -19,6 +19,8 @@ from host_kernel.vgic_emul import EmulatedCpuInterface, EmulatedCpuInterfaceV3
 from timers.generic_timer import NEVER
 from host_kernel.mmio import MmioAccess, complete_read_value
 from host_kernel.stats import ExitStats
+
+MAX_GUEST_ERRORS = 1000                  # messages kept for the report (all are counted)
 
 # struct kvm_run exit reasons (the ones armvirt produces).
 KVM_EXIT_MMIO = "MMIO"
@@ -96,7 +98,7 @@ class Vcpu:
 
     # --- state --------------------------------------------------------------------
     def _reset_context(self) -> VcpuContext:
-        trap = TrapConfig(hcr=HCR_GUEST_FLAGS)
+        trap = TrapConfig(hcr=HCR_GUEST_FLAGS, mdcr=MDCR_GUEST_FLAGS)
         if self.vm.gic_version == 3:
             from gic.v3_hyp import VgicV3CpuIf
             cpu_if = VgicV3CpuIf(self.nr_lr)
@@ -139,6 +141,9 @@ class Vcpu:
         if self.powered_on:
             return psci.ALREADY_ON
         self.reset(BootState(entry=entry, x0=context_id))
+        # It powers on now, in the caller's time: its pCPU's clock (and so its counter)
+        # must not start from wherever that pCPU last stopped.
+        self.vm.wake(self.index)
         return psci.SUCCESS
 
     def affinity_state(self) -> int:
@@ -153,11 +158,18 @@ class Vcpu:
         self.cpu.retire(1)
         self.ledger.note(GUEST, lambda: f"{what() if callable(what) else what}: 1 instruction", self.cpu.st.cpi)
 
-    def guest_error(self, msg: str) -> None:
-        self.vm.counters["guest_errors"] += 1
-        self.vm.guest_errors.append(f"{self.tag}: {msg}")
-        if self.trace.on("guest_errors"):
-            self.trace.log("guest_errors", f"{self.tag}: {msg}")
+    def guest_error(self, msg: str, category: str = "guest_errors") -> None:
+        """Something the guest did that gets an architectural fault or is ignored, logged
+        under -d guest_errors - or under -d unimp when the board does not model what the
+        guest asked for (a system register or an exception class armvirt lacks)."""
+        self.vm.counters[category] += 1
+        if len(self.vm.guest_errors) < MAX_GUEST_ERRORS:      # a guest in a loop must not fill RAM
+            self.vm.guest_errors.append(f"{self.tag}: {msg}")
+        if self.trace.on(category):
+            self.trace.log(category, f"{self.tag}: {msg}")
+
+    def unimplemented(self, msg: str) -> None:
+        self.guest_error(msg, "unimp")
 
     def block_in_wfi(self) -> int:
         """kvm_vcpu_block: sleep until an interrupt is pending for this vCPU - even one
@@ -281,7 +293,7 @@ class Vcpu:
         if self.paused:                     # the same guest continues on its pCPU
             self.paused = False
             self.kvm_run = KvmRun()
-            ex = self.lowvisor.run(self.ctx, resume=True)
+            ex = self._enter(resume=True)
             if ex.code == EXIT_TURN:
                 self.paused = True
                 self.kvm_run = KvmRun(EXIT_PREEMPTED)
@@ -300,13 +312,21 @@ class Vcpu:
         while True:
             led.charge_named(HIGHVISOR, "run loop: signals, requests, preemption", "run_loop")
             self._flush()
-            ex = self.lowvisor.run(self.ctx)
+            ex = self._enter()
             if ex.code == EXIT_TURN:
                 self.paused = True
                 self.kvm_run = KvmRun(EXIT_PREEMPTED)
                 return self.kvm_run
             if self._handle(ex) <= 0:
                 return self.kvm_run
+
+    def _enter(self, resume: bool = False):
+        """__kvm_vcpu_run; afterwards, whether the guest reached user space in that run."""
+        ex = self.lowvisor.run(self.ctx, resume)
+        first = self.cpu.take_first_el0()
+        if first is not None:
+            self.vm.note_first_el0(self, *first)
+        return ex
 
     def vcpu_load(self) -> None:
         """kvm_arch_vcpu_load: this vCPU gets its pCPU (state the design defers moves now)."""

@@ -118,3 +118,47 @@ def test_alignment_fault_is_taken_by_the_guest():
     assert (esr >> 26, esr & 0x3F) == (syn.EC_DABT_CUR, syn.FSC_ALIGNMENT), f"ESR_EL1 {esr:#x}"
     assert h.ctx.el1.get("FAR_EL1") == 0x4000_0001
     assert h.ctx.gp.get("ELR_EL1") == ENTRY + 8, "ELR_EL1 points at the faulting LDR"
+
+
+def _read_sysreg(h, key, gic=None):
+    from tests.harness import mrs
+    op0, op1, crn, crm, op2 = key
+    h.write(ENTRY, [mrs(0, op0, op1, crn, crm, op2), hvc(0)])
+    ex = h.next_exit()
+    assert ex.ec == syn.EC_SYS64, f"expected the ID register read to trap (EC 0x18, TID3), got {ex}"
+    assert handle_exit(h.vcpu, ex) == 1
+    return h.ctx.x(0), h.next_exit()
+
+
+@pytest.mark.parametrize("gic", [2, 3])
+def test_id_registers_are_the_vms(gic):
+    """HCR_EL2.TID3: ID_AA64PFR0_EL1.GIC says whether the ICC_* interface is there (it
+    is with GICv3), PMUVer says there is no PMU; the rest is the core's."""
+    from engine.sysreg import SysReg
+    from host_kernel.sys_regs import ID_AA64DFR0_EL1, ID_AA64PFR0_EL1
+    h = Harness([hvc(0)])
+    h.vm.gic_version = gic
+    pfr0, after = _read_sysreg(h, ID_AA64PFR0_EL1)
+    core = h.vcpu.cpu.read_sysreg(SysReg(*ID_AA64PFR0_EL1))
+    want = (core & ~(0xF << 24)) | ((1 if gic == 3 else 0) << 24)
+    assert pfr0 == want, f"GICv{gic}: ID_AA64PFR0_EL1 expected {want:#x}, got {pfr0:#x} (core {core:#x})"
+    assert after.ec == syn.EC_HVC64 and h.ctx.pc == ENTRY + 8, f"the MRS completed: {after}"
+    h = Harness([hvc(0)])
+    dfr0, _ = _read_sysreg(h, ID_AA64DFR0_EL1)
+    assert (dfr0 >> 8) & 0xF == 0, f"PMUVer expected 0 (no PMU), got ID_AA64DFR0_EL1 {dfr0:#x}"
+    reserved, _ = _read_sysreg(Harness([hvc(0)]), (3, 0, 0, 7, 7))
+    assert reserved == 0, f"an unallocated ID register reads as zero, got {reserved:#x}"
+
+
+def test_pmu_registers_are_undefined():
+    """No PMU on the board: MDCR_EL2.TPM traps PMCCNTR_EL0, which is UNDEFINED."""
+    from tests.harness import mrs
+    h = Harness([mrs(0, 3, 3, 9, 13, 0), hvc(0)])        # MRS x0, PMCCNTR_EL0
+    ex = h.next_exit()
+    assert ex.ec == syn.EC_SYS64, f"expected an EC 0x18 trap, got {ex}"
+    vbar = 0x4000_8000
+    h.ctx.el1.set("VBAR_EL1", vbar)
+    assert handle_exit(h.vcpu, ex) == 1
+    assert h.ctx.pc == vbar + 0x200 and h.ctx.el1.get("ESR_EL1") == syn.syn_uncategorized(), \
+        f"expected UNDEF at the current-EL vector, got pc {h.ctx.pc:#x} ESR {h.ctx.el1.get('ESR_EL1'):#x}"
+    assert h.vm.counters["unimp"] == 1, f"logged under unimp: {dict(h.vm.counters)}"

@@ -161,3 +161,22 @@ def test_a_tlbi_reaches_every_other_pcpu():
     v0.reset(BootState(entry=layout.RAM_BASE + 0x1000))
     _run_to_trap(v0)
     assert seen == [1], f"expected one TLB broadcast (MAINT_TLB) to pCPU 1, got {seen}"
+
+
+def test_cpu_on_starts_the_target_at_the_callers_time(xgene):
+    """PSCI CPU_ON powers the target on now: its pCPU's clock, and so the counter it
+    reads, starts at the caller's time (Linux printed its secondaries' first lines at
+    8796 s when they started at 0: sched_clock saw the counter go backwards)."""
+    from host_kernel import psci
+    from host_kernel.kvm import Clocking, Host
+    from tests.harness import ENTRY
+    host = Host(xgene.costs, Clocking(xgene.cpu_hz, xgene.cntfrq_hz, xgene.cpi), npcpus=2)
+    vm = host.create_vm(nr_vcpus=2)
+    v0, v1 = vm.create_vcpu(0, pcpu=0), vm.create_vcpu(1, pcpu=1)
+    v0.cpu.advance_idle(5_000_000)
+    vm.running = v0
+    for i, value in enumerate((psci.PSCI_CPU_ON64, 1, ENTRY, 0)):
+        v0.ctx.set_x(i, value)
+    assert psci.call(v0, psci.PSCI_CPU_ON64) == psci.SUCCESS
+    assert v1.cpu.cycles == v0.cpu.cycles == 5_000_000, \
+        f"expected vCPU1 to start at the caller's 5000000 cycles, got {v1.cpu.cycles} (caller {v0.cpu.cycles})"
