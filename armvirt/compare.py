@@ -19,7 +19,7 @@ from engine.trace import NULL, Tracer
 # microbench's BENCH name -> the trap path (armvirt trap-path) that explains it
 PATH_OF = {"hypercall": "hypercall", "gic_trap": "gic-trap", "ipi": "ipi", "eoi": "eoi",
            "vm_switch": "vm-switch", "io_out": "io-out", "io_in": "io-in", "mmio_user": "mmio-user",
-           "mmio_kernel": "mmio-kernel"}
+           "mmio_kernel": "mmio-kernel", "ack_eoi": "ack-eoi"}
 IMAGE = "microbench.elf"
 
 

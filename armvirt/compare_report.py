@@ -17,7 +17,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 OPERATIONS = ("hypercall", "gic_trap", "ipi", "eoi", "vm_switch", "io_out", "io_in",
-              "mmio_user", "mmio_kernel")
+              "mmio_user", "mmio_kernel", "ack_eoi")
 WORLD_SWITCH_GROUPS = ("GP registers", "FP/SIMD registers", "EL1 system registers",
                        "VGIC registers", "Timer registers", "EL2 configuration registers",
                        "EL2 virtual memory registers")

@@ -20,7 +20,7 @@ from engine.layout import (
     GIC_REDIST_BASE, GIC_REDIST_SIZE, GIC_REDIST_STRIDE, INTID_HYP_TIMER,
     INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
     PPI_BASE, UART_BASE, UART_SIZE, UART_SPI, RTC_BASE, RTC_SIZE, RTC_SPI,
-    BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI,
+    BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SPI,
 )
 
 # Phandles as QEMU allocates them (any unique non-zero value would do).
@@ -30,7 +30,7 @@ CPU_PHANDLE_BASE = 0x8100
 
 # GIC DT binding: first interrupt cell is the type, third the flags.
 _SPI, _PPI = 0, 1
-_LEVEL_HI = 4
+_EDGE_RISING, _LEVEL_HI = 1, 4
 _MPIDR_AFF_MASK = 0xFF_00FF_FFFF   # Aff3..Aff0, dropping U/MT/RES1 bits
 _PAGE = 0x1000
 
@@ -201,6 +201,14 @@ def build_dtb(cfg: DtbConfig) -> bytes:
         _words("interrupts", _SPI, RTC_SPI, _LEVEL_HI),
         _words("clocks", CLK_PHANDLE),
         _strs("clock-names", "apb_pclk"),
+    ))
+
+    root.append(_node(                 # transport 0 of QEMU virt's 32 (create_virtio_devices)
+        f"virtio_mmio@{VIRTIO_MMIO_BASE:x}",
+        _flag("dma-coherent"),
+        _words("interrupts", _SPI, VIRTIO_MMIO_SPI, _EDGE_RISING),
+        _words("reg", *_cells64(VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE)),
+        _strs("compatible", "virtio,mmio"),
     ))
 
     root.append(_node(                 # armvirt's I/O latency test device (host_kernel/bench_io.py)

@@ -9,6 +9,7 @@ from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.gdbstub.server import GdbKill, GdbServer
 from armvirt.devices.pl031 import Pl031
+from armvirt.devices.virtio_mmio import VirtioMmio
 from armvirt import boot
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
@@ -173,6 +174,9 @@ class Machine:
         self.rtc = Pl031(seconds=lambda c: counter.ticks(c) // hz, cycles_at=lambda s: counter.cycles_for(s * hz),
                          irq=lambda level: self._irq_line(layout.RTC_SPI, level))
         self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
+        # virtio-mmio transport 0, with no device behind it (QEMU's empty transports)
+        self.virtio = VirtioMmio(log=lambda msg: self._mmio_vcpu and self._mmio_vcpu.guest_error(msg))
+        self.user_bus.register(layout.VIRTIO_MMIO_BASE, layout.VIRTIO_MMIO_SIZE, self.virtio)
         vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
         # vCPUs go round-robin over the pCPUs in creation order, across VMs (two 1-vCPU

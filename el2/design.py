@@ -129,6 +129,7 @@ XEN_PATHS = {
     "vgic_lr_fold": ("xen_lr_read", "vgic_sync_from_lrs: read back a list register"),
     "mmio_decode": ("xen_mmio_decode", "try_handle_mmio: decode the syndrome, find the handler"),
     "kernel_mmio_device": ("xen_mmio_device", "an emulated device in Xen (vGIC distributor, bench-io)"),
+    "ioeventfd_write": ("xen_mmio_noop", "the page's MMIO handler in Xen completes the write (no device model)"),
     "host_irq_entry": ("xen_irq_entry", "do_trap_irq: gic_interrupt"),
     "timer_irq_handler": ("xen_vtimer_irq", "vtimer_interrupt: inject the virtual timer"),
     "host_event_handler": ("xen_softirq", "an IPI or timer softirq in Xen"),

@@ -11,7 +11,7 @@
     0x0900_0000 +--------------------+
                 | PL011 UART         |  user-space device (MMIO exit to the VMM)
     0x0901_0000 | PL031 RTC          |  user-space device
-    0x0A00_0000 | virtio-mmio x32    |
+    0x0A00_0000 | virtio-mmio        |  transport 0 (no device): user-space device
     0x0B00_0000 | bench-io           |  in-kernel test device with a back end (I/O latency)
     0x4000_0000 +--------------------+
                 | RAM (-m)           |  memory slot, stage-2 mapped on first touch
@@ -50,5 +50,6 @@ INTID_SEC_PHYS_TIMER = 29
 INTID_PHYS_TIMER = 30
 UART_SPI = 1                      # INTID 33
 RTC_SPI = 2                       # INTID 34
+VIRTIO_MMIO_SPI = 16              # INTID 48: transport 0's (QEMU: SPIs 16-47, one per transport)
 BENCH_IO_SPI = 48                 # INTID 80: after virtio-mmio's SPIs 16-47
 BENCH_IO_INTID = SPI_BASE + BENCH_IO_SPI

@@ -8,6 +8,9 @@ latency tests, reduced to one register each way).
     0x10/0x14 EVENT_AT (WO) writing the high word arms an event at this virtual count
     0x18/0x1C SENT (RO)     virtual count at which the back end sent the last event
     0x20 ACK (WO)           the guest acknowledges: the interrupt line drops
+    0x24 DOORBELL (WO)      bound to an ioeventfd nobody waits on (KVM_IOEVENTFD, as a
+                            VMM binds a virtqueue's notify address): the host kernel
+                            completes the write itself, no device model runs (mmio_kernel)
 
 The back end is not guest code: it is host software (a vhost-style kernel
 thread woken by an ioeventfd, raising the interrupt through an irqfd; under
@@ -24,6 +27,11 @@ BACKEND = "back end"            # ledger location of steps run by the I/O back e
 
 BENCH_IO_ID = 0x41564230
 REG_ID, REG_NOTIFY, REG_SEEN, REG_EVENT_AT, REG_SENT, REG_ACK = 0x00, 0x04, 0x08, 0x10, 0x18, 0x20
+REG_DOORBELL = 0x24
+# What the kernel's MMIO path runs for an access (cost name, step label): the doorbell is an
+# ioeventfd (virt/kvm/eventfd.c ioeventfd_write -> eventfd_signal), the rest the device model.
+DOORBELL_PATH = ("ioeventfd_write", "ioeventfd_write: eventfd_signal, no waiter (no device model)")
+DEVICE_PATH = ("kernel_mmio_device", "in-kernel device bench-io")
 
 
 def _named(led, key: str, what: str) -> tuple[str, int]:
@@ -72,7 +80,12 @@ class BenchIo:
         self.sent = 0               # virtual count of the last event sent
         self.event_at: int | None = None
         self._event_lo = 0
+        self.doorbells = 0          # the doorbell ioeventfd's eventfd count
         self.unhandled: list = []
+
+    def emulation(self, offset: int, is_write: bool) -> tuple[str, str]:
+        """(cost name, label) of what the kernel runs for this access."""
+        return DOORBELL_PATH if is_write and offset == REG_DOORBELL else DEVICE_PATH
 
     def _count(self, vcpu, cycles: int) -> int:
         return self.vm.host.counter.ticks(cycles) - vcpu.ctx.timer.cntvoff
@@ -118,6 +131,8 @@ class BenchIo:
             self.event_at = value << 32 | self._event_lo
         elif offset == REG_ACK:
             self.vm.vgic.set_level(self.intid, False)
+        elif offset == REG_DOORBELL:
+            self.doorbells += 1
         else:
             self.unhandled.append((offset, True))
 

@@ -176,6 +176,10 @@ class InKernelDevice:
     def write(self, vcpu: int, offset: int, size: int, value: int) -> None:
         self._write(vcpu, offset, size, value)
 
+    def emulation(self, offset: int, is_write: bool) -> tuple[str, str]:
+        """(cost name, label) of what the kernel runs for an access: the device's handler."""
+        return "kernel_mmio_device", f"in-kernel device {self.name}"
+
     def take_unhandled(self) -> list:
         out = list(self._unhandled)
         self._unhandled.clear()

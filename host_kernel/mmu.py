@@ -68,7 +68,8 @@ def io_mem_abort(vcpu, ex: Exit, ipa: int) -> int:
     hit = vcpu.vm.kernel_bus.find(ipa)
     if hit is not None:
         dev, off = hit
-        led.charge_named(HIGHVISOR, f"in-kernel device {dev.name}", "kernel_mmio_device")
+        key, what = dev.emulation(off, da.wnr)
+        led.charge_named(HIGHVISOR, what, key)
         if da.wnr:
             dev.write(vcpu.index, off, da.size, acc.data)
         else:

@@ -7,11 +7,17 @@
  *     BENCH <name> avg_cycles=<n> iterations=<k>
  * with n in CPU cycles (CNTVCT ticks * cycles_per_tick), in this order:
  *   hypercall    HVC 0x4b000000 loop minus the loop without the hvc (hypercall)
- *   mmio_kernel  32-bit read of the bench-io ID register (an in-kernel device),
- *                loop minus baseline (mmio_read32_loop/mmio_baseline_loop)
- *   mmio_user    the same for PL011 FR (user-space device model; mmio-user)
- *   gic_trap     the same for GICD_TYPER (distributor emulation; gic-trap)
- *   eoi          acknowledge + EOI of a pending SGI 1, IRQs masked, each pair
+ *   mmio_kernel  32-bit write to the bench-io DOORBELL register, which the
+ *                host completes in its kernel with no device model (an
+ *                ioeventfd nobody waits on; ATC'17 "I/O kernel"), loop
+ *                minus baseline (mmio_write32_loop/mmio_baseline_loop)
+ *   mmio_user    the same for a read of virtio-mmio transport 0's DeviceID
+ *                (0x0a000008: the user-space device model; mmio-user)
+ *   gic_trap     the same for a read of GICD_IIDR (distributor emulation in
+ *                the kernel; gic-trap)
+ *   eoi          a write of 1023 (spurious, ignored) to GICC_EOIR /
+ *                ICC_EOIR1_EL1, loop minus baseline (eoi)
+ *   ack_eoi      acknowledge + EOI of a pending SGI 1, IRQs masked, each pair
  *                timed minus a baseline pair (eoi)
  *   ipi          SGI 2 from cpu 0 to cpu 1 waiting in WFI, to cpu 1's vector
  *                (ipi); skipped with one CPU
@@ -91,6 +97,7 @@
 #define IO_SENT_LO          0x18u       /* RO: CNTVCT at which the event was sent */
 #define IO_SENT_HI          0x1Cu
 #define IO_ACK              0x20u       /* WO: deasserts the interrupt */
+#define IO_DOORBELL         0x24u       /* WO: an ioeventfd nobody waits on (mmio_kernel) */
 #ifndef IO_DELAY
 #define IO_DELAY            1000u       /* ticks: well past the two arming MMIO exits */
 #endif
@@ -206,38 +213,42 @@ static void bench_mmio_kernel(void)
         print("BENCH mmio_kernel skipped (no bench-io device)\n");
         return;
     }
-    uint32_t id;
-    uint64_t t, b;
-    uint64_t avg = mmio_bench(io_base + IO_ID, ITER_MMIO, &id, &t, &b);
-    print("microbench: mmio_kernel: ID=0x%x loop_ticks=%lu baseline_ticks=%lu\n", id, t, b);
-    if (id != BENCH_IO_ID_VALUE)
-        ERROR("mmio_kernel: bench-io ID read 0x%x, expected 0x%x\n", id, BENCH_IO_ID_VALUE);
-    bench("mmio_kernel", avg, ITER_MMIO);
+    uint64_t addr = io_base + IO_DOORBELL;
+    mmio_write32_loop(WARMUP_LOOP, addr, 1);
+    mmio_baseline_loop(WARMUP_LOOP, addr);
+    uint64_t t = mmio_write32_loop(ITER_MMIO, addr, 1);
+    uint64_t b = mmio_baseline_loop(ITER_MMIO, addr);
+    print("microbench: mmio_kernel: DOORBELL write loop_ticks=%lu baseline_ticks=%lu\n", t, b);
+    bench("mmio_kernel", bench_loop_avg(t, b, ITER_MMIO, cpt), ITER_MMIO);
 }
 
 static void bench_mmio_user(void)
 {
-    uint32_t fr;
+    uint32_t id, magic = mmio_read32(VIRTIO_MMIO_BASE + VIRTIO_MMIO_MAGIC);
+    if (magic != VIRTIO_MMIO_MAGIC_VALUE) {
+        ERROR("mmio_user: virtio-mmio MagicValue at 0x%lx is 0x%x, expected 0x%x\n",
+              VIRTIO_MMIO_BASE, magic, VIRTIO_MMIO_MAGIC_VALUE);
+        print("BENCH mmio_user skipped (no virtio-mmio transport)\n");
+        return;
+    }
     uint64_t t, b;
-    uint64_t avg = mmio_bench(UART_BASE + UART_FR, ITER_MMIO, &fr, &t, &b);
-    print("microbench: mmio_user: FR=0x%x TXFF=%u loop_ticks=%lu baseline_ticks=%lu\n", fr,
-          (fr & UART_FR_TXFF) ? 1u : 0u, t, b);
-    if (fr & UART_FR_TXFF)
-        ERROR("mmio_user: FR.TXFF set in the value read (FR=0x%x)\n", fr);
+    uint64_t avg = mmio_bench(VIRTIO_MMIO_BASE + VIRTIO_MMIO_DEVICE_ID, ITER_MMIO, &id, &t, &b);
+    print("microbench: mmio_user: virtio-mmio DeviceID=%u loop_ticks=%lu baseline_ticks=%lu\n", id,
+          t, b);
     bench("mmio_user", avg, ITER_MMIO);
 }
 
+#define IIDR_IMPLEMENTER_ARM 0x43Bu
+
 static void bench_gic_trap(void)
 {
-    uint32_t typer;
+    uint32_t iidr;
     uint64_t t, b;
-    uint64_t avg = mmio_bench(gic_dist_base() + GICD_TYPER, ITER_MMIO, &typer, &t, &b);
-    unsigned itl = typer & 0x1f;
-    print("microbench: gic_trap: GICD_TYPER=0x%x ITLinesNumber=%u lines=%u loop_ticks=%lu "
-          "baseline_ticks=%lu\n", typer, itl, 32 * (itl + 1), t, b);
-    if (itl == 0 || typer == 0xffffffffu)
-        ERROR("gic_trap: GICD_TYPER=0x%x: ITLinesNumber=%u, expected SPIs (> 32 lines)\n",
-              typer, itl);
+    uint64_t avg = mmio_bench(gic_dist_base() + GICD_IIDR, ITER_MMIO, &iidr, &t, &b);
+    print("microbench: gic_trap: GICD_IIDR=0x%x loop_ticks=%lu baseline_ticks=%lu\n", iidr, t, b);
+    if ((iidr & 0xfff) != IIDR_IMPLEMENTER_ARM)
+        ERROR("gic_trap: GICD_IIDR=0x%x: implementer 0x%x, expected ARM (0x%x)\n", iidr,
+              iidr & 0xfff, IIDR_IMPLEMENTER_ARM);
     bench("gic_trap", avg, ITER_MMIO);
 }
 
@@ -245,19 +256,29 @@ static void bench_gic_trap(void)
 
 static void bench_eoi(void)
 {
+    eoi_spurious_loop(WARMUP_LOOP);
+    eoi_spurious_baseline_loop(WARMUP_LOOP);
+    uint64_t t = eoi_spurious_loop(ITER_EOI);
+    uint64_t b = eoi_spurious_baseline_loop(ITER_EOI);
+    print("microbench: eoi: intid=1023 loop_ticks=%lu baseline_ticks=%lu\n", t, b);
+    bench("eoi", bench_loop_avg(t, b, ITER_EOI, cpt), ITER_EOI);
+}
+
+static void bench_ack_eoi(void)
+{
     struct eoi_result r;
     if (!eoi_measure(SGI_EOI, PRIO, WARMUP_LOOP, ITER_EOI, &r)) {
-        ERROR("eoi: SGI %u not pending at the CPU interface after %d polls "
+        ERROR("ack_eoi: SGI %u not pending at the CPU interface after %d polls "
               "(HPPIR=0x%x, iteration %d)\n", SGI_EOI, EOI_WAIT_POLLS, gic_hppir(), r.stuck_at);
-        print("BENCH eoi skipped (SGI never pending)\n");
+        print("BENCH ack_eoi skipped (SGI never pending)\n");
         return;
     }
-    print("microbench: eoi: sgi=%u acks_ok=%u loop_ticks=%lu baseline_ticks=%lu\n", SGI_EOI, r.ok,
-          r.ticks, r.baseline);
+    print("microbench: ack_eoi: sgi=%u acks_ok=%u loop_ticks=%lu baseline_ticks=%lu\n", SGI_EOI,
+          r.ok, r.ticks, r.baseline);
     if (r.bad)
-        ERROR("eoi: %u acknowledges did not return SGI %u (last IAR=0x%x)\n", r.bad, SGI_EOI,
+        ERROR("ack_eoi: %u acknowledges did not return SGI %u (last IAR=0x%x)\n", r.bad, SGI_EOI,
               r.last_bad);
-    bench("eoi", bench_loop_avg(r.ticks, r.baseline, ITER_EOI, cpt), ITER_EOI);
+    bench("ack_eoi", bench_loop_avg(r.ticks, r.baseline, ITER_EOI, cpt), ITER_EOI);
 }
 
 /* ------------------------------------------------------------------ ipi */
@@ -535,6 +556,7 @@ int main(void)
     bench_mmio_user();
     bench_gic_trap();
     bench_eoi();
+    bench_ack_eoi();
     bench_ipi();
     bench_io_out();
     bench_io_in();

@@ -73,6 +73,29 @@ uint64_t bench_loop_avg(uint64_t t, uint64_t b, unsigned n, uint64_t cpt)
     return d > 0 ? ((uint64_t)d * cpt + n / 2) / n : 0;
 }
 
+/* ------------------------------------------------------------ MMIO write */
+
+uint64_t mmio_write32_loop(uint64_t n, uint64_t addr, uint32_t value)
+{
+    uint64_t t0, t1;
+    __asm__ volatile(
+        "mov    x19, %[n]\n\t"
+        "mov    x2, %[a]\n\t"
+        "mov    w1, %w[v]\n\t"
+        "isb\n\t"
+        "mrs    %[t0], cntvct_el0\n"
+        "1:\n\t"
+        "str    w1, [x2]\n\t"
+        "subs   x19, x19, #1\n\t"
+        "b.ne   1b\n\t"
+        "isb\n\t"
+        "mrs    %[t1], cntvct_el0\n"
+        : [t0] "=&r"(t0), [t1] "=&r"(t1)
+        : [n] "r"(n), [a] "r"(addr), [v] "r"(value)
+        : "x1", "x2", "x19", "cc", "memory");
+    return t1 - t0;
+}
+
 /* ------------------------------------------------------------------ eoi */
 
 static volatile uint32_t ram_words[2];
@@ -170,6 +193,78 @@ int eoi_measure(unsigned sgi, unsigned prio, unsigned warmup, unsigned iter, str
     }
     r->stuck_at = -1;
     return 1;
+}
+
+/* n EOIs of the spurious INTID: the write is ignored, so the loop needs no
+ * interrupt pending and measures the write alone (as with a vGIC it never traps) */
+#define EOI_LOOP_CLOBBERS "x1", "x2", "x19", "cc", "memory"
+
+uint64_t eoi_spurious_loop(uint64_t n)
+{
+    uint64_t t0, t1;
+    if (gic_version() == 3)
+        __asm__ volatile(
+            "mov    x19, %[n]\n\t"
+            "mov    x1, #1023\n\t"
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n"
+            "1:\n\t"
+            "msr    S3_0_C12_C12_1, x1\n\t"       /* ICC_EOIR1_EL1 */
+            "subs   x19, x19, #1\n\t"
+            "b.ne   1b\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n) : EOI_LOOP_CLOBBERS);
+    else
+        __asm__ volatile(
+            "mov    x19, %[n]\n\t"
+            "mov    x2, %[eoir]\n\t"
+            "mov    w1, #1023\n\t"
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n"
+            "1:\n\t"
+            "str    w1, [x2]\n\t"                  /* GICC_EOIR */
+            "subs   x19, x19, #1\n\t"
+            "b.ne   1b\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n), [eoir] "r"(gic_cpu_base() + 0x10)
+            : EOI_LOOP_CLOBBERS);
+    return t1 - t0;
+}
+
+uint64_t eoi_spurious_baseline_loop(uint64_t n)
+{
+    uint64_t t0, t1;
+    if (gic_version() == 3)
+        __asm__ volatile(
+            "mov    x19, %[n]\n\t"
+            "mov    x1, #1023\n\t"
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n"
+            "1:\n\t"
+            "nop\n\t"
+            "subs   x19, x19, #1\n\t"
+            "b.ne   1b\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n) : EOI_LOOP_CLOBBERS);
+    else
+        __asm__ volatile(
+            "mov    x19, %[n]\n\t"
+            "mov    x2, %[ram]\n\t"
+            "mov    w1, #1023\n\t"
+            "isb\n\t"
+            "mrs    %[t0], cntvct_el0\n"
+            "1:\n\t"
+            "str    w1, [x2]\n\t"
+            "subs   x19, x19, #1\n\t"
+            "b.ne   1b\n\t"
+            "isb\n\t"
+            "mrs    %[t1], cntvct_el0\n"
+            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n), [ram] "r"(&ram_words[0])
+            : EOI_LOOP_CLOBBERS);
+    return t1 - t0;
 }
 
 /* ------------------------------------------------------------------ ipi */

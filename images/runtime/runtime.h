@@ -8,6 +8,13 @@
 #include "frame.h"
 
 #define UART_BASE       0x09000000UL
+/* virtio-mmio transport 0 (virtio 1.x, 4.2.2): the ID registers */
+#define VIRTIO_MMIO_BASE        0x0a000000UL
+#define VIRTIO_MMIO_MAGIC       0x000u      /* 0x74726976 "virt" */
+#define VIRTIO_MMIO_VERSION     0x004u
+#define VIRTIO_MMIO_DEVICE_ID   0x008u      /* 0: no device */
+#define VIRTIO_MMIO_VENDOR_ID   0x00cu
+#define VIRTIO_MMIO_MAGIC_VALUE 0x74726976u
 #define UART_DR         0x00
 #define UART_FR         0x18
 #define UART_FR_TXFF    (1u << 5)
@@ -291,6 +298,7 @@ uint64_t irq_entry_ticks(void);
 #define GIC_SPURIOUS        1023u
 #define GIC_INTID(iar)      ((iar) & 0x3ffu)
 #define GICD_TYPER          0x004u
+#define GICD_IIDR           0x008u      /* [11:0] implementer JEP106 (ARM: 0x43B) */
 int gic_version(void);                  /* 2 or 3 */
 const char *gic_source(void);           /* "dtb" or "probe" */
 uint64_t gic_dist_base(void);
@@ -329,6 +337,8 @@ uint64_t cycles_per_tick(void);                 /* clock-frequency / CNTFRQ, >= 
  * and the same loop without the read: their difference is n reads' cost. */
 uint64_t mmio_read32_loop(uint64_t n, uint64_t addr, uint32_t *last);
 uint64_t mmio_baseline_loop(uint64_t n, uint64_t addr);
+/* n 32-bit writes of `value` to addr, timed the same way (baseline: mmio_baseline_loop) */
+uint64_t mmio_write32_loop(uint64_t n, uint64_t addr, uint32_t value);
 
 /* Timed kernels of the benchmark images (bench.c), shared so that microbench
  * measures exactly as the single-purpose images do. */
@@ -352,6 +362,12 @@ struct eoi_result {
     int stuck_at;               /* -1, or the iteration whose SGI never showed pending */
 };
 int eoi_measure(unsigned sgi, unsigned prio, unsigned warmup, unsigned iter, struct eoi_result *r);
+/* The EOI alone, as KVM/ARM's developers' in-guest benchmark times it: n writes
+ * of 1023 (spurious: the write is ignored, GIC IHI 0048 4.4.5 / IHI 0069
+ * 12.2.9) to GICC_EOIR (v2) or ICC_EOIR1_EL1 (v3) between two CNTVCT reads,
+ * and the same loop with the write replaced (v2: a str to RAM, v3: a nop). */
+uint64_t eoi_spurious_loop(uint64_t n);
+uint64_t eoi_spurious_baseline_loop(uint64_t n);
 /* SGI latency from this CPU to `target` asleep in WFI: CPU_ON target (its
  * handler stores irq_entry_ticks()), then warmup + iter times: t0 = CNTVCT and
  * at once the SGI write; wait for the ack; wait 20 us for the target to sleep
