@@ -634,7 +634,8 @@ def cmd_compare(a) -> int:
     writer = TraceWriter() if trace_file else None
     if a.breakdown:
         steps = compare.breakdown(a.breakdown, designs, prof, features, writer)
-        print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format))
+        print(compare_report.format_breakdown(a.breakdown, steps, designs, a.format,
+                                              definition=compare.definitions()[a.breakdown]))
         if writer is not None:
             _write_trace(writer, trace_file)
         return 0
@@ -648,7 +649,8 @@ def cmd_compare(a) -> int:
              f"{', no vGIC' if a.no_vgic else ''}{', no vtimer' if a.no_vtimer else ''}"
              f"{'' if a.lazy is None else (', lazy switching' if a.lazy else ', eager switching')}"
              f"{'' if a.fp is None else f', {a.fp} FP/SIMD'}")
-    print(compare_report.format_table(res.rows, designs, a.format, title=title, meta=meta))
+    print(compare_report.format_table(res.rows, designs, a.format, title=title, meta=meta,
+                                      definitions=compare.definitions()))
     if a.plot:
         compare_report.plot(res.rows, res.world_switch, designs, a.plot, title=title)
         if a.format not in ("json", "csv"):

@@ -23,6 +23,11 @@ PATH_OF = {"hypercall": "hypercall", "gic_trap": "gic-trap", "ipi": "ipi", "eoi"
 IMAGE = "microbench.elf"
 
 
+def definitions() -> dict[str, str]:
+    """What each operation measures: its trap path's definition."""
+    return {op: paths.PATHS[p].description for op, p in PATH_OF.items()}
+
+
 @dataclass
 class Comparison:
     designs: list[str]

@@ -60,21 +60,28 @@ def _csv(header: Sequence[str], data: list[list]) -> str:
 
 
 def format_table(rows: Rows, designs: Sequence[str], fmt: str, title: str | None = None,
-                 meta: Mapping | None = None) -> str:
-    """One row per operation, one cycles column per design; None renders as "-", "" or null."""
+                 meta: Mapping | None = None, definitions: Mapping[str, str] | None = None) -> str:
+    """One row per operation, one cycles column per design; None renders as "-", "" or null.
+    `definitions`: what each operation measures, printed under a text table (json: a key;
+    csv stays numbers only)."""
     _check_fmt(fmt)
     ops = _ordered_ops(rows)
+    defs = {op: definitions[op] for op in ops if op in definitions} if definitions else {}
     if fmt == "json":
         out = {"rows": {op: {d: rows[op].get(d) for d in designs} for op in ops},
                "designs": list(designs)}
         if meta:
             out["meta"] = meta
+        if defs:
+            out["definitions"] = defs
         return json.dumps(out, indent=2)
     header = ["operation", *designs]
     data = [[op, *(rows[op].get(d) for d in designs)] for op in ops]
     if fmt == "csv":
         return _csv(header, data)
     body = _tabulate(data, header, fmt)
+    if defs:
+        body += "\n\n" + "\n".join(_heading(f"{op}: {text}", fmt) for op, text in defs.items())
     return f"{_heading(title, fmt)}\n{body}" if title else body
 
 
@@ -95,10 +102,12 @@ def _summary(op: str, totals: Mapping[str, int], thousands: str = ",") -> str:
     return f"{op} total cycles: " + ", ".join(parts)
 
 
-def format_breakdown(op: str, steps_by_design: Steps, designs: Sequence[str], fmt: str) -> str:
+def format_breakdown(op: str, steps_by_design: Steps, designs: Sequence[str], fmt: str,
+                     definition: str | None = None) -> str:
     """The steps of one trap path per design with their cycles and totals, then a summary line.
 
     A design in `designs` but not in `steps_by_design` is "not measured" (null in json).
+    `definition`: what the operation measures, the first line of a text breakdown.
     """
     _check_fmt(fmt)
     present = [d for d in designs if d in steps_by_design]
@@ -106,13 +115,17 @@ def format_breakdown(op: str, steps_by_design: Steps, designs: Sequence[str], fm
     if fmt == "json":
         out = {d: ({"steps": [dict(s) for s in steps_by_design[d]], "total": totals[d]}
                    if d in totals else None) for d in designs}
-        return json.dumps({"operation": op, "designs": out}, indent=2)
+        doc = {"operation": op, "designs": out}
+        if definition:
+            doc["definition"] = definition
+        return json.dumps(doc, indent=2)
     if fmt == "csv":
         data = [[d, i, s["where"], s["what"], s["cycles"]]
                 for d in present for i, s in enumerate(steps_by_design[d], 1)]
         return _csv(["design", "step", "where", "what", "cycles"], data)
     thousands = "" if fmt == "latex" else ","
-    blocks = [_side_by_side(op, steps_by_design, present, fmt)] if present else []
+    blocks = [_heading(f"{op}: {definition}", fmt)] if definition else []
+    blocks += [_side_by_side(op, steps_by_design, present, fmt)] if present else []
     for d in designs:
         if d not in totals:
             blocks.append(_heading(f"{op} under {d}: not measured", fmt))

@@ -163,13 +163,14 @@ class PathSpec:
 
 PATHS = {
     "hypercall": PathSpec("hypercall", "hypercall.elf", last_tagged("hvc:0x4b000000"), "hypercall",
-                          "guest HVC of an unknown SMCCC function, full exit to the highvisor and back"),
+                          "guest HVC #0 of SMCCC function 0x4b000000, which no hypervisor implements: "
+                          "to the hypervisor and back with no work done"),
     "mmio-user": PathSpec("mmio-user", "mmio-user.elf", last_tagged(f"mmio:{VIRTIO_DEVICE_ID:#x}"), "mmio_user",
                           "guest read of virtio-mmio transport 0's DeviceID (0x0a000008): stage-2 fault, "
                           "emulated in user space by the VMM"),
     "gic-trap": PathSpec("gic-trap", "gic-trap.elf", last_tagged(f"mmio:{GICD_IIDR:#x}"), "gic_trap",
-                         "guest read of GICD_IIDR (0x08000008): stage-2 fault, emulated in the kernel by the "
-                         "vGIC distributor"),
+                         "guest read of GICD_IIDR (0x08000008), the interrupt controller trap: stage-2 fault, "
+                         "emulated in the kernel by the vGIC distributor"),
     "irq": PathSpec("irq", "irq-latency.elf", irq_delivery, "irq_latency",
                     "virtual timer deadline to the guest's IRQ handler: IRQ exit, host GIC, LR with HW bit"),
     "eoi": PathSpec("eoi", "eoi.elf", spurious_eoi, "eoi",

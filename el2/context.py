@@ -21,6 +21,11 @@ _GP_SPECS = ([A.UC_ARM64_REG_X0 + i for i in range(29)] + [A.UC_ARM64_REG_X29, A
              + [A.UC_ARM64_REG_SP_EL0, A.UC_ARM64_REG_SP_EL1, A.UC_ARM64_REG_ELR_EL1,
                 A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, S.SPSR_EL1, A.UC_ARM64_REG_SP])
 HOST_GP_X = tuple(f"x{i}" for i in range(19, 31))      # callee-saved: the host's x0-x18 are clobbered
+# Xen's trap frame (struct cpu_user_regs; xen/arch/arm/arm64/entry.S `entry hyp=0` and
+# entry_guest): x0-x29 pushed in pairs, LR stored with the frame's SP slot, ELR_EL2/SPSR_EL2,
+# then the guest's SPSR_EL1, SP_EL0, SP_EL1 and ELR_EL1 - nothing else on a trap.
+XEN_FRAME_X = tuple(f"x{i}" for i in range(30)) + ("lr",)
+XEN_FRAME_SPECIAL = ("ELR_EL2", "SPSR_EL2", "SPSR_EL1", "SP_EL0", "SP_EL1", "ELR_EL1")
 
 FP_Q = tuple(f"q{i}" for i in range(32))
 FP_CTRL = ("FPCR", "FPSR")

@@ -108,6 +108,13 @@ class Design:
         return "used" if self.lazy else "all"
 
     @property
+    def puts_on_user_exit(self) -> bool:
+        """A user-space exit ends KVM_RUN: kvm_vcpu_ioctl's vcpu_put, then vcpu_load on the
+        next KVM_RUN (kvm_arch_vcpu_put/load), move whatever the design defers.  Xen has
+        no user-space exit: its ioreq to dom0 blocks the vCPU (host_kernel/dom0.py)."""
+        return self.name != "type1"
+
+    @property
     def where(self) -> str:
         """Where exit handling runs (the ledger's location for host software)."""
         return {"nvhe": HIGHVISOR, "vhe": HOST_AT_EL2, "type1": XEN}[self.name]
@@ -119,7 +126,7 @@ NVHE = Design()
 # sites, Xen's paths and costs): KVM cost name -> (Xen cost name, what it does).
 XEN_PATHS = {
     "handle_exit": ("xen_trap_dispatch", "do_trap_guest_sync: dispatch on ESR_EL2.EC"),
-    "hvc_handler": ("xen_hypercall", "do_trap_hypercall: hypercall table / PSCI dispatch"),
+    "hvc_handler": ("xen_hypercall", "do_trap_hypercall: call through the hypercall table, result in x0"),
     "run_loop": ("xen_leave_hypervisor", "leave_hypervisor_to_guest: softirqs, return to the guest"),
     "vgic_flush": ("xen_vgic_flush", "vgic_sync_to_lrs: nothing pending"),
     "vgic_sync": ("xen_vgic_sync", "vgic_sync_from_lrs: no LR in use"),

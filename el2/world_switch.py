@@ -26,6 +26,9 @@ VM = "EL2 virtual memory registers"
 GROUPS = (GP, FP, EL1, VGIC, TIMER, TRAPS, VM)
 
 
+HOST_USER_REGS = ("TPIDR_EL0", "TPIDRRO_EL0")    # arch/arm64/kvm/hyp/include/hyp/sysreg-sr.h
+
+
 def _pairs(n: int) -> int:
     return (n + 1) // 2          # STP/LDP move two registers
 
@@ -43,9 +46,11 @@ class WorldSwitch:
         self.save_vgic = self.save_vgic_v3 if v3 else self.save_vgic_v2
         self.restore_vgic = self.restore_vgic_v3 if v3 else self.restore_vgic_v2
         c = ledger.costs
+        # the guest's GP state on a trap: KVM's context (hyp/entry.S), or Xen's trap frame
+        gp_x, gp_special = (C.XEN_FRAME_X, C.XEN_FRAME_SPECIAL) if design.name == "type1" else (C.GP_X, C.GP_SPECIAL)
         self.cost = {
-            (GP, "save", "guest"): _pairs(len(C.GP_X)) * c["gp_pair_store"] + len(C.GP_SPECIAL) * c["special_reg_save"],
-            (GP, "restore", "guest"): _pairs(len(C.GP_X)) * c["gp_pair_load"] + len(C.GP_SPECIAL) * c["special_reg_restore"],
+            (GP, "save", "guest"): _pairs(len(gp_x)) * c["gp_pair_store"] + len(gp_special) * c["special_reg_save"],
+            (GP, "restore", "guest"): _pairs(len(gp_x)) * c["gp_pair_load"] + len(gp_special) * c["special_reg_restore"],
             (GP, "save", "host"): _pairs(len(C.HOST_GP_X)) * c["gp_pair_store"] + len(C.GP_SPECIAL) * c["special_reg_save"],
             (GP, "restore", "host"): _pairs(len(C.HOST_GP_X)) * c["gp_pair_load"] + len(C.GP_SPECIAL) * c["special_reg_restore"],
             (FP, "save", "guest"): _pairs(len(C.FP_Q)) * c["fp_pair_store"] + len(C.FP_CTRL) * c["fp_ctrl_save"],
@@ -57,7 +62,11 @@ class WorldSwitch:
             self.cost[(FP, kind, "host")] = self.cost[(FP, kind, "guest")]
             self.cost[(EL1, kind, "host")] = self.cost[(EL1, kind, "guest")]
         self.labels = {(g, k, w): f"{k} {w} {g}" for (g, k, w) in self.cost}
-        self.nregs = {(GP, "guest"): len(C.GP_X) + len(C.GP_SPECIAL),
+        if design.name == "type1":
+            frame = "x0-x30, ELR/SPSR_EL2, SPSR/SP/ELR_EL1, SP_EL0"
+            self.labels[(GP, "save", "guest")] = f"entry.S: save the trap frame ({frame})"
+            self.labels[(GP, "restore", "guest")] = "return_from_trap: restore the trap frame"
+        self.nregs = {(GP, "guest"): len(gp_x) + len(gp_special),
                       (GP, "host"): len(C.HOST_GP_X) + len(C.GP_SPECIAL),
                       (FP, "guest"): len(C.FP_Q) + len(C.FP_CTRL), (FP, "host"): len(C.FP_Q) + len(C.FP_CTRL),
                       (EL1, "guest"): len(C.EL1_SYSREGS), (EL1, "host"): len(C.EL1_SYSREGS)}
@@ -71,6 +80,9 @@ class WorldSwitch:
                 + [EL1] * d.switches_host_el1)
         # lazy FP/SIMD is switched only when the guest uses it (vcpu_put charges that case)
         deferred = [g for g in (FP, EL1) if g not in guest and not (g == FP and d.fp_lazy)]
+        # A VHE host keeps its own EL0 thread registers in the EL1 bank's TPIDR_EL0/TPIDRRO_EL0:
+        # when the guest's EL1 state is deferred, load/put swap those two with the host's.
+        self._host_user_regs = EL1 in deferred and d.host_at_el2 and d.saves_host_gp
         self.batches = {}
         for kind, who, order in (("save", "guest", guest), ("restore", "guest", guest[::-1]),
                                  ("save", "host", host), ("restore", "host", host[::-1]),
@@ -264,6 +276,10 @@ class WorldSwitch:
         its registers were switched then, and are saved now."""
         d = self.design
         steps = [replace(st, where=where) for st in self.batches[("save", "put")][1]]
+        if self._host_user_regs:      # kvm_vcpu_put_sysregs_vhe: __sysreg_restore_user_state(host)
+            steps.append(Step(where, "vcpu_put: restore host TPIDR_EL0, TPIDRRO_EL0",
+                              len(HOST_USER_REGS) * self.ledger.costs["el1_sysreg_restore"], EL1, "restore",
+                              len(HOST_USER_REGS)))
         if fp_used and d.fp_lazy:
             steps.append(Step(where, "lazy FP/SIMD: first-use trap, host save + guest restore",
                               self.ledger.costs["exc_entry_el2"] + self.cost[(FP, "save", "host")]
@@ -295,17 +311,21 @@ class WorldSwitch:
         r, w, what = self._vgic_deferred("restore")
         if w:
             steps.append(self._step(VGIC, "restore", r, w, *self._vgic_keys(), f"vcpu_load: restore {what}", where))
+        if self._host_user_regs:      # kvm_vcpu_load_sysregs_vhe: __sysreg_save_user_state(host)
+            steps.append(Step(where, "vcpu_load: save host TPIDR_EL0, TPIDRRO_EL0",
+                              len(HOST_USER_REGS) * self.ledger.costs["el1_sysreg_save"], EL1, "save",
+                              len(HOST_USER_REGS)))
         steps += [replace(st, where=where) for st in self.batches[("restore", "load")][1]]
         return steps
 
-    def vcpu_put(self, fp_used: bool = False) -> None:
-        """The vCPU leaves its pCPU (schedule out)."""
-        steps = self.put_steps(fp_used)
+    def vcpu_put(self, fp_used: bool = False, where: str = LOWVISOR) -> None:
+        """The vCPU leaves its pCPU (schedule out, or KVM_RUN returns to user space)."""
+        steps = self.put_steps(fp_used, where)
         self.ledger.charge_steps(sum(st.cycles for st in steps), tuple(steps))
 
-    def vcpu_load(self) -> None:
-        """The vCPU gets a pCPU (schedule in)."""
-        steps = self.load_steps()
+    def vcpu_load(self, where: str = LOWVISOR) -> None:
+        """The vCPU gets a pCPU (schedule in, or the next KVM_RUN)."""
+        steps = self.load_steps(where)
         self.ledger.charge_steps(sum(st.cycles for st in steps), tuple(steps))
 
     # --- the scripts ---------------------------------------------------------------

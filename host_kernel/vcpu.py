@@ -256,6 +256,9 @@ class Vcpu:
         self._mmio = acc
         self.kvm_run.exit_reason, self.kvm_run.mmio = KVM_EXIT_MMIO, acc
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
+        design = self.lowvisor.design
+        if design.puts_on_user_exit:    # kvm_vcpu_ioctl: vcpu_put once KVM_RUN returns
+            self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.values() != self._fp_at_load, where=design.where)
 
     def stalled_exit(self) -> int:
         """An injected exception retired nothing since the previous one: stop at the
@@ -301,6 +304,10 @@ class Vcpu:
             return self._after_exit(ex)
         if self._mmio is not None:          # kvm_handle_mmio_return
             led.charge_named(USER, "ioctl(KVM_RUN): re-enter the kernel", "kvm_run_ioctl")
+            design = self.lowvisor.design
+            if design.puts_on_user_exit:    # kvm_vcpu_ioctl: vcpu_load before KVM_RUN
+                self._fp_at_load = self.ctx.fp.values()
+                self.lowvisor.ws.vcpu_load(where=design.where)
             acc, self._mmio = self._mmio, None
             if self._ext_dabt is not None:
                 inject.inject_dabt(self.ctx, self._ext_dabt, acc.is_write)

@@ -26,10 +26,13 @@ def test_hypercall_preserves_registers(boot):
     assert hvc["Samples"] >= 1000, f"expected >= 1000 HVC64 exits, got {hvc['Samples']}"
 
 
-def test_mmio_user_reads_pl011(boot):
+def test_mmio_user_reads_the_virtio_mmio_device_id(boot):
+    """Transport 0 answers as QEMU's with no backend: Version 2, DeviceID 0 (no device)."""
     res = boot("mmio-user.elf")
     assert_clean(res)
-    assert lines_with(res, "mmio_user: FR=0x90 TXFF=0"), res.console.text
+    assert lines_with(res, "mmio_user: virtio-mmio@0xa000000 version=2 DeviceID=0 "), res.console.text
+    dabt = next(r for r in res.stats if r["VM-EXIT"] == "DABT_LOW")
+    assert dabt["Samples"] >= 2000, f"expected >= 2000 DeviceID reads to exit, got {dabt['Samples']}"
 
 
 def test_memtouch_faults_in_every_page(boot):
