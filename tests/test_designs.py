@@ -92,7 +92,9 @@ def test_compare_json_has_the_documented_shape(tmp_path):
     assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
     doc = json.loads(r.stdout)
     assert list(doc["rows"]["hypercall"]) == ["nvhe", "vhe", "type1"], f"got {doc['rows']['hypercall']}"
-    assert len(doc["rows"]) == 9, f"expected nine operations, got {list(doc['rows'])}"
+    from armvirt.compare_report import OPERATIONS
+    assert list(doc["rows"]) == list(OPERATIONS), f"expected {OPERATIONS}, got {list(doc['rows'])}"
+    assert set(doc["definitions"]) == set(OPERATIONS), f"expected a definition per operation, got {doc['definitions']}"
     assert png.read_bytes()[:4] == b"\x89PNG", "expected a PNG plot"
 
 
@@ -137,7 +139,8 @@ def test_gicv3_era_profile_runs_every_design(tmp_path):
     r = armvirt("compare", "--profile", "gicv3-server", "--gic", "3", "--format", "csv")
     assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
     lines = r.stdout.strip().splitlines()
-    assert lines[0] == "operation,nvhe,vhe,type1" and len(lines) == 10, f"got {lines}"
+    from armvirt.compare_report import OPERATIONS
+    assert lines[0] == "operation,nvhe,vhe,type1" and len(lines) == 1 + len(OPERATIONS), f"got {lines}"
     assert all(cell for line in lines[1:] for cell in line.split(",")), f"every cell measured: {lines}"
 
 
@@ -155,3 +158,96 @@ def test_every_image_runs_unchanged_under_each_design(boot, image, design, gic):
     assert (res.status, res.reason) == (0, "shutdown"), \
         f"{image} under {design}, GICv{gic}: expected status 0, got {res.status} ({res.reason}: {res.message})\n" \
         f"{res.console.text[-2000:]}"
+
+
+# --- issue 10 item 5: relations the model must reproduce without tuning (xgene, GICv2) -----------
+
+@pytest.mark.parametrize("op", ["hypercall", "gic_trap"])
+def test_type1_below_split_mode(table, op):
+    """ISCA'16: Xen ARM's hypercall and interrupt-controller trap are cheaper than KVM/ARM's."""
+    r = table.rows[op]
+    assert r["type1"] < r["nvhe"], f"expected type1 < nvhe for {op}, got {r}"
+
+
+@pytest.mark.parametrize("op", ["hypercall", "gic_trap", "mmio_kernel", "mmio_user"])
+def test_vhe_below_split_mode_for_every_trap(table, op):
+    r = table.rows[op]
+    assert r["vhe"] < r["nvhe"], f"expected vhe < nvhe for {op}, got {r}"
+
+
+@pytest.mark.parametrize("design", ["nvhe", "vhe", "type1"])
+def test_eoi_with_a_vgic_is_under_100_cycles_and_never_exits(table, xgene, design):
+    cycles = table.rows["eoi"][design]
+    assert cycles is not None and cycles < 100, f"{design}: expected eoi < 100 cycles, got {cycles}"
+    run = paths.run_path("eoi", xgene, {"hyp_mode": design})
+    where = {s.where for s in run.segment.steps}
+    assert where == {"guest EL1"} and len(run.segment.steps) == 1, \
+        f"{design}: expected one EOI access by the guest, no exit, got {run.segment.steps}"
+
+
+def test_mmio_kernel_has_no_device_model(table, xgene):
+    """I/O kernel: the trap completes in the host kernel (an ioeventfd), so it costs less than
+    the GICD_IIDR read that the vGIC distributor emulates, and no step is a device's."""
+    r, g = table.rows["mmio_kernel"], table.rows["gic_trap"]
+    assert all(r[d] < g[d] for d in r), f"expected mmio_kernel < gic_trap in every design, got {r} {g}"
+    steps = [s.what for s in paths.run_path("mmio-kernel", xgene).segment.steps]
+    assert any(w.startswith("ioeventfd_write") for w in steps), f"expected the ioeventfd step, got {steps}"
+    assert not any("in-kernel device" in w for w in steps), f"expected no device model, got {steps}"
+
+
+# --- issue 10 item 4: VHE and Xen checked against their mechanisms -------------------------------
+
+def _steps(xgene, path, **cfg):
+    return paths.run_path(path, xgene, cfg).segment.steps
+
+
+def test_vhe_user_exit_puts_and_loads_the_deferred_state(xgene):
+    """ATC'17: a user-space exit ends KVM_RUN, so kvm_arch_vcpu_put / kvm_arch_vcpu_load move
+    the lazily switched state (kvm_vcpu_put_sysregs_vhe / kvm_vcpu_load_sysregs_vhe)."""
+    steps = _steps(xgene, "mmio-user", hyp_mode="vhe")
+    what = [s.what for s in steps]
+    out = what.index("return to user space (KVM_EXIT_MMIO)")
+    back = what.index("ioctl(KVM_RUN): re-enter the kernel")
+    put = [s for s in steps[out + 1:back] if s.group]
+    load = [s for s in steps[back + 1:] if s.group and "vcpu_load" in s.what]
+    assert any(s.group == "EL1 system registers" and s.kind == "save" for s in put), \
+        f"expected vcpu_put to save the guest's EL1 registers, got {[s.what for s in put]}"
+    assert any(s.group == "EL1 system registers" and s.kind == "restore" for s in load), \
+        f"expected vcpu_load to restore the guest's EL1 registers, got {[s.what for s in load]}"
+    assert {s.group for s in put} >= {"VGIC registers", "Timer registers"}, \
+        f"expected the deferred vGIC and timer state at put, got {[s.what for s in put]}"
+    hvc = [s.what for s in _steps(xgene, "hypercall", hyp_mode="vhe")]
+    assert not any("vcpu_put" in w or "vcpu_load" in w for w in hvc), \
+        f"a hypercall stays inside KVM_RUN: no put/load expected, got {hvc}"
+
+
+def test_split_mode_user_exit_defers_nothing(xgene):
+    """Linux 4.0's split mode switches everything on each trap: vcpu_put has nothing to move."""
+    what = [s.what for s in _steps(xgene, "mmio-user")]
+    assert not any("vcpu_put" in w or "vcpu_load" in w for w in what), \
+        f"expected no deferred state under eager nvhe, got {what}"
+
+
+def test_xen_hypercall_touches_only_its_trap_frame(xgene):
+    """A Xen no-op hypercall saves and restores the trap frame of entry.S (GPRs, ELR/SPSR_EL2,
+    SPSR/SP/ELR_EL1, SP_EL0), switches no EL1 system register, and calls the hypercall table."""
+    from el2.context import XEN_FRAME_SPECIAL, XEN_FRAME_X
+    steps = _steps(xgene, "hypercall", hyp_mode="type1")
+    groups = {s.group for s in steps if s.group}
+    assert groups == {"GP registers"}, f"expected only the GP trap frame, got {groups}"
+    frame = [s for s in steps if s.group]
+    want = len(XEN_FRAME_X) + len(XEN_FRAME_SPECIAL)
+    assert [s.regs for s in frame] == [want, want], f"expected the {want}-register frame saved and restored, got {frame}"
+    assert any(s.what.startswith("do_trap_hypercall") for s in steps), \
+        f"expected the return through do_trap_hypercall, got {[s.what for s in steps]}"
+
+
+@pytest.mark.parametrize("path,words", [("eoi", "1023"), ("gic-trap", "GICD_IIDR"), ("mmio-user", "DeviceID"),
+                                        ("mmio-kernel", "no device model"), ("ack-eoi", "acknowledge")])
+def test_trap_path_title_prints_the_definition(path, words):
+    r = subprocess.run([sys.executable, "-m", "armvirt", "trap-path", path], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, f"trap-path {path} failed: {r.stderr}"
+    title = r.stdout.splitlines()[0]
+    assert paths.PATHS[path].description in title and words in title, \
+        f"expected the definition ({paths.PATHS[path].description!r}) in the title, got {title!r}"

@@ -32,7 +32,7 @@ def test_mmio_user_reads_the_virtio_mmio_device_id(boot):
     assert_clean(res)
     assert lines_with(res, "mmio_user: virtio-mmio@0xa000000 version=2 DeviceID=0 "), res.console.text
     dabt = next(r for r in res.stats if r["VM-EXIT"] == "DABT_LOW")
-    assert dabt["Samples"] >= 2000, f"expected >= 2000 DeviceID reads to exit, got {dabt['Samples']}"
+    assert dabt["Samples"] >= 1016, f"expected >= 1016 DeviceID reads (16 warm-up) to exit, got {dabt['Samples']}"
 
 
 def test_memtouch_faults_in_every_page(boot):

@@ -26,7 +26,7 @@ def test_guest_measurement_equals_table_total(path, vgic, gic, design, xgene):
         f"{path} ({design}): guest measured {run.guest_avg}, table total {run.total} (tolerance {tick})"
 
 
-@pytest.mark.parametrize("path", ["hypercall", "mmio-user"])
+@pytest.mark.parametrize("path", ["hypercall", "mmio-user", "gic-trap", "eoi", "mmio-kernel"])
 def test_loop_measurements_are_exact(path, xgene):
     run = paths.run_path(path, xgene)
     assert run.guest_avg == run.total, f"{path}: guest measured {run.guest_avg}, table total {run.total}"
