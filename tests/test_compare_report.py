@@ -245,3 +245,31 @@ def test_plot_rejects_unknown_extension(tmp_path, name):
 def test_formats_constant_matches_the_cli_choices():
     want = ("simple", "github", "latex", "csv", "json")
     assert FORMATS == want, f"expected {want}, got {FORMATS}"
+
+
+# -- definitions ----------------------------------------------------------------------------------
+
+DEFS = {"hypercall": "HVC #0, no work", "eoi": "a write of 1023 to EOIR"}
+
+
+@pytest.mark.parametrize("fmt", ["simple", "github"])
+def test_definitions_follow_a_text_table(fmt):
+    out = format_table(ROWS, DESIGNS, fmt, definitions=DEFS)
+    for op, text in DEFS.items():
+        assert f"{op}: {text}" in out.splitlines(), f"expected the line '{op}: {text}' in {out!r}"
+
+
+def test_definitions_are_a_json_key_and_stay_out_of_csv():
+    out = json.loads(format_table(ROWS, DESIGNS, "json", definitions=DEFS))
+    assert out["definitions"] == DEFS, f"expected {DEFS}, got {out.get('definitions')}"
+    text = format_table(ROWS, DESIGNS, "csv", definitions=DEFS)
+    assert "1023" not in text, f"csv must stay numbers only, got {text!r}"
+
+
+def test_breakdown_starts_with_the_definition():
+    out = format_breakdown("hypercall", STEPS, DESIGNS, "simple", definition=DEFS["hypercall"])
+    assert out.splitlines()[0] == "hypercall: HVC #0, no work", f"got {out.splitlines()[0]!r}"
+    doc = json.loads(format_breakdown("hypercall", STEPS, DESIGNS, "json", definition=DEFS["hypercall"]))
+    assert doc["definition"] == DEFS["hypercall"], f"got {doc.get('definition')!r}"
+    latex = format_breakdown("hypercall", STEPS, DESIGNS, "latex", definition=DEFS["hypercall"])
+    assert latex.splitlines()[0] == "% hypercall: HVC #0, no work", f"got {latex.splitlines()[0]!r}"
