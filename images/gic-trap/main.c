@@ -25,12 +25,8 @@ int main(void)
     uint64_t addr = gic_dist_base() + GICD_IIDR;
     uint32_t iidr;
 
-    mmio_read32_loop(WARMUP, addr, &iidr);
-    mmio_baseline_loop(WARMUP, addr);
-
-    uint64_t t = mmio_read32_loop(ITER, addr, &iidr);
-    uint64_t b = mmio_baseline_loop(ITER, addr);
-    uint64_t avg = bench_loop_avg(t, b, ITER, cpt);
+    uint64_t t, b;
+    uint64_t avg = mmio_read_bench(addr, WARMUP, ITER, cpt, &iidr, &t, &b);
 
     print("gic_trap: gic=v%d (%s) GICD_IIDR=0x%x implementer=0x%x loop_ticks=%lu baseline_ticks=%lu "
           "cycles_per_tick=%lu\n", gic_version(), gic_source(), iidr, iidr & 0xfff, t, b, cpt);

@@ -157,17 +157,6 @@ static void bench_hypercall(void)
 
 /* ------------------------------------------------ MMIO reads (loop - baseline) */
 
-/* n reads of addr timed as a loop, minus the loop without the read (the
- * runtime's helpers, shared with mmio-user and gic-trap) */
-static uint64_t mmio_bench(uint64_t addr, unsigned n, uint32_t *last, uint64_t *t, uint64_t *b)
-{
-    mmio_read32_loop(WARMUP_LOOP, addr, last);
-    mmio_baseline_loop(WARMUP_LOOP, addr);
-    *t = mmio_read32_loop(n, addr, last);
-    *b = mmio_baseline_loop(n, addr);
-    return bench_loop_avg(*t, *b, n, cpt);
-}
-
 static int io_present;
 static uint64_t io_base = BENCH_IO_BASE;
 static unsigned io_intid = BENCH_IO_INTID;
@@ -232,7 +221,7 @@ static void bench_mmio_user(void)
         return;
     }
     uint64_t t, b;
-    uint64_t avg = mmio_bench(VIRTIO_MMIO_BASE + VIRTIO_MMIO_DEVICE_ID, ITER_MMIO, &id, &t, &b);
+    uint64_t avg = mmio_read_bench(VIRTIO_MMIO_BASE + VIRTIO_MMIO_DEVICE_ID, WARMUP_LOOP, ITER_MMIO, cpt, &id, &t, &b);
     print("microbench: mmio_user: virtio-mmio DeviceID=%u loop_ticks=%lu baseline_ticks=%lu\n", id,
           t, b);
     bench("mmio_user", avg, ITER_MMIO);
@@ -244,7 +233,7 @@ static void bench_gic_trap(void)
 {
     uint32_t iidr;
     uint64_t t, b;
-    uint64_t avg = mmio_bench(gic_dist_base() + GICD_IIDR, ITER_MMIO, &iidr, &t, &b);
+    uint64_t avg = mmio_read_bench(gic_dist_base() + GICD_IIDR, WARMUP_LOOP, ITER_MMIO, cpt, &iidr, &t, &b);
     print("microbench: gic_trap: GICD_IIDR=0x%x loop_ticks=%lu baseline_ticks=%lu\n", iidr, t, b);
     if ((iidr & 0xfff) != IIDR_IMPLEMENTER_ARM)
         ERROR("gic_trap: GICD_IIDR=0x%x: implementer 0x%x, expected ARM (0x%x)\n", iidr,

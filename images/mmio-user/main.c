@@ -29,12 +29,8 @@ int main(void)
               VIRTIO_MMIO_BASE, magic, VIRTIO_MMIO_MAGIC_VALUE);
         return 1;
     }
-    mmio_read32_loop(WARMUP, addr, &id);
-    mmio_baseline_loop(WARMUP, addr);
-
-    uint64_t t = mmio_read32_loop(ITER, addr, &id);
-    uint64_t b = mmio_baseline_loop(ITER, addr);
-    uint64_t avg = bench_loop_avg(t, b, ITER, cpt);
+    uint64_t t, b;
+    uint64_t avg = mmio_read_bench(addr, WARMUP, ITER, cpt, &id, &t, &b);
 
     print("mmio_user: virtio-mmio@0x%lx version=%u DeviceID=%u loop_ticks=%lu baseline_ticks=%lu "
           "cycles_per_tick=%lu\n", VIRTIO_MMIO_BASE, version, id, t, b, cpt);

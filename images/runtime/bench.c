@@ -73,27 +73,40 @@ uint64_t bench_loop_avg(uint64_t t, uint64_t b, unsigned n, uint64_t cpt)
     return d > 0 ? ((uint64_t)d * cpt + n / 2) / n : 0;
 }
 
-/* ------------------------------------------------------------ MMIO write */
+/* ------------------------------------------------- timed loops of one insn */
+
+/* n times `insn` between two CNTVCT reads (isb; mrs), with x1 = v and x2 = a */
+#define TIMED_LOOP(insn, n, a, v, t0, t1)                                      \
+    __asm__ volatile("mov    x19, %[n_]\n\t"                                   \
+                     "mov    x2, %[a_]\n\t"                                    \
+                     "mov    x1, %[v_]\n\t"                                    \
+                     "isb\n\t"                                                 \
+                     "mrs    %[t0_], cntvct_el0\n"                              \
+                     "1:\n\t"                                                  \
+                     insn "\n\t"                                               \
+                     "subs   x19, x19, #1\n\t"                                 \
+                     "b.ne   1b\n\t"                                           \
+                     "isb\n\t"                                                 \
+                     "mrs    %[t1_], cntvct_el0\n"                              \
+                     : [t0_] "=&r"(t0), [t1_] "=&r"(t1)                        \
+                     : [n_] "r"((uint64_t)(n)), [a_] "r"((uint64_t)(a)), [v_] "r"((uint64_t)(v)) \
+                     : "x1", "x2", "x19", "cc", "memory")
 
 uint64_t mmio_write32_loop(uint64_t n, uint64_t addr, uint32_t value)
 {
     uint64_t t0, t1;
-    __asm__ volatile(
-        "mov    x19, %[n]\n\t"
-        "mov    x2, %[a]\n\t"
-        "mov    w1, %w[v]\n\t"
-        "isb\n\t"
-        "mrs    %[t0], cntvct_el0\n"
-        "1:\n\t"
-        "str    w1, [x2]\n\t"
-        "subs   x19, x19, #1\n\t"
-        "b.ne   1b\n\t"
-        "isb\n\t"
-        "mrs    %[t1], cntvct_el0\n"
-        : [t0] "=&r"(t0), [t1] "=&r"(t1)
-        : [n] "r"(n), [a] "r"(addr), [v] "r"(value)
-        : "x1", "x2", "x19", "cc", "memory");
+    TIMED_LOOP("str    w1, [x2]", n, addr, value, t0, t1);
     return t1 - t0;
+}
+
+uint64_t mmio_read_bench(uint64_t addr, unsigned warmup, unsigned n, uint64_t cpt, uint32_t *last,
+                         uint64_t *t, uint64_t *b)
+{
+    mmio_read32_loop(warmup, addr, last);
+    mmio_baseline_loop(warmup, addr);
+    *t = mmio_read32_loop(n, addr, last);
+    *b = mmio_baseline_loop(n, addr);
+    return bench_loop_avg(*t, *b, n, cpt);
 }
 
 /* ------------------------------------------------------------------ eoi */
@@ -197,39 +210,13 @@ int eoi_measure(unsigned sgi, unsigned prio, unsigned warmup, unsigned iter, str
 
 /* n EOIs of the spurious INTID: the write is ignored, so the loop needs no
  * interrupt pending and measures the write alone (as with a vGIC it never traps) */
-#define EOI_LOOP_CLOBBERS "x1", "x2", "x19", "cc", "memory"
-
 uint64_t eoi_spurious_loop(uint64_t n)
 {
     uint64_t t0, t1;
     if (gic_version() == 3)
-        __asm__ volatile(
-            "mov    x19, %[n]\n\t"
-            "mov    x1, #1023\n\t"
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n"
-            "1:\n\t"
-            "msr    S3_0_C12_C12_1, x1\n\t"       /* ICC_EOIR1_EL1 */
-            "subs   x19, x19, #1\n\t"
-            "b.ne   1b\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n) : EOI_LOOP_CLOBBERS);
+        TIMED_LOOP("msr    S3_0_C12_C12_1, x1", n, 0, GIC_SPURIOUS, t0, t1);    /* ICC_EOIR1_EL1 */
     else
-        __asm__ volatile(
-            "mov    x19, %[n]\n\t"
-            "mov    x2, %[eoir]\n\t"
-            "mov    w1, #1023\n\t"
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n"
-            "1:\n\t"
-            "str    w1, [x2]\n\t"                  /* GICC_EOIR */
-            "subs   x19, x19, #1\n\t"
-            "b.ne   1b\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n), [eoir] "r"(gic_cpu_base() + 0x10)
-            : EOI_LOOP_CLOBBERS);
+        TIMED_LOOP("str    w1, [x2]", n, gic_cpu_base() + 0x10, GIC_SPURIOUS, t0, t1);  /* GICC_EOIR */
     return t1 - t0;
 }
 
@@ -237,33 +224,9 @@ uint64_t eoi_spurious_baseline_loop(uint64_t n)
 {
     uint64_t t0, t1;
     if (gic_version() == 3)
-        __asm__ volatile(
-            "mov    x19, %[n]\n\t"
-            "mov    x1, #1023\n\t"
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n"
-            "1:\n\t"
-            "nop\n\t"
-            "subs   x19, x19, #1\n\t"
-            "b.ne   1b\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n) : EOI_LOOP_CLOBBERS);
+        TIMED_LOOP("nop", n, 0, GIC_SPURIOUS, t0, t1);
     else
-        __asm__ volatile(
-            "mov    x19, %[n]\n\t"
-            "mov    x2, %[ram]\n\t"
-            "mov    w1, #1023\n\t"
-            "isb\n\t"
-            "mrs    %[t0], cntvct_el0\n"
-            "1:\n\t"
-            "str    w1, [x2]\n\t"
-            "subs   x19, x19, #1\n\t"
-            "b.ne   1b\n\t"
-            "isb\n\t"
-            "mrs    %[t1], cntvct_el0\n"
-            : [t0] "=&r"(t0), [t1] "=&r"(t1) : [n] "r"(n), [ram] "r"(&ram_words[0])
-            : EOI_LOOP_CLOBBERS);
+        TIMED_LOOP("str    w1, [x2]", n, (uintptr_t)&ram_words[0], GIC_SPURIOUS, t0, t1);
     return t1 - t0;
 }
 

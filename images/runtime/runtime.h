@@ -339,6 +339,10 @@ uint64_t mmio_read32_loop(uint64_t n, uint64_t addr, uint32_t *last);
 uint64_t mmio_baseline_loop(uint64_t n, uint64_t addr);
 /* n 32-bit writes of `value` to addr, timed the same way (baseline: mmio_baseline_loop) */
 uint64_t mmio_write32_loop(uint64_t n, uint64_t addr, uint32_t value);
+/* warmup, then n reads of addr timed minus the baseline loop: returns bench_loop_avg()
+ * (t, b: the two loops' ticks; last: the value read) */
+uint64_t mmio_read_bench(uint64_t addr, unsigned warmup, unsigned n, uint64_t cpt, uint32_t *last,
+                         uint64_t *t, uint64_t *b);
 
 /* Timed kernels of the benchmark images (bench.c), shared so that microbench
  * measures exactly as the single-purpose images do. */
