@@ -175,7 +175,7 @@ class Machine:
                          irq=lambda level: self._irq_line(layout.RTC_SPI, level))
         self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
         # virtio-mmio transport 0, with no device behind it (QEMU's empty transports)
-        self.virtio = VirtioMmio(log=lambda msg: self._mmio_vcpu and self._mmio_vcpu.guest_error(msg))
+        self.virtio = VirtioMmio(log=self._device_guest_error)
         self.user_bus.register(layout.VIRTIO_MMIO_BASE, layout.VIRTIO_MMIO_SIZE, self.virtio)
         vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
@@ -248,6 +248,11 @@ class Machine:
             self.trace.log("int", f"{self.cfg.name}: SPI {spi} (INTID {layout.SPI_BASE + spi}) "
                                   f"line {'high' if level else 'low'} at {self.now}")
         self.vm.irq_line(layout.SPI_BASE + spi, level, self.now)
+
+    def _device_guest_error(self, msg: str) -> None:
+        """A user-space device saw an access the guest should not make (-d guest_errors)."""
+        if self._mmio_vcpu is not None:
+            self._mmio_vcpu.guest_error(msg)
 
     def _unimp(self, msg: str) -> None:
         if self.trace.on("unimp"):
