@@ -541,7 +541,8 @@ def cmd_stat(a) -> int:
 
 
 def _path_json(run: paths.PathRun, rows: list[dict], extra: dict) -> str:
-    return json.dumps({"path": run.spec.name, "profile": run.result.profile, "steps": rows,
+    return json.dumps({"path": run.spec.name, "definition": run.spec.description,
+                       "profile": run.result.profile, "steps": rows,
                        "total_cycles": run.total, "guest_measured_avg_cycles": run.guest_avg,
                        "iterations": run.iterations, **extra}, indent=2)
 

@@ -75,6 +75,7 @@ def test_trap_path_json():
     d = json.loads(r.stdout)
     assert d["total_cycles"] == sum(s["cycles"] for s in d["steps"]), "total is the sum of the steps"
     assert d["total_cycles"] == d["guest_measured_avg_cycles"], d
+    assert d["definition"] == paths.PATHS[d["path"]].description, f"expected the path's definition, got {d}"
 
 
 def test_world_switch_json_and_formats():
