@@ -1,9 +1,73 @@
+"""Shared machinery: runs made once and read by every test that only reads them, and
+the split of the suite over pytest-xdist workers (pyproject's addopts: -n auto
+--dist loadgroup).  Tests that read one run carry @pytest.mark.share_run(key), so
+xdist sends them to one worker, where the session fixtures below hold the run."""
+import itertools
+
 import pytest
 
 from armvirt import paths, profile
 from armvirt.console import Console
 from armvirt.machine import Machine, MachineConfig
 from armvirt.serial import ScriptInput
+from tests.runs import PathRuns
+
+
+def pytest_addoption(parser, pluginmanager):
+    """Without pytest-xdist (not installed, or -p no:xdist) pyproject's -n/--dist still
+    parse: the suite runs in one process, and pytest_configure says so."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "pytest-xdist is not loaded: these options are accepted and ignored")
+    group._addoption("-n", "--numprocesses", dest="numprocesses", metavar="numprocesses", default=None)
+    group.addoption("--dist", dest="dist", metavar="distmode", default="no")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "share_run(key): the tests with the same key(**params) read one "
+                                       "run; they go to one xdist worker (loadgroup)")
+    if not config.pluginmanager.has_plugin("xdist"):
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's loadgroup marker")
+        if config.getoption("numprocesses") not in (None, "0", 0):
+            why = ("disabled (-p no:xdist)" if config.pluginmanager.is_blocked("xdist")
+                   else "not installed (pip install -e '.[test]' installs it)")
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                f"pytest-xdist is {why}: -n {config.getoption('numprocesses')} ignored, "
+                f"the tests run in one process"), stacklevel=2)
+
+
+def _group_node_id(item, group: str) -> None:
+    """xdist's loadgroup schedules by the '@group' its worker hook appends to the node
+    id, as item._nodeid; pytest 9.2 keeps the id in item._id and that append is lost
+    (pytest-xdist issue 1386, fix in PR 1388): append it here then."""
+    if hasattr(item, "_id") and not hasattr(item, "_nodeid"):
+        from _pytest.nodeid import NodeId
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """share_run -> xdist_group (first: xdist's worker reads the groups in this hook), and
+    a parametrised test's cases ordered by key, so the cases of one run follow each
+    other in one process too (the recordings are kept a few at a time)."""
+    keys = {}
+    for item in items:
+        mark = item.get_closest_marker("share_run")
+        if mark is not None:
+            params = getattr(item, "callspec", None)
+            keys[item] = str(mark.args[0](**params.params) if params else mark.args[0]())
+            item.add_marker(pytest.mark.xdist_group(name=keys[item]))
+            if getattr(config.option, "loadgroup", False):      # set on xdist's workers
+                _group_node_id(item, keys[item])
+    # within each stretch of one test function's cases, a stable sort by where its key first came
+    out = []
+    for _, block in itertools.groupby(items, key=lambda it: (it.parent.nodeid, it.originalname)):
+        block = list(block)
+        at = {}
+        for i, item in enumerate(block):
+            at.setdefault(keys.get(item, i), i)
+        out += [it for _, it in sorted(enumerate(block), key=lambda e: at[keys.get(e[1], e[0])])]
+    items[:] = out
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +89,11 @@ def boot(xgene):
             cache[key] = m.run()
         return cache[key]
     return _boot
+
+
+@pytest.fixture(scope="session")
+def path_run(xgene):
+    """paths.run_path(path, xgene, overrides) for tests that only read the run: one
+    recording per tests.runs.path_key.  Determinism tests call paths.run_path: they
+    need two runs."""
+    return PathRuns(xgene)

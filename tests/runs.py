@@ -1,0 +1,36 @@
+"""Runs shared by the tests that only read them (the session fixtures in conftest.py):
+what a run depends on, as a key, and a few recordings kept at a time."""
+from __future__ import annotations
+
+import hashlib
+
+from armvirt import paths
+from armvirt.profile import CostProfile
+
+KEEP_RECORDINGS = 4       # a microbench recording holds ~300k steps (20-30 MB)
+
+
+def path_key(path: str, overrides: dict | None = None) -> str:
+    """What a path's recording depends on: its image, its peer VM, the whole machine
+    config (so mmio-kernel, io-out and io-in, one microbench run, have one key).  Short,
+    and without the '@' and ']' that xdist's loadgroup reads in a node id."""
+    spec = paths.PATHS[path]
+    digest = hashlib.sha1(f"{spec.peer}:{paths.path_config(spec, overrides)!r}".encode()).hexdigest()
+    return f"{spec.image[:-4]}-{digest[:10]}"
+
+
+class PathRuns:
+    """paths.run_path, with one recording per path_key; the last KEEP_RECORDINGS are
+    kept (conftest orders the cases of one run next to each other)."""
+
+    def __init__(self, profile: CostProfile):
+        self.profile = profile
+        self.recordings: dict[str, tuple] = {}
+
+    def __call__(self, path: str, overrides: dict | None = None) -> paths.PathRun:
+        spec, key = paths.PATHS[path], path_key(path, overrides)
+        if key not in self.recordings:
+            self.recordings[key] = paths.record_path(spec, self.profile, paths.path_config(spec, overrides))
+            while len(self.recordings) > KEEP_RECORDINGS:      # the oldest first (a dict keeps order)
+                del self.recordings[next(iter(self.recordings))]
+        return paths.select_path(spec, *self.recordings[key])
