@@ -2,6 +2,7 @@
 the split of the suite over pytest-xdist workers (pyproject's addopts: -n auto
 --dist loadgroup).  Tests that read one run carry @pytest.mark.share_run(key), so
 xdist sends them to one worker, where the session fixtures below hold the run."""
+import hashlib
 import itertools
 
 import pytest
@@ -10,7 +11,8 @@ from armvirt import paths, profile
 from armvirt.console import Console
 from armvirt.machine import Machine, MachineConfig
 from armvirt.serial import ScriptInput
-from tests.runs import PathRuns
+from armvirt import compare
+from tests.runs import Comparisons, PathRuns
 
 
 def pytest_addoption(parser, pluginmanager):
@@ -45,28 +47,53 @@ def _group_node_id(item, group: str) -> None:
         item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
+def _shared(item) -> list[str]:
+    """What an item reads that is made once per worker: its share_run key, and each
+    module-scoped fixture of its test module (with the fixture's parameter)."""
+    out = []
+    mark = item.get_closest_marker("share_run")
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    if mark is not None:
+        out.append(str(mark.args[0](**params) if params else mark.args[0]()))
+    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+        fd = defs[-1]
+        if fd.scope in ("module", "class") and fd.baseid.endswith(".py") or ".py::" in fd.baseid:
+            tag = f"{fd.baseid.rsplit('/', 1)[-1][:-3]}.{name}"
+            out.append(tag if name not in params else
+                       f"{tag}-{hashlib.sha1(repr(params[name]).encode()).hexdigest()[:8]}")
+    return out
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """share_run -> xdist_group (first: xdist's worker reads the groups in this hook), and
-    a parametrised test's cases ordered by key, so the cases of one run follow each
-    other in one process too (the recordings are kept a few at a time)."""
-    keys = {}
-    for item in items:
-        mark = item.get_closest_marker("share_run")
-        if mark is not None:
-            params = getattr(item, "callspec", None)
-            keys[item] = str(mark.args[0](**params.params) if params else mark.args[0]())
-            item.add_marker(pytest.mark.xdist_group(name=keys[item]))
-            if getattr(config.option, "loadgroup", False):      # set on xdist's workers
-                _group_node_id(item, keys[item])
-    # within each stretch of one test function's cases, a stable sort by where its key first came
+    """Tests that share something made once per worker form one xdist group (loadgroup:
+    one worker runs them all), joined when a test shares two things; this hook runs
+    first because xdist's worker reads the groups in its own.  Within each stretch of a
+    test function's cases, the cases of one group are put next to each other, so in
+    one process too a run is read while it is kept (tests/runs.py keeps a few)."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+    shared = {item: _shared(item) for item in items}
+    for tokens in shared.values():
+        for t in tokens[1:]:
+            a, b = sorted((find(tokens[0]), find(t)))
+            parent[b] = a                     # the smaller name is the root: the same on every worker
+    groups = {item: find(tokens[0]) for item, tokens in shared.items() if tokens}
+    for item, group in groups.items():
+        item.add_marker(pytest.mark.xdist_group(name=group))
+        if getattr(config.option, "loadgroup", False):      # set on xdist's workers
+            _group_node_id(item, group)
     out = []
     for _, block in itertools.groupby(items, key=lambda it: (it.parent.nodeid, it.originalname)):
         block = list(block)
         at = {}
         for i, item in enumerate(block):
-            at.setdefault(keys.get(item, i), i)
-        out += [it for _, it in sorted(enumerate(block), key=lambda e: at[keys.get(e[1], e[0])])]
+            at.setdefault(groups.get(item, i), i)
+        out += [it for _, it in sorted(enumerate(block), key=lambda e: at[groups.get(e[1], e[0])])]
     items[:] = out
 
 
@@ -97,3 +124,17 @@ def path_run(xgene):
     recording per tests.runs.path_key.  Determinism tests call paths.run_path: they
     need two runs."""
     return PathRuns(xgene)
+
+
+@pytest.fixture(scope="session")
+def compare_run():
+    """compare.run_compare(designs, profile, features) for tests that only read the
+    table: one run per designs, profile and machine config (tests.runs.Comparisons)."""
+    return Comparisons()
+
+
+@pytest.fixture
+def shared_compare(monkeypatch, compare_run):
+    """The CLI in process reads compare_run's tables instead of running them again."""
+    monkeypatch.setattr(compare, "run_compare", compare_run)
+    return compare_run

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from armvirt import paths
+from armvirt import compare, paths
+from armvirt.machine import MachineConfig
 from armvirt.profile import CostProfile
 
 KEEP_RECORDINGS = 4       # a microbench recording holds ~300k steps (20-30 MB)
@@ -34,3 +35,23 @@ class PathRuns:
             while len(self.recordings) > KEEP_RECORDINGS:      # the oldest first (a dict keeps order)
                 del self.recordings[next(iter(self.recordings))]
         return paths.select_path(spec, *self.recordings[key])
+
+
+RUN_COMPARE = compare.run_compare        # the real one, also while a test patches the module's
+
+
+class Comparisons:
+    """compare.run_compare, one run per (designs, profile, machine config) when no trace is
+    asked for (a trace is written while running: those run every time).  The key is the
+    MachineConfig the features make, so the CLI's explicit defaults and {} are one run."""
+
+    def __init__(self):
+        self.done: dict[str, compare.Comparison] = {}
+
+    def __call__(self, designs, profile: CostProfile, features: dict, trace_out=None) -> compare.Comparison:
+        if trace_out is not None:
+            return RUN_COMPARE(designs, profile, features, trace_out)
+        key = repr((list(designs), profile, MachineConfig(kernel="", **features)))
+        if key not in self.done:
+            self.done[key] = RUN_COMPARE(list(designs), profile, features)
+        return self.done[key]

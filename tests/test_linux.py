@@ -29,8 +29,6 @@ CONFIGS = {"gicv2-nvhe": (2, 2, "nvhe"), "gicv3-nvhe": (3, 2, "nvhe"),
 # Each answer starts with a line '==name==' the shell prints (the typed line is echoed too).
 SESSION = {"uname": "uname -m", "cpuinfo": "grep ^processor /proc/cpuinfo",
            "interrupts": "cat /proc/interrupts", "uptime": "cat /proc/uptime"}
-# Each configuration's tests on one xdist worker (its boot is the fixture's), the four spread.
-pytestmark = pytest.mark.share_run(lambda linux: f"linux-{linux}")
 MAX_INSNS = 6_000_000_000        # a shell that never gets its input stops at this (exit 3)
 TIMEOUT_S = 1200
 
