@@ -7,12 +7,8 @@ import itertools
 
 import pytest
 
-from armvirt import paths, profile
-from armvirt.console import Console
-from armvirt.machine import Machine, MachineConfig
-from armvirt.serial import ScriptInput
-from armvirt import compare
-from tests.runs import Comparisons, PathRuns
+from armvirt import compare, profile
+from tests.runs import BootRuns, Comparisons, PathRuns
 
 
 def pytest_addoption(parser, pluginmanager):
@@ -103,19 +99,17 @@ def xgene():
 
 
 @pytest.fixture(scope="session")
-def boot(xgene):
-    """Boot an image once per session and share the result."""
-    cache = {}
+def shared_tmp(request, tmp_path_factory):
+    """A directory of this session that every xdist worker sees (each has its own basetemp in it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
 
-    def _boot(name, stdin: bytes | None = None, **cfg):
-        """`stdin`: the bytes of a piped stdin for the PL011 (None: no input)."""
-        key = (name, stdin, tuple(sorted(cfg.items())))
-        if key not in cache:
-            m = Machine(MachineConfig(kernel=paths.image_path(name), max_insns=400_000_000, **cfg), xgene,
-                        console=Console(echo=False), serial_input=None if stdin is None else ScriptInput(stdin))
-            cache[key] = m.run()
-        return cache[key]
-    return _boot
+
+@pytest.fixture(scope="session")
+def boot(xgene, shared_tmp):
+    """Boot a bundled image once per session and share the result: boot(name, stdin=None,
+    **MachineConfig fields); `stdin`: the bytes of a piped stdin for the PL011."""
+    return BootRuns(xgene, shared_tmp)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,18 @@
 """Runs shared by the tests that only read them (the session fixtures in conftest.py):
-what a run depends on, as a key, and a few recordings kept at a time."""
+each keyed by what it depends on (the whole machine config), made once."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+import fcntl
 import hashlib
+import pickle
+from pathlib import Path
 
 from armvirt import compare, paths
-from armvirt.machine import MachineConfig
+from armvirt.console import Console
+from armvirt.machine import Machine, MachineConfig, RunResult
+from armvirt.serial import ScriptInput
 from armvirt.profile import CostProfile
 
 KEEP_RECORDINGS = 4       # a microbench recording holds ~300k steps (20-30 MB)
@@ -54,4 +61,33 @@ class Comparisons:
         key = repr((list(designs), profile, MachineConfig(kernel="", **features)))
         if key not in self.done:
             self.done[key] = RUN_COMPARE(list(designs), profile, features)
+        return self.done[key]
+
+
+class BootRuns:
+    """Machine(...).run() of a bundled image for tests that only read the result: each
+    config booted once per session, by the first xdist worker that needs it (under a
+    file lock in `shared`, the session's directory for every worker), the others read
+    its pickled RunResult (a few KB: console lines, counters, exit statistics)."""
+
+    def __init__(self, profile: CostProfile, shared: Path):
+        self.profile, self.shared = profile, shared
+        self.done: dict[str, RunResult] = {}
+
+    def __call__(self, name: str, stdin: bytes | None = None, **cfg) -> RunResult:
+        config = MachineConfig(kernel=paths.image_path(name), max_insns=400_000_000, **cfg)
+        key = hashlib.sha1(repr((config, stdin)).encode()).hexdigest()[:16]
+        if key not in self.done:
+            record = self.shared / f"boot-{key}.pickle"
+            with open(self.shared / f"boot-{key}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if record.exists():
+                    self.done[key] = pickle.loads(record.read_bytes())
+                else:
+                    m = Machine(config, self.profile, console=Console(echo=False),
+                                serial_input=None if stdin is None else ScriptInput(stdin))
+                    res = self.done[key] = m.run()
+                    quiet = copy.copy(res.console)
+                    quiet.out = None                    # the console's stream stays here
+                    record.write_bytes(pickle.dumps(dataclasses.replace(res, console=quiet)))
         return self.done[key]
