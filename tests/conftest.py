@@ -4,6 +4,7 @@ the split of the suite over pytest-xdist workers (pyproject's addopts: -n auto
 xdist sends them to one worker, where the session fixtures below hold the run."""
 import hashlib
 import itertools
+import subprocess
 
 import pytest
 
@@ -28,7 +29,7 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's loadgroup marker")
         if config.getoption("numprocesses") not in (None, "0", 0):
             why = ("disabled (-p no:xdist)" if config.pluginmanager.is_blocked("xdist")
-                   else "not installed (pip install -e '.[test]' installs it)")
+                   else "not loaded (pip install -e '.[test]' installs it)")
             config.issue_config_time_warning(pytest.PytestConfigWarning(
                 f"pytest-xdist is {why}: -n {config.getoption('numprocesses')} ignored, "
                 f"the tests run in one process"), stacklevel=2)
@@ -132,3 +133,16 @@ def shared_compare(monkeypatch, compare_run):
     """The CLI in process reads compare_run's tables instead of running them again."""
     monkeypatch.setattr(compare, "run_compare", compare_run)
     return compare_run
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """`python -m armvirt ARGS` in this process, for checks of what the command line
+    refuses or prints without a run worth a new interpreter: a CompletedProcess."""
+    from armvirt import cli
+
+    def _cli_run(*args) -> subprocess.CompletedProcess:
+        rc = cli.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["armvirt", *args], rc, out, err)
+    return _cli_run
