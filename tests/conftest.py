@@ -54,7 +54,7 @@ def _shared(item) -> list[str]:
         out.append(str(mark.args[0](**params) if params else mark.args[0]()))
     for name, defs in item._fixtureinfo.name2fixturedefs.items():
         fd = defs[-1]
-        if fd.scope in ("module", "class") and fd.baseid.endswith(".py") or ".py::" in fd.baseid:
+        if fd.scope in ("module", "class") and (fd.baseid.endswith(".py") or ".py::" in fd.baseid):
             tag = f"{fd.baseid.rsplit('/', 1)[-1][:-3]}.{name}"
             out.append(tag if name not in params else
                        f"{tag}-{hashlib.sha1(repr(params[name]).encode()).hexdigest()[:8]}")
