@@ -89,5 +89,7 @@ class BootRuns:
                     res = self.done[key] = m.run()
                     quiet = copy.copy(res.console)
                     quiet.out = None                    # the console's stream stays here
-                    record.write_bytes(pickle.dumps(dataclasses.replace(res, console=quiet)))
+                    part = record.with_suffix(".part")        # whole, or not there (an interrupted run)
+                    part.write_bytes(pickle.dumps(dataclasses.replace(res, console=quiet)))
+                    part.rename(record)
         return self.done[key]
