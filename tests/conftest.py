@@ -1,7 +1,8 @@
 """Shared machinery: runs made once and read by every test that only reads them, and
 the split of the suite over pytest-xdist workers (pyproject's addopts: -n auto
---dist loadgroup).  Tests that read one run carry @pytest.mark.share_run(key), so
-xdist sends them to one worker, where the session fixtures below hold the run."""
+--dist loadgroup).  The tests of one module-scoped fixture, and the tests marked
+@pytest.mark.share_run with one key, go to one worker, where the run is made once
+(boot's results are shared by every worker, through files)."""
 import hashlib
 import itertools
 import subprocess
@@ -52,7 +53,8 @@ def _shared(item) -> list[str]:
     params = item.callspec.params if hasattr(item, "callspec") else {}
     if mark is not None:
         out.append(str(mark.args[0](**params) if params else mark.args[0]()))
-    for name, defs in item._fixtureinfo.name2fixturedefs.items():
+    info = getattr(item, "_fixtureinfo", None)       # a test function's (not a doctest's)
+    for name, defs in (info.name2fixturedefs.items() if info else ()):
         fd = defs[-1]
         if fd.scope in ("module", "class") and (fd.baseid.endswith(".py") or ".py::" in fd.baseid):
             tag = f"{fd.baseid.rsplit('/', 1)[-1][:-3]}.{name}"

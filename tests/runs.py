@@ -12,8 +12,8 @@ from pathlib import Path
 from armvirt import compare, paths
 from armvirt.console import Console
 from armvirt.machine import Machine, MachineConfig, RunResult
-from armvirt.serial import ScriptInput
 from armvirt.profile import CostProfile
+from armvirt.serial import ScriptInput
 
 KEEP_RECORDINGS = 4       # a microbench recording holds ~300k steps (20-30 MB)
 
