@@ -249,11 +249,16 @@ def run_recorded(main: Machine, *others: Machine) -> tuple[RunResult, list[list[
     return result, by_vcpu
 
 
-def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None,
-             trace: Tracer = NULL) -> PathRun:
-    spec = PATHS[name]
-    cfg = MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
-                        **{**dict(spec.config), **(cfg_overrides or {})})
+def path_config(spec: PathSpec, cfg_overrides: dict | None = None) -> MachineConfig:
+    """The machine a path runs on: its image and settings, then the caller's."""
+    return MachineConfig(kernel=image_path(spec.image), max_insns=500_000_000,
+                         **{**dict(spec.config), **(cfg_overrides or {})})
+
+
+def record_path(spec: PathSpec, profile: CostProfile, cfg: MachineConfig,
+                trace: Tracer = NULL) -> tuple[RunResult, list[list[Segment]]]:
+    """Run the path's guest (and its peer VM) with the steps recorded.  Paths that
+    share an image and a config (mmio-kernel, io-out, io-in) can share one recording."""
     m = Machine(cfg, profile, console=Console(echo=False), trace=trace)
     machines = [m]
     if spec.peer:                 # the peer VM shares the host (and vCPU0's pCPU)
@@ -262,13 +267,23 @@ def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None,
     result, by_vcpu = run_recorded(*machines)
     if result.status != 0:
         raise PathError(f"{spec.image} failed ({result.reason}, status {result.status}): {result.message}")
+    return result, by_vcpu
+
+
+def select_path(spec: PathSpec, result: RunResult, by_vcpu: list[list[Segment]]) -> PathRun:
+    """The path's steps out of a recording, with the guest's BENCH line for them."""
     # Every measured iteration took the same path; the last one is steady state.
     steps = spec.select(by_vcpu)
     if not steps:
         raise PathError(f"{spec.image} never took the {spec.name} path")
-    seg = Segment(steps, spec.name)
     bench = bench_lines(result.console).get(spec.bench)
-    return PathRun(spec, seg, result, bench[0] if bench else None, bench[1] if bench else None)
+    return PathRun(spec, Segment(steps, spec.name), result, bench[0] if bench else None, bench[1] if bench else None)
+
+
+def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None,
+             trace: Tracer = NULL) -> PathRun:
+    spec = PATHS[name]
+    return select_path(spec, *record_path(spec, profile, path_config(spec, cfg_overrides), trace))
 
 
 def trap_path_rows(run: PathRun) -> list[dict]:

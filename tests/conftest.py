@@ -1,9 +1,99 @@
+"""Shared machinery: runs made once and read by every test that only reads them, and
+the split of the suite over pytest-xdist workers (pyproject's addopts: -n auto
+--dist loadgroup).  The tests of one module-scoped fixture, and the tests marked
+@pytest.mark.share_run with one key, go to one worker, where the run is made once
+(boot's results are shared by every worker, through files)."""
+import hashlib
+import itertools
+import subprocess
+
 import pytest
 
-from armvirt import paths, profile
-from armvirt.console import Console
-from armvirt.machine import Machine, MachineConfig
-from armvirt.serial import ScriptInput
+from armvirt import compare, profile
+from tests.runs import BootRuns, Comparisons, PathRuns
+
+
+def pytest_addoption(parser, pluginmanager):
+    """Without pytest-xdist (not installed, or -p no:xdist) pyproject's -n/--dist still
+    parse: the suite runs in one process, and pytest_configure says so."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "pytest-xdist is not loaded: these options are accepted and ignored")
+    group._addoption("-n", "--numprocesses", dest="numprocesses", metavar="numprocesses", default=None)
+    group.addoption("--dist", dest="dist", metavar="distmode", default="no")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "share_run(key): the tests with the same key(**params) read one "
+                                       "run; they go to one xdist worker (loadgroup)")
+    if not config.pluginmanager.has_plugin("xdist"):
+        config.addinivalue_line("markers", "xdist_group(name): pytest-xdist's loadgroup marker")
+        if config.getoption("numprocesses") not in (None, "0", 0):
+            why = ("disabled (-p no:xdist)" if config.pluginmanager.is_blocked("xdist")
+                   else "not loaded (pip install -e '.[test]' installs it)")
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                f"pytest-xdist is {why}: -n {config.getoption('numprocesses')} ignored, "
+                f"the tests run in one process"), stacklevel=2)
+
+
+def _group_node_id(item, group: str) -> None:
+    """xdist's loadgroup schedules by the '@group' its worker hook appends to the node
+    id, as item._nodeid; pytest 9.2 keeps the id in item._id and that append is lost
+    (pytest-xdist issue 1386, fix in PR 1388): append it here then."""
+    if hasattr(item, "_id") and not hasattr(item, "_nodeid"):
+        from _pytest.nodeid import NodeId
+        item._id = NodeId.parse(f"{item.nodeid}@{group}")
+
+
+def _shared(item) -> list[str]:
+    """What an item reads that is made once per worker: its share_run key, and each
+    module-scoped fixture of its test module (with the fixture's parameter)."""
+    out = []
+    mark = item.get_closest_marker("share_run")
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    if mark is not None:
+        out.append(str(mark.args[0](**params) if params else mark.args[0]()))
+    info = getattr(item, "_fixtureinfo", None)       # a test function's (not a doctest's)
+    for name, defs in (info.name2fixturedefs.items() if info else ()):
+        fd = defs[-1]
+        if fd.scope in ("module", "class") and (fd.baseid.endswith(".py") or ".py::" in fd.baseid):
+            tag = f"{fd.baseid.rsplit('/', 1)[-1][:-3]}.{name}"
+            out.append(tag if name not in params else
+                       f"{tag}-{hashlib.sha1(repr(params[name]).encode()).hexdigest()[:8]}")
+    return out
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests that share something made once per worker form one xdist group (loadgroup:
+    one worker runs them all), joined when a test shares two things; this hook runs
+    first because xdist's worker reads the groups in its own.  Within each stretch of a
+    test function's cases, the cases of one group are put next to each other, so in
+    one process too a run is read while it is kept (tests/runs.py keeps a few)."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.setdefault(t, t) != t:
+            t = parent[t]
+        return t
+    shared = {item: _shared(item) for item in items}
+    for tokens in shared.values():
+        for t in tokens[1:]:
+            a, b = sorted((find(tokens[0]), find(t)))
+            parent[b] = a                     # the smaller name is the root: the same on every worker
+    groups = {item: find(tokens[0]) for item, tokens in shared.items() if tokens}
+    for item, group in groups.items():
+        item.add_marker(pytest.mark.xdist_group(name=group))
+        if getattr(config.option, "loadgroup", False):      # set on xdist's workers
+            _group_node_id(item, group)
+    out = []
+    for _, block in itertools.groupby(items, key=lambda it: (it.parent.nodeid, it.originalname)):
+        block = list(block)
+        at = {}
+        for i, item in enumerate(block):
+            at.setdefault(groups.get(item, i), i)
+        out += [it for _, it in sorted(enumerate(block), key=lambda e: at[groups.get(e[1], e[0])])]
+    items[:] = out
 
 
 @pytest.fixture(scope="session")
@@ -12,16 +102,49 @@ def xgene():
 
 
 @pytest.fixture(scope="session")
-def boot(xgene):
-    """Boot an image once per session and share the result."""
-    cache = {}
+def shared_tmp(request, tmp_path_factory):
+    """A directory of this session that every xdist worker sees (each has its own basetemp in it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if hasattr(request.config, "workerinput") else base
 
-    def _boot(name, stdin: bytes | None = None, **cfg):
-        """`stdin`: the bytes of a piped stdin for the PL011 (None: no input)."""
-        key = (name, stdin, tuple(sorted(cfg.items())))
-        if key not in cache:
-            m = Machine(MachineConfig(kernel=paths.image_path(name), max_insns=400_000_000, **cfg), xgene,
-                        console=Console(echo=False), serial_input=None if stdin is None else ScriptInput(stdin))
-            cache[key] = m.run()
-        return cache[key]
-    return _boot
+
+@pytest.fixture(scope="session")
+def boot(xgene, shared_tmp):
+    """Boot a bundled image once per session and share the result: boot(name, stdin=None,
+    **MachineConfig fields); `stdin`: the bytes of a piped stdin for the PL011."""
+    return BootRuns(xgene, shared_tmp)
+
+
+@pytest.fixture(scope="session")
+def path_run(xgene):
+    """paths.run_path(path, xgene, overrides) for tests that only read the run: one
+    recording per tests.runs.path_key.  Determinism tests call paths.run_path: they
+    need two runs."""
+    return PathRuns(xgene)
+
+
+@pytest.fixture(scope="session")
+def compare_run():
+    """compare.run_compare(designs, profile, features) for tests that only read the
+    table: one run per designs, profile and machine config (tests.runs.Comparisons)."""
+    return Comparisons()
+
+
+@pytest.fixture
+def shared_compare(monkeypatch, compare_run):
+    """The CLI in process reads compare_run's tables instead of running them again."""
+    monkeypatch.setattr(compare, "run_compare", compare_run)
+    return compare_run
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """`python -m armvirt ARGS` in this process, for checks of what the command line
+    refuses or prints without a run worth a new interpreter: a CompletedProcess."""
+    from armvirt import cli
+
+    def _cli_run(*args) -> subprocess.CompletedProcess:
+        rc = cli.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["armvirt", *args], rc, out, err)
+    return _cli_run

@@ -210,7 +210,7 @@ def test_dumpdtb_without_kernel(tmp_path):
     (["-m", "16M", "-initrd", paths.image_path("microbench.elf"), "-M", "virt,dumpdtb=/nonexistent/x/y.dtb"],
      "cannot write"),
 ])
-def test_bad_boot_options(args, needle):
-    r = armvirt("run", *args, paths.image_path("hello.elf"))
+def test_bad_boot_options(args, needle, cli_run):
+    r = cli_run("run", *args, paths.image_path("hello.elf"))
     assert r.returncode == 2, f"expected exit 2, got {r.returncode}: {r.stderr}"
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, f"stderr: {r.stderr!r}"

@@ -28,10 +28,10 @@ def elf(machine=183, cls=2, data=1, etype=2, paddr=0x40080000, entry=0x40080000,
     ("outside.elf", elf(paddr=0x1000, entry=0x1000), "outside"),
     ("badentry.elf", elf(entry=0x40090000), "entry"),
 ])
-def test_bad_images(tmp_path, name, content, needle):
+def test_bad_images(tmp_path, name, content, needle, cli_run):
     p = tmp_path / name
     p.write_bytes(content)
-    r = armvirt("run", str(p))
+    r = cli_run("run", str(p))
     assert r.returncode == 2, f"expected exit 2, got {r.returncode}: {r.stderr}"
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, f"stderr: {r.stderr!r}"
     assert needle.lower() in r.stderr.lower(), f"expected {needle!r} in {r.stderr!r}"
@@ -52,8 +52,8 @@ def test_bad_images(tmp_path, name, content, needle):
     ["run", "--profile", "nope", paths.image_path("hello.elf")],
     ["run"],
 ])
-def test_bad_options(args):
-    r = armvirt(*args)
+def test_bad_options(args, cli_run):
+    r = cli_run(*args)
     assert r.returncode == 2, f"{args}: expected exit 2, got {r.returncode}: {r.stderr}"
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, f"stderr: {r.stderr!r}"
 

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from armvirt import compare, paths
+from armvirt import cli, compare, paths
 from el2.design import Design
 
 
 @pytest.fixture(scope="module")
-def table(xgene):
-    return compare.run_compare(["nvhe", "vhe", "type1"], xgene, {})
+def table(xgene, compare_run):
+    return compare_run(["nvhe", "vhe", "type1"], xgene, {})
 
 
 def test_every_design_runs_the_microbenchmark_to_the_end(table):
@@ -86,11 +86,14 @@ def armvirt(*args):
     return subprocess.run([sys.executable, "-m", "armvirt", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_compare_json_has_the_documented_shape(tmp_path):
+def test_compare_json_has_the_documented_shape(tmp_path, table, shared_compare, capsys):
+    """In process, on the table's runs (the CLI's defaults make the same machines)."""
     png = tmp_path / "c.png"
-    r = armvirt("compare", "--format", "json", "--plot", str(png))
-    assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
-    doc = json.loads(r.stdout)
+    rc = cli.main(["compare", "--format", "json", "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert rc == 0, f"expected exit 0, got {rc}: {err}"
+    doc = json.loads(out)
+    assert doc["rows"] == table.rows, f"expected the table's cycles {table.rows}, got {doc['rows']}"
     assert list(doc["rows"]["hypercall"]) == ["nvhe", "vhe", "type1"], f"got {doc['rows']['hypercall']}"
     from armvirt.compare_report import OPERATIONS
     assert list(doc["rows"]) == list(OPERATIONS), f"expected {OPERATIONS}, got {list(doc['rows'])}"

@@ -3,6 +3,7 @@ operation with CNTVCT sees exactly the total of the path table."""
 import pytest
 
 from armvirt import paths
+from tests.runs import path_key
 
 
 MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100}
@@ -10,17 +11,20 @@ MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100}
 LOOP_TIMED = {"hypercall", "mmio-user", "gic-trap", "eoi", "mmio-kernel"}
 
 
+def _features(vgic, gic, design):
+    return {"vgic": vgic, "gic_version": gic, "hyp_mode": design}
+
+
+@pytest.mark.share_run(lambda path, vgic, gic, design: path_key(path, _features(vgic, gic, design)))
 @pytest.mark.parametrize("design", ["nvhe", "vhe", "type1"])
 @pytest.mark.parametrize("gic", [2, 3], ids=["gicv2", "gicv3"])
 @pytest.mark.parametrize("vgic", [True, False], ids=["vgic", "no-vgic"])
 @pytest.mark.parametrize("path", sorted(paths.PATHS))
-def test_guest_measurement_equals_table_total(path, vgic, gic, design, xgene):
+def test_guest_measurement_equals_table_total(path, vgic, gic, design, xgene, path_run):
     """Equal up to the counter's resolution (one tick, 48 cycles on xgene): a guest that
     times each operation separately sees tick-quantized differences; one that times a loop
     of them (LOOP_TIMED) sees the total exactly."""
-    if path in ("hypercall", "mmio-user") and not vgic:
-        pytest.skip("no vGIC on this path")
-    run = paths.run_path(path, xgene, {"vgic": vgic, "gic_version": gic, "hyp_mode": design})
+    run = path_run(path, _features(vgic, gic, design))
     tick = 0 if path in LOOP_TIMED else xgene.cpu_hz // xgene.cntfrq_hz
     assert run.guest_avg is not None, f"{path}: the guest printed no BENCH line"
     assert run.iterations >= MIN_ITERATIONS.get(path, 1000), \

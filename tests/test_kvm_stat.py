@@ -96,10 +96,8 @@ def test_rel_stddev_is_perfs():
 
 
 @pytest.fixture(scope="module")
-def ipi2(xgene):
-    m = Machine(MachineConfig(kernel=paths.image_path("ipi.elf"), smp=2, max_insns=400_000_000), xgene,
-                console=Console(echo=False))
-    return m.run()
+def ipi2(boot):
+    return boot("ipi.elf", smp=2)
 
 
 def test_per_vcpu_split_adds_up(ipi2, xgene):

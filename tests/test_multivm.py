@@ -119,9 +119,8 @@ def test_cli_runs_two_vms_with_prefixed_consoles():
     (["--pcpus", "x", "images/hello.elf"], "--pcpus"),
     (["-smp", "2", "--vm", "images/hello.elf"], "inside each --vm"),
 ])
-def test_cli_rejects_bad_vm_options(args, needle):
-    r = subprocess.run([sys.executable, "-m", "armvirt", "run", *args], capture_output=True, text=True,
-                       timeout=60)
+def test_cli_rejects_bad_vm_options(args, needle, cli_run):
+    r = cli_run("run", *args)
     assert r.returncode == 2, f"{args}: expected exit 2, got {r.returncode}: {r.stderr}"
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
         f"{args}: expected one line mentioning {needle!r}, got {r.stderr!r}"
