@@ -144,6 +144,9 @@ def ich_lr(vintid: int, state: int = LR_STATE_INVALID, priority: int = 0, group1
     return IchLr(vintid, state, priority, group1, hw, pintid, eoi).encode()
 
 
+_LR_STATE_BITS = 3 << LR_STATE_SHIFT
+_LR_HW_EOI = LR_HW | LR_EOI
+
 # LR bits a write keeps: no NMI, RES0 [47:45] and [59:56], low priority bits RES0
 LR_WRITABLE = (LR_VINTID_MASK | LR_PINTID_MASK << LR_PINTID_SHIFT | PRIORITY_MASK << LR_PRIORITY_SHIFT
                | LR_GROUP | LR_HW | 3 << LR_STATE_SHIFT)
@@ -205,25 +208,34 @@ class IchV3:
         return ((PRI_BITS - 1) << 29 | (PRE_BITS - 1) << 26 | ID_BITS_FIELD << 23 | VTR_A3V
                 | (self.nr_lr - 1))
 
+    # The derived registers are read on every world switch and after every write (the
+    # maintenance line follows them): one pass over the LRs with the tests inlined.
     @property
     def elrsr(self) -> int:
-        return sum(1 << i for i, v in enumerate(self.lr) if lr_empty(v))
+        m = 0
+        for i, v in enumerate(self.lr):          # lr_empty(v)
+            if not v & _LR_STATE_BITS and (v & LR_HW or not v & LR_EOI):
+                m |= 1 << i
+        return m
 
     @property
     def eisr(self) -> int:
-        return sum(1 << i for i, v in enumerate(self.lr) if lr_eoi_maintenance(v))
+        m = 0
+        for i, v in enumerate(self.lr):          # lr_eoi_maintenance(v)
+            if not v & _LR_STATE_BITS and v & _LR_HW_EOI == LR_EOI:
+                m |= 1 << i
+        return m
 
     @property
     def misr(self) -> int:
         """ICH_MISR_EL2: EOI is ungated, every other condition has its HCR enable."""
         hcr, vmcr = self.hcr, self.vmcr
         m = MISR_EOI if self.eisr else 0
-        states = [lr_state(v) for v in self.lr]
-        if hcr & HCR_UIE and sum(1 for s in states if s) <= 1:
+        if hcr & HCR_UIE and sum(1 for v in self.lr if v & _LR_STATE_BITS) <= 1:
             m |= MISR_U
         if hcr & HCR_LRENPIE and hcr & HCR_EOICOUNT_MASK:
             m |= MISR_LRENP
-        if hcr & HCR_NPIE and LR_STATE_PENDING not in states:
+        if hcr & HCR_NPIE and all(lr_state(v) != LR_STATE_PENDING for v in self.lr):
             m |= MISR_NP
         for ie, en, on, off in ((HCR_VGRP0EIE, VMCR_VENG0, MISR_VGRP0E, 0), (HCR_VGRP0DIE, VMCR_VENG0, 0, MISR_VGRP0D),
                                 (HCR_VGRP1EIE, VMCR_VENG1, MISR_VGRP1E, 0), (HCR_VGRP1DIE, VMCR_VENG1, 0, MISR_VGRP1D)):
