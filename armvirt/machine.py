@@ -45,6 +45,7 @@ class MachineConfig:
     no_reboot: bool = False
     vgic: bool = True               # --no-vgic: trap and emulate the CPU interface
     vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
+    thp: bool = True                # --no-thp: RAM without transparent huge pages (4 KiB stage-2 pages)
     quantum: int = 20_000           # SMP: cycles of virtual time per pCPU turn
     pcpus: int | None = None        # physical CPUs of the host (default: one per vCPU)
     hyp_mode: str = "nvhe"          # nvhe (split mode) | vhe | type1
@@ -55,6 +56,7 @@ class MachineConfig:
     serial: str = "stdio"                   # -serial stdio | null | file:PATH
     gdb: tuple[str, int] | None = None      # -gdb tcp:HOST:PORT, -s (host-wide: the first VM's)
     start_stopped: bool = False             # -S: every vCPU stopped until a debugger continues
+    stop_at_init: bool = False              # a Linux boot ends when it first reaches user space (bench)
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Machine:
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
-        self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
+        self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size, thp=cfg.thp)
         if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
             trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
@@ -303,7 +305,7 @@ class Machine:
         stats = self.vcpus[0].stats.rows() if len(self.vcpus) == 1 else [
             {"vCPU": v.index, **row} for v in self.vcpus for row in v.stats.rows()]
         # instructions and cycles of this VM's pCPUs (VMs sharing pCPUs share these)
-        extra = {"stage2_pages": self.vm.stage2.mapped_pages}
+        extra = {"stage2_pages": self.vm.stage2.mapped_pages, "stage2_blocks": self.vm.stage2.mapped_blocks}
         if self.vm.first_el0 is not None:
             first = dict(self.vm.first_el0)
             first["guest_seconds"] = first["cycles"] / self.profile.cpu_hz   # the counter's view

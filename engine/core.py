@@ -21,14 +21,14 @@ from engine import aarch64
 from engine.excrecord import ExceptionRecord
 from engine.fastpath import ffi, lib
 from engine.regbank import RegBank
-from engine.sysreg import HCR_EL2, SPSR_EL1, SysReg
+from engine.sysreg import SPSR_EL1, SysReg
 
 UC = _ucmod.uclib
-UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
 NEVER = 2**64 - 1
 STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and the host page tables)
-CLREX, B_SELF = 0xD503305F, 0x14000000
+CLREX, WFI, B_SELF = 0xD503305F, 0xD503207F, 0x14000000
 HCR_VIRTUAL_LINES = 0x1C0           # HCR_EL2.VF | VI | VSE (bits 6-8)
+STUB_PSTATE = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
 MAINT_TLB, MAINT_IC = 1, 2      # st.maint: broadcast maintenance the guest executed
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
@@ -48,6 +48,11 @@ class PhysicalCpu:
         self.index = index
         self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(model)
+        # Exit points on, with none set: emu_start's `until` is then ignored.  Without
+        # this, every emu_start ends by invalidating the translated code at `until` - 1
+        # (resume_all_vcpus), a translation of that address through the guest's own
+        # MMU; runs end only by emu_stop (the hooks) and WFI.
+        self.uc.ctl_exits_enabled(True)
         self.uch = self.uc._uch
         st = self.st = ffi.new("struct av_cpu *")
         st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
@@ -82,9 +87,6 @@ class PhysicalCpu:
         self.fault: Optional[EngineFault] = None
         self._insns_at_exception = -1
         self._uc_ptr = ffi.cast("void *", ctypes.cast(self.uch, ctypes.c_void_p).value)
-        # The CLREX stub's switch to EL2h and back; HCR_EL2 (a CP_REG write) last.
-        self._stub_state = RegBank(["pc", "pstate", "HCR_EL2"],
-                                   [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, HCR_EL2])
         self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
@@ -312,30 +314,21 @@ class PhysicalCpu:
         whose own translation regime is off (SCTLR_EL2.M = 0): neither the guest's
         stage 1 (the EL1&0 regime) nor stage 2 applies to the fetch, and no TLB entry
         of the guest is touched (HCR_EL2.VM/PTW keep their values: nothing is flushed).
-        The virtual exception lines (VI/VF/VSE) are dropped meanwhile: emu_start's
-        `until` is a fake WFI that never completes while one is pending.  Put back
+        The stub's WFI ends the run; the virtual exception lines (VI/VF/VSE) are
+        dropped meanwhile, as a WFI with an interrupt pending does not wait.  Put back
         exactly: PC, PSTATE, HCR_EL2 (a CP_REG write, last: it rebuilds the core's EL
-        flags) and the fast path's counters (the stub is not a guest instruction)."""
+        flags) and the fast path's counters (the stub is not a guest instruction).
+        The fast path does all of it (av_clear_exclusive)."""
         if self._stub is None:
             self._stub = self.map_memory(STUB_PA, 0x1000)
-            self._stub[0:8] = (CLREX | B_SELF << 32).to_bytes(8, "little")
-        saved = bytes(ffi.buffer(self.st))
-        st = self.st
-        st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
-        b = self._stub_state
-        b.read(self.uch)
-        pc, pstate, hcr = b[0], b[1], b[2]
-        b[1] = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
-        b[2] = hcr & ~HCR_VIRTUAL_LINES
-        b.write(self.uch)
+            self._stub[0:12] = b"".join(w.to_bytes(4, "little") for w in (CLREX, WFI, B_SELF))
         self._in_stub, self.fault = True, None
         try:
-            self.uc.emu_start(STUB_PA, STUB_PA + 4)
+            err = lib.av_clear_exclusive(self._uc_ptr, self.st, STUB_PA, STUB_PSTATE, HCR_VIRTUAL_LINES)
         finally:
             self._in_stub = False
-            b[0], b[1], b[2] = pc, pstate, hcr
-            b.write(self.uch)
-            ffi.memmove(self.st, saved, len(saved))
+        if err:
+            raise EngineFault(f"the CLREX stub did not run: {unicorn.UcError(err)}")
         if self.fault is not None:
             raise self.fault
 
@@ -354,7 +347,7 @@ class PhysicalCpu:
         """One run of the engine from `pc`."""
         self.fault = None
         try:
-            self.uc.emu_start(pc, UNTIL)
+            self.uc.emu_start(pc, 0)
         except unicorn.UcError as e:
             self._pcs.read(self.uch)
             raise EngineFault(f"engine stopped: {e} at pc={self._pcs[0]:#x}") from None

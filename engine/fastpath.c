@@ -318,3 +318,34 @@ uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
 void av_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
 }
+
+/* ClearExclusiveLocal for engine/core.py (PhysicalCpu.clear_exclusive): the core runs
+ * the host-private stub at stub_pa (CLREX; WFI) at EL2h, whose translation regime is
+ * off, with the virtual exception lines (HCR_EL2 bits `lines`) dropped so that the WFI
+ * ends the run; PC, PSTATE and HCR_EL2 (a CP_REG write, last: it rebuilds the core's
+ * cached EL flags) are put back, and so is this struct (the stub is not the guest's).
+ * In C because it runs on every guest entry of an SMP run: the same steps from Python
+ * cost ~10 register calls through the binding. */
+int av_clear_exclusive(uc_engine *uc, struct av_cpu *c, uint64_t stub_pa, uint32_t stub_pstate,
+                       uint64_t lines)
+{
+    struct av_cpu saved = *c;
+    uint64_t pc = 0, hcr_val;
+    uint32_t pstate = 0;
+    uc_arm64_cp_reg hcr = {.crn = 1, .crm = 1, .op0 = 3, .op1 = 4, .op2 = 0};   /* HCR_EL2 */
+    c->insn_limit = c->timer_deadline = c->host_deadline = c->turn_deadline = UINT64_MAX;
+    uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
+    uc_reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    uc_reg_read(uc, UC_ARM64_REG_CP_REG, &hcr);
+    hcr_val = hcr.val;
+    uc_reg_write(uc, UC_ARM64_REG_PSTATE, &stub_pstate);
+    hcr.val = hcr_val & ~lines;
+    uc_reg_write(uc, UC_ARM64_REG_CP_REG, &hcr);
+    uc_err err = uc_emu_start(uc, stub_pa, 0, 0, 0);
+    uc_reg_write(uc, UC_ARM64_REG_PC, &pc);
+    uc_reg_write(uc, UC_ARM64_REG_PSTATE, &pstate);
+    hcr.val = hcr_val;
+    uc_reg_write(uc, UC_ARM64_REG_CP_REG, &hcr);
+    *c = saved;
+    return err;
+}

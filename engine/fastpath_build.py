@@ -32,6 +32,7 @@ void av_code_hook(void *uc, uint64_t addr, uint32_t size, void *ud);
 uint32_t av_mrs_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_sys_hook(void *uc, int reg, void *cp, void *ud);
+int av_clear_exclusive(void *uc, struct av_cpu *c, uint64_t stub_pa, uint32_t stub_pstate, uint64_t lines);
 """)
 ffibuilder.set_source(
     "engine._fastpath", SOURCE,
