@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
-from armvirt.gdbstub.server import GdbKill, GdbServer
 from armvirt.devices.pl031 import Pl031
 from armvirt import boot
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
-from armvirt.symbols import Symbols
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
@@ -124,7 +122,7 @@ def run_machines(machines: list["Machine"]) -> list[RunResult]:
     stub = _gdb_stub(machines) if cfg.gdb else None
     try:
         Scheduler(machines[0].host, machines, cfg.quantum).run()
-    except GdbKill:
+    except _gdb_kill():                   # evaluated only when an exception propagates
         for m in machines:
             if not m.vm.finished:
                 m.finish("killed", "terminated via the GDB stub")
@@ -138,7 +136,14 @@ def run_machines(machines: list["Machine"]) -> list[RunResult]:
     return results
 
 
-def _gdb_stub(machines: list["Machine"]) -> GdbServer:
+def _gdb_kill() -> type:
+    from armvirt.gdbstub.server import GdbKill
+    return GdbKill
+
+
+def _gdb_stub(machines: list["Machine"]):
+    """The GDB stub (armvirt.gdbstub, imported only for -gdb/-s)."""
+    from armvirt.gdbstub.server import GdbServer
     try:
         return GdbServer(machines[0].cfg.gdb, machines, machines[0].cfg.start_stopped)
     except ValueError as e:
@@ -164,6 +169,7 @@ class Machine:
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size, thp=cfg.thp)
         if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+            from armvirt.symbols import Symbols
             trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
         self.now = 0                     # virtual time of the device work in progress
@@ -198,8 +204,10 @@ class Machine:
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
         self.uart.reset()
-        for addr, data in self.plan.blobs():
+        for addr, data, zeros in self.plan.blobs():
             self._write_ram(addr, data)
+            if zeros:
+                self._write_ram(addr + len(data), bytes(zeros))
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
         for v in self.vcpus[1:]:

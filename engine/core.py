@@ -29,7 +29,9 @@ STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and t
 CLREX, WFI, B_SELF = 0xD503305F, 0xD503207F, 0x14000000
 HCR_VIRTUAL_LINES = 0x1C0           # HCR_EL2.VF | VI | VSE (bits 6-8)
 STUB_PSTATE = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
-MAINT_TLB, MAINT_IC = 1, 2      # st.maint: broadcast maintenance the guest executed
+MAINT_TLB, MAINT_IC, MAINT_IC_ALL = 1, 2, 4   # st.maint: broadcast maintenance the guest executed
+IC_BY_VA_MAX_PAGES = 16         # IC IVAU over more pages than this: drop all code instead
+PAGE = 0x1000
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
 
@@ -57,6 +59,9 @@ class PhysicalCpu:
         st = self.st = ffi.new("struct av_cpu *")
         st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
         st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
+        st.ic_lo, st.ic_hi = NEVER, 0
+        self.ic_range = (0, 0)                 # the VAs of the IC IVAU last taken (take_maintenance)
+        self._pa = ctypes.c_uint64()
         self._hooks = []
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
@@ -290,18 +295,56 @@ class PhysicalCpu:
             raise EngineFault(f"TLB flush failed: {err}")
 
     def take_maintenance(self) -> int:
-        """MAINT_TLB | MAINT_IC executed since the last call (for the host to broadcast)."""
-        m, self.st.maint = self.st.maint, 0
+        """MAINT_* executed since the last call (for the host to broadcast); the VA range
+        of the IC IVAUs is in ic_range until the next call."""
+        st = self.st
+        m, st.maint = st.maint, 0
+        if m & MAINT_IC:
+            self.ic_range = (st.ic_lo, st.ic_hi)
+            st.ic_lo, st.ic_hi = NEVER, 0
         return m
 
-    def apply_maintenance(self, m: int) -> None:
-        """Another pCPU broadcast TLBI / IC: the same effect on this core.  Its TLB is
-        not tagged by VMID and dropping all of it is always allowed; translated code
-        is keyed by address only through the TLB, so IC drops it all too."""
+    def apply_maintenance(self, m: int, source: Optional["PhysicalCpu"] = None) -> None:
+        """Another pCPU (`source`) broadcast TLBI / IC: the same effect on this core.
+        Its TLB is not tagged by VMID and dropping all of it is always allowed.  IC
+        IALLU(IS) drops all translated code; IC IVAU only the code of the physical
+        pages its VAs name on `source`, when they name the same pages here (else all)."""
         if m & MAINT_TLB:
             self.flush_tlb()
-        if m & MAINT_IC:
+        if m & MAINT_IC_ALL or (m & MAINT_IC and not self._invalidate_code_as(source)):
             self.uc.ctl_flush_tb()
+
+    def translate_exec(self, va: int) -> Optional[int]:
+        """The physical address an instruction fetch from `va` reaches now (both stages), or None."""
+        if UC.uc_vmem_translate(self.uch, ctypes.c_uint64(va), unicorn.UC_PROT_EXEC, ctypes.byref(self._pa)):
+            return None
+        return self._pa.value
+
+    def _invalidate_code_as(self, source: Optional["PhysicalCpu"]) -> bool:
+        """Drop the translated code of the physical pages `source`'s IC IVAU range
+        reaches there (translated code is found by physical page).  Unicorn drops code
+        by an address it translates itself, so each page needs an address that reaches
+        the same physical page here: the same VA (the same guest regime is loaded), or
+        the physical address itself (a regime with translation off, as the host's).
+        False if a page has neither, and the caller drops all."""
+        if source is None:
+            return False
+        lo, hi = source.ic_range
+        pages = range(lo & ~(PAGE - 1), hi, PAGE)
+        if not pages or len(pages) > IC_BY_VA_MAX_PAGES:
+            return False
+        here = []
+        for va in pages:
+            pa = source.translate_exec(va)
+            if pa is None:
+                return False
+            at = next((a for a in (va, pa & ~(PAGE - 1)) if self.translate_exec(a) == pa & ~(PAGE - 1)), None)
+            if at is None:
+                return False
+            here.append(at)
+        for at in here:
+            self.uc.ctl_remove_cache(at, at + PAGE)
+        return True
 
     def flush_code(self, start: int, end: int) -> None:
         """Translated code is not invalidated by host writes (unicorn-facts.md)."""

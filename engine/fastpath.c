@@ -297,8 +297,10 @@ uint32_t av_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
 }
 
 /* SYS instructions (op0 = 1): note TLB invalidations (CRn 8) and instruction-cache
- * invalidations to PoU (IC IALLUIS, IC IALLU: CRn 7 CRm 1/5 op1 0; IC IVAU: op1 3,
- * CRm 5) for the host to broadcast.  The core still executes them: returns 0. */
+ * invalidations to PoU for the host to broadcast: IC IALLUIS, IC IALLU (CRn 7 CRm 1/5
+ * op1 0) drop all code; IC IVAU (op1 3, CRm 5) names the VA in Xt, whose cache line
+ * (at most 2 KB: CTR_EL0.IminLine <= 9) joins [ic_lo, ic_hi).  The core still executes
+ * them: returns 0. */
 uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *ud)
 {
     struct av_cpu *c = ud;
@@ -307,9 +309,16 @@ uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
         return 0;
     if (cp->crn == 8)
         c->maint |= 1;
-    else if (cp->crn == 7 && ((cp->op1 == 0 && (cp->crm == 1 || cp->crm == 5) && cp->op2 == 0) ||
-                              (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1)))
+    else if (cp->crn == 7 && cp->op1 == 0 && (cp->crm == 1 || cp->crm == 5) && cp->op2 == 0)
+        c->maint |= 4;
+    else if (cp->crn == 7 && cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1) {
+        uint64_t line = cp->val & ~(uint64_t)2047;
         c->maint |= 2;
+        if (line < c->ic_lo)
+            c->ic_lo = line;
+        if (line + 2048 > c->ic_hi)
+            c->ic_hi = line + 2048;
+    }
     return 0;
 }
 

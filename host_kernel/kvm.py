@@ -132,7 +132,7 @@ class Host:
         so doing it before they next run is as if it completed with the guest's DSB."""
         for cpu in self.pcpus:
             if cpu is not source:
-                cpu.apply_maintenance(m)
+                cpu.apply_maintenance(m, source)
 
     @staticmethod
     def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:
