@@ -172,7 +172,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     _opt(r, "-nographic", action="store_true", help="accepted: armvirt has no display; the console is -serial")
     _opt(r, "-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting on PSCI SYSTEM_RESET")
     # armvirt's own
-    _opt(r, "--max-insns", default=None, help="stop a runaway guest after N instructions")
+    _opt(r, "--max-insns", default=None, help="stop a runaway guest at the first block boundary after N instructions")
     _opt(r, "--lrs", default="4", help="number of list registers")
     _opt(r, "--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     _opt(r, "--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
