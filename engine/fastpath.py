@@ -16,8 +16,10 @@ if not _libs:
 ctypes.CDLL(_libs[0], mode=ctypes.RTLD_GLOBAL)
 
 
-class StaleFastPath(ImportError):
-    """The built extension does not come from the fastpath.c/.h beside it."""
+class StaleFastPath(SystemExit):
+    """The built extension does not come from the fastpath.c/.h beside it.  A SystemExit:
+    whatever imports the engine (the CLI, a test, the bench) ends with this one line,
+    exit status 1, and no traceback."""
 
 
 def check_built(path: str) -> None:
@@ -25,7 +27,7 @@ def check_built(path: str) -> None:
     yesterday's rules (cffi does not rebuild it when fastpath.c changes)."""
     built, now = fastpath_source.embedded_id(path), fastpath_source.source_id()
     if built != now:
-        raise StaleFastPath(f"{path} was built from other sources than engine/fastpath.c/.h "
+        raise StaleFastPath(f"armvirt: error: {path} was built from other sources than engine/fastpath.c/.h "
                             f"(built {built or 'without a source id'}, sources {now}): "
                             f"rebuild it with `pip install -e .`")
 

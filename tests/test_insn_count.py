@@ -113,3 +113,22 @@ def test_insn_limit_stops_at_the_first_boundary_at_or_after_it(limit):
     assert counted == ran and limit <= ran < limit + 3, \
         f"limit {limit}: expected counted == executed in [{limit}, {limit + 3}), observed counted {counted}, " \
         f"executed {ran}"
+
+
+def test_a_stale_fast_path_is_refused_with_one_line(tmp_path):
+    """engine.fastpath checks the source id the build embedded against fastpath.c/.h."""
+    from engine import fastpath, fastpath_source
+    ok = tmp_path / "ok.so"
+    ok.write_bytes(b"\0ELF..." + fastpath_source.MARKER + fastpath_source.source_id().encode() + b"\0")
+    fastpath.check_built(str(ok))
+    for name, blob in (("old.so", fastpath_source.MARKER + b"00000000"), ("none.so", b"\0ELF no id\0")):
+        bad = tmp_path / name
+        bad.write_bytes(blob)
+        with pytest.raises(fastpath.StaleFastPath) as e:
+            fastpath.check_built(str(bad))
+        msg = str(e.value)
+        assert "\n" not in msg and "pip install -e ." in msg and e.value.code == msg, \
+            f"{name}: expected a one-line error naming `pip install -e .`, observed {msg!r}"
+    built = fastpath_source.embedded_id(fastpath._spec.origin)
+    assert built == fastpath_source.source_id(), \
+        f"the extension in use carries source id {built}, the sources are {fastpath_source.source_id()}"
