@@ -66,7 +66,7 @@ class PhysicalCpu:
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_msr_hook, A.UC_ARM64_INS_MSR)
-        self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_sys_hook, A.UC_ARM64_INS_SYS)
+        self.notes_maintenance = False         # the SYS hook: see note_maintenance()
         self.exc = ExceptionRecord(self.uc)
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         self.el2_vector: Optional[EL2Vector] = None
@@ -293,6 +293,15 @@ class PhysicalCpu:
         err = UC.uc_ctl(self.uch, unicorn.UC_CTL_TLB_FLUSH | (unicorn.UC_CTL_IO_WRITE << 30))
         if err:
             raise EngineFault(f"TLB flush failed: {err}")
+
+    def note_maintenance(self) -> None:
+        """Note the guest's TLBI and IC for the host to broadcast (a hook on every SYS
+        instruction: only a host with more than one pCPU needs it).  Code translated
+        before does not carry the hook: it is dropped."""
+        if not self.notes_maintenance:
+            self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_sys_hook, A.UC_ARM64_INS_SYS)
+            self.uc.ctl_flush_tb()
+            self.notes_maintenance = True
 
     def take_maintenance(self) -> int:
         """MAINT_* executed since the last call (for the host to broadcast); the VA range

@@ -98,7 +98,8 @@ class Host:
             for cpu, low in zip(self.pcpus, self.lowvisors):
                 trace.timeline.attach(cpu, low.ledger)
         if npcpus > 1:
-            for low in self.lowvisors:
+            for cpu, low in zip(self.pcpus, self.lowvisors):
+                cpu.note_maintenance()
                 low.broadcast = self._broadcast_maintenance
         first = self.pcpus[0]
         self.pt_buf = first.map_memory(HOST_PT_BASE, HOST_PT_SIZE)
