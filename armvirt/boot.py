@@ -51,12 +51,13 @@ class BootPlan:
             return None
         return self.initrd_start, self.initrd_start + len(self.initrd)
 
-    def blobs(self) -> list[tuple[int, bytes]]:
-        """(address, bytes) to write into RAM on power-on and reset, image first."""
-        out = [(s.addr, s.data + bytes(s.memsz - len(s.data))) for s in self.image.segments]
+    def blobs(self) -> list[tuple[int, bytes, int]]:
+        """(address, bytes, zeros after them) to write into RAM on power-on and reset,
+        image first (a segment's bss is its zeros: not concatenated, the image is ~33 MB)."""
+        out = [(s.addr, s.data, s.memsz - len(s.data)) for s in self.image.segments]
         if self.initrd:
-            out.append((self.initrd_start, self.initrd))
-        out.append((self.dtb_addr, self.dtb))
+            out.append((self.initrd_start, self.initrd, 0))
+        out.append((self.dtb_addr, self.dtb, 0))
         return out
 
 

@@ -172,7 +172,7 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     _opt(r, "-nographic", action="store_true", help="accepted: armvirt has no display; the console is -serial")
     _opt(r, "-no-reboot", dest="no_reboot", action="store_true", help="exit instead of rebooting on PSCI SYSTEM_RESET")
     # armvirt's own
-    _opt(r, "--max-insns", default=None, help="stop a runaway guest after N instructions")
+    _opt(r, "--max-insns", default=None, help="stop a runaway guest at the first block boundary after N instructions")
     _opt(r, "--lrs", default="4", help="number of list registers")
     _opt(r, "--quantum", default="20000", help="SMP: cycles of virtual time per pCPU turn")
     _opt(r, "--pcpus", default=None, help="physical CPUs of the host (default: the largest -smp)")
@@ -181,6 +181,8 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
          help="another VM on the same host (repeatable); its vCPUs share the pCPUs")
     _opt(r, "--no-vgic", action="store_true", help="no virtual CPU interface: every GICC access traps")
     _opt(r, "--no-vtimer", action="store_true", help="the virtual timer traps and is emulated")
+    _opt(r, "--no-thp", action="store_true",
+         help="guest RAM without transparent huge pages: stage 2 maps 4 KiB pages, not 2 MiB blocks")
     _add_design(r)
     _opt(r, "--profile", default="xgene", help="cost profile name or TOML path (see `armvirt profiles`)")
 
@@ -307,7 +309,7 @@ def _run_configs(a, host: dict) -> list[MachineConfig]:
     if len(set(names)) != len(names):
         raise UsageError(f"--vm: VM names must differ (got {', '.join(names)})")
     common = dict(**host["machine"], nr_lr=parse_count(a.lrs, "--lrs"),
-                  no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer,
+                  no_reboot=a.no_reboot, vgic=not a.no_vgic, vtimer=not a.no_vtimer, thp=not a.no_thp,
                   quantum=parse_count(a.quantum, "--quantum"), **_design(a),
                   pcpus=parse_count(a.pcpus, "--pcpus") if a.pcpus else max(sp["smp"] for sp in specs),
                   max_insns=parse_count(a.max_insns, "--max-insns") if a.max_insns else None,
@@ -342,7 +344,8 @@ def _result_json(res, cpu_hz: int, key: str, vcpu) -> dict:
             "console": res.console.lines, "guest_instructions": res.insns,
             "cycles": res.cycles, "profile": res.profile, "exits": kvm_stat.report_rows(events, cpu_hz, key),
             "exits_cycles": res.stats, "counters": res.counters, "guest_errors": res.guest_errors,
-            "stage2_pages": res.extra["stage2_pages"], "resets": res.resets,
+            "stage2_pages": res.extra["stage2_pages"], "stage2_blocks": res.extra["stage2_blocks"],
+            "resets": res.resets,
             "first_el0": res.extra.get("first_el0")}
 
 
@@ -363,7 +366,7 @@ def _print_summary(res, name: str | None) -> None:
     who = f"{name}: " if name else ""
     out.write(f"\n==== armvirt: {who}{res.reason}, exit status {res.status}, profile {res.profile}\n")
     out.write(f"guest instructions: {res.insns:,}   modeled cycles: {res.cycles:,}   "
-              f"stage-2 pages: {res.extra['stage2_pages']:,}\n")
+              f"stage-2 pages: {res.extra['stage2_pages']:,} ({res.extra['stage2_blocks']:,} 2 MiB blocks)\n")
     first = res.extra.get("first_el0")
     if first is not None:
         out.write(f"first user-space instruction: vCPU{first['vcpu']} after {first['insns']:,} guest "

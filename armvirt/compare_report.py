@@ -14,7 +14,6 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tabulate import tabulate
 
 OPERATIONS = ("hypercall", "gic_trap", "ipi", "eoi", "vm_switch", "io_out", "io_in",
               "mmio_user", "mmio_kernel", "ack_eoi")
@@ -42,6 +41,7 @@ def _ordered_ops(rows: Rows) -> list[str]:
 
 
 def _tabulate(data: list[list], headers: Sequence[str], fmt: str) -> str:
+    from tabulate import tabulate     # imported when a table is made: start-up stays short
     return tabulate(data, headers=list(headers), tablefmt=fmt, numalign="right",
                     missingval=MISSING, intfmt="" if fmt == "latex" else ",")
 

@@ -17,10 +17,6 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
-from elftools.construct import ConstructError
-from elftools.elf.elffile import ELFFile
-
 from engine.layout import KERNEL_TEXT_OFFSET
 
 KINDS = ("elf", "image", "raw")
@@ -195,6 +191,10 @@ def _load_elf(path: str, data: bytes, ram: tuple[int, int]) -> tuple[int, tuple[
         raise BadImage(f"{path}: {'32-bit' if data[4] == 1 else 'unknown-class'} ELF, expected ELFCLASS64")
     if data[5] != 1:
         raise BadImage(f"{path}: {'big-endian' if data[5] == 2 else 'unknown-endian'} ELF, expected little-endian")
+    # pyelftools only for ELF images (a Linux Image or a raw binary starts without it).
+    from elftools.common.exceptions import ELFError
+    from elftools.construct import ConstructError
+    from elftools.elf.elffile import ELFFile
     try:
         elf = ELFFile(io.BytesIO(data))
         machine, etype = elf["e_machine"], elf["e_type"]

@@ -7,14 +7,12 @@ from dataclasses import dataclass, field
 from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
-from armvirt.gdbstub.server import GdbKill, GdbServer
 from armvirt.devices.pl031 import Pl031
 from armvirt.devices.virtio_mmio import VirtioMmio
 from armvirt import boot
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
-from armvirt.symbols import Symbols
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
@@ -46,6 +44,7 @@ class MachineConfig:
     no_reboot: bool = False
     vgic: bool = True               # --no-vgic: trap and emulate the CPU interface
     vtimer: bool = True             # --no-vtimer: trap and emulate the virtual timer
+    thp: bool = True                # --no-thp: RAM without transparent huge pages (4 KiB stage-2 pages)
     quantum: int = 20_000           # SMP: cycles of virtual time per pCPU turn
     pcpus: int | None = None        # physical CPUs of the host (default: one per vCPU)
     hyp_mode: str = "nvhe"          # nvhe (split mode) | vhe | type1
@@ -56,6 +55,7 @@ class MachineConfig:
     serial: str = "stdio"                   # -serial stdio | null | file:PATH
     gdb: tuple[str, int] | None = None      # -gdb tcp:HOST:PORT, -s (host-wide: the first VM's)
     start_stopped: bool = False             # -S: every vCPU stopped until a debugger continues
+    stop_at_init: bool = False              # a Linux boot ends when it first reaches user space (bench)
 
 
 @dataclass
@@ -123,7 +123,7 @@ def run_machines(machines: list["Machine"]) -> list[RunResult]:
     stub = _gdb_stub(machines) if cfg.gdb else None
     try:
         Scheduler(machines[0].host, machines, cfg.quantum).run()
-    except GdbKill:
+    except _gdb_kill():                   # evaluated only when an exception propagates
         for m in machines:
             if not m.vm.finished:
                 m.finish("killed", "terminated via the GDB stub")
@@ -137,7 +137,14 @@ def run_machines(machines: list["Machine"]) -> list[RunResult]:
     return results
 
 
-def _gdb_stub(machines: list["Machine"]) -> GdbServer:
+def _gdb_kill() -> type:
+    from armvirt.gdbstub.server import GdbKill
+    return GdbKill
+
+
+def _gdb_stub(machines: list["Machine"]):
+    """The GDB stub (armvirt.gdbstub, imported only for -gdb/-s)."""
+    from armvirt.gdbstub.server import GdbServer
     try:
         return GdbServer(machines[0].cfg.gdb, machines, machines[0].cfg.start_stopped)
     except ValueError as e:
@@ -161,8 +168,9 @@ class Machine:
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
-        self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size)
+        self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size, thp=cfg.thp)
         if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+            from armvirt.symbols import Symbols
             trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
         self.now = 0                     # virtual time of the device work in progress
@@ -200,8 +208,10 @@ class Machine:
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
         self.uart.reset()
-        for addr, data in self.plan.blobs():
+        for addr, data, zeros in self.plan.blobs():
             self._write_ram(addr, data)
+            if zeros:
+                self._write_ram(addr + len(data), bytes(zeros))
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
         for v in self.vcpus[1:]:
@@ -312,7 +322,7 @@ class Machine:
         stats = self.vcpus[0].stats.rows() if len(self.vcpus) == 1 else [
             {"vCPU": v.index, **row} for v in self.vcpus for row in v.stats.rows()]
         # instructions and cycles of this VM's pCPUs (VMs sharing pCPUs share these)
-        extra = {"stage2_pages": self.vm.stage2.mapped_pages}
+        extra = {"stage2_pages": self.vm.stage2.mapped_pages, "stage2_blocks": self.vm.stage2.mapped_blocks}
         if self.vm.first_el0 is not None:
             first = dict(self.vm.first_el0)
             first["guest_seconds"] = first["cycles"] / self.profile.cpu_hz   # the counter's view

@@ -12,7 +12,7 @@ REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_
             "fp_ctrl_restore", "el1_sysreg_save", "el1_sysreg_restore", "gich_mmio_read",
             "gich_mmio_write", "el2_sysreg_read", "el2_sysreg_write", "vttbr_write", "el2_vector_guest",
             "el2_vector_host", "run_loop", "vgic_flush", "vgic_sync", "timer_flush", "timer_sync",
-            "handle_exit", "hvc_handler", "sysreg_emulate", "inject_fault", "stage2_map_page",
+            "handle_exit", "hvc_handler", "sysreg_emulate", "inject_fault", "stage2_map_page", "stage2_map_block",
             "mmio_decode", "kernel_mmio_device", "exit_to_user", "vmm_mmio_dispatch",
             "user_mmio_device", "kvm_run_ioctl", "kvm_irq_line", "gicv_mmio_read", "gicv_mmio_write", "gicc_mmio_read",
             "gicc_mmio_write", "vgic_lr_populate", "vgic_lr_fold", "host_irq_entry", "timer_irq_handler",

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 
-from tabulate import tabulate
 
 FORMATS = ("simple", "github", "latex", "csv", "json", "plain", "grid", "pipe")
 
@@ -20,5 +19,6 @@ def table(rows: list[dict], fmt: str, title: str = "", floatfmt: str = ".2f") ->
             w.writeheader()
             w.writerows(rows)
         return buf.getvalue().rstrip("\n")
+    from tabulate import tabulate     # imported when a table is made: start-up stays short
     body = tabulate(rows, headers="keys", tablefmt=fmt, floatfmt=floatfmt, intfmt=",")
     return f"{title}\n{body}" if title and fmt in ("simple", "plain", "grid") else body

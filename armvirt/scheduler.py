@@ -120,6 +120,8 @@ class Scheduler:
             run = vcpu.run()
             m.vm.running = None
             self._after(m, vcpu, run)
+            if m.cfg.stop_at_init and m.vm.first_el0 is not None and not m.vm.finished:
+                m.finish("init", "the guest reached user space")
             if m.vm.finished or not vcpu.powered_on:
                 vm_switch.release_orphans(self.host, vcpu.cpu.cycles)
         for m in self.machines:

@@ -7,6 +7,14 @@ compute:        images/compute.elf (compute_rounds patched) under armvirt and on
                 Unicorn; MIPS = guest instructions / wall seconds, best of REPS runs.
 hypercall-storm: images/hvc-storm.elf under armvirt; HVC64 exits / wall seconds of
                 Machine.run(), summed over enough runs to time well.
+linux:          Debian's kernel + initramfs (images/linux/out, images/linux/fetch.sh)
+                with the stock command line, to the first user-space instruction, under
+                armvirt (bench/linux_probe.py: `armvirt run` in a fresh process) and under
+                qemu-system-aarch64 -M virt -cpu cortex-a57 TCG (to the kernel's
+                "Run /init as init process", printed just before it executes /init), in
+                the same run; both timed from process start.  Start-up: process start to
+                the guest's first instruction.  QEMU is a reference only: qemu_s=n/a
+                without it.
 The last line is `engine: mips_ratio=<armvirt/raw> hypercalls_per_s=<n>`.
 """
 import argparse
@@ -194,12 +202,96 @@ def bench_compare() -> dict:
     return {"seconds": dt, "rows": rows}
 
 
+LINUX_DIR = os.environ.get("ARMVIRT_LINUX_DIR", os.path.join(IMAGES, "linux", "out"))
+LINUX_ARGS = ["-M", "virt,gic-version=2", "-smp", "2", "-m", "256M", "-append", "console=ttyAMA0"]
+QEMU_INIT_MARKER = b"Run /init as init process"
+QEMU_TIMEOUT_S = 600
+
+
+def _pyc_env() -> dict:
+    """A fresh process as a user's: bytecode cached (outside the tree), as pip leaves it."""
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "armvirt-bench-pycache")
+    return env
+
+
+def run_linux_armvirt(kernel: str, initrd: str, env: dict) -> dict:
+    import subprocess
+    argv = [sys.executable, os.path.join(ROOT, "bench", "linux_probe.py"), *LINUX_ARGS,
+            "-kernel", kernel, "-initrd", initrd, "--hyp-mode", "nvhe", "--quiet"]
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, cwd=ROOT)
+    m = re.search(r"probe: startup_s=([\d.]+) init_s=([\d.]+) insns_to_init=(\d+)", r.stderr)
+    if r.returncode != 0 or not m:
+        sys.exit(f"linux: armvirt did not reach user space (exit {r.returncode}): {r.stderr.strip()[-400:]}")
+    return {"startup_s": float(m.group(1)), "armvirt_s": float(m.group(2)), "insns_to_init": int(m.group(3))}
+
+
+def run_linux_qemu(kernel: str, initrd: str) -> float | None:
+    """Seconds from starting qemu-system-aarch64 to the kernel's line before /init runs."""
+    import shutil
+    import subprocess
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        return None
+    argv = [qemu, *LINUX_ARGS[:2], "-cpu", "cortex-a57", *LINUX_ARGS[2:],
+            "-kernel", kernel, "-initrd", initrd, "-display", "none", "-serial", "stdio",
+            "-monitor", "none", "-nodefaults"]
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    seen, dt = b"", None
+    try:
+        while time.perf_counter() - t0 < QEMU_TIMEOUT_S:
+            chunk = p.stdout.read1(4096)
+            if not chunk:
+                break
+            seen = seen[-4096:] + chunk
+            if QEMU_INIT_MARKER in seen:
+                dt = time.perf_counter() - t0
+                break
+    finally:
+        p.kill()
+        p.wait()
+    if dt is None:
+        sys.exit(f"linux: QEMU did not print {QEMU_INIT_MARKER.decode()!r}")
+    return dt
+
+
+def bench_linux() -> dict | None:
+    kernel, initrd = os.path.join(LINUX_DIR, "vmlinuz"), os.path.join(LINUX_DIR, "initramfs.cpio.gz")
+    if not (os.path.isfile(kernel) and os.path.isfile(initrd)):
+        print(f"linux: skipped ({kernel} or {initrd} missing: run images/linux/fetch.sh)")
+        return None
+    env = _pyc_env()
+    runs = [run_linux_armvirt(kernel, initrd, env) for _ in range(REPS)]   # the first also fills the pyc cache
+    if len({r["insns_to_init"] for r in runs}) != 1:
+        sys.exit(f"linux: instructions to init changed between runs: {[r['insns_to_init'] for r in runs]}")
+    best = min(runs, key=lambda r: r["armvirt_s"])
+    startup = min(r["startup_s"] for r in runs)
+    qemu_s = run_linux_qemu(kernel, initrd)
+    ratio = "n/a" if qemu_s is None else f"{best['armvirt_s'] / qemu_s:.2f}"
+    print(f"linux: insns_to_init={best['insns_to_init']} armvirt_s={best['armvirt_s']:.2f} "
+          f"qemu_s={'n/a' if qemu_s is None else f'{qemu_s:.2f}'} ratio={ratio}")
+    print(f"  startup_s={startup:.3f} (process start to the guest's first instruction) "
+          f"armvirt_s={[round(r['armvirt_s'], 2) for r in runs]}")
+    return {**best, "startup_s": startup, "armvirt_runs_s": [r["armvirt_s"] for r in runs], "qemu_s": qemu_s,
+            "ratio": None if qemu_s is None else best["armvirt_s"] / qemu_s}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small round count and storm, for CI smoke runs")
     ap.add_argument("--rounds", type=int, help=f"compute rounds (default {ROUNDS}, --quick {QUICK_ROUNDS})")
     ap.add_argument("--json", metavar="FILE", help="also write the figures to FILE")
+    ap.add_argument("--linux", action="store_true", help="only the Linux boot line")
     args = ap.parse_args()
+    if args.linux:
+        linux = bench_linux()
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"linux": linux}, f, indent=2)
+                f.write("\n")
+        return
 
     profile = load_profile("xgene")
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
@@ -209,11 +301,12 @@ def main() -> None:
     spin = bench_spinlock(profile)
     storm = bench_hypercalls(QUICK_STORM_S if args.quick else STORM_S, profile)
     cmp = bench_compare()
+    linux = bench_linux()
     ratio, rate = compute["mips_ratio"], storm["hypercalls_per_s"]
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"quick": args.quick, "compute": compute, "timer_guest": timer, "spinlock": spin, "hypercall_storm": storm,
-                       "compare": cmp, "mips_ratio": ratio, "hypercalls_per_s": rate}, f, indent=2)
+                       "compare": cmp, "linux": linux, "mips_ratio": ratio, "hypercalls_per_s": rate}, f, indent=2)
             f.write("\n")
     print(f"engine: mips_ratio={ratio:.2f} hypercalls_per_s={rate:.0f}")
 

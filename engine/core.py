@@ -21,15 +21,17 @@ from engine import aarch64
 from engine.excrecord import ExceptionRecord
 from engine.fastpath import ffi, lib
 from engine.regbank import RegBank
-from engine.sysreg import HCR_EL2, SPSR_EL1, SysReg
+from engine.sysreg import SPSR_EL1, SysReg
 
 UC = _ucmod.uclib
-UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never executed: emu_start's `until` is a fake WFI
 NEVER = 2**64 - 1
 STUB_PA = 0x80_0200_0000        # host-private code page (beyond every IPA and the host page tables)
-CLREX, B_SELF = 0xD503305F, 0x14000000
+CLREX, WFI, B_SELF = 0xD503305F, 0xD503207F, 0x14000000
 HCR_VIRTUAL_LINES = 0x1C0           # HCR_EL2.VF | VI | VSE (bits 6-8)
-MAINT_TLB, MAINT_IC = 1, 2      # st.maint: broadcast maintenance the guest executed
+STUB_PSTATE = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
+MAINT_TLB, MAINT_IC, MAINT_IC_ALL = 1, 2, 4   # st.maint: broadcast maintenance the guest executed
+IC_BY_VA_MAX_PAGES = 16         # IC IVAU over more pages than this: drop all code instead
+PAGE = 0x1000
 ICC_TRAP = object()             # an icc_handler's answer: this access traps to EL2
 EL2Vector = Callable[[int, int, int, int, int], None]   # (intno, syndrome, vaddress, pc, pstate)
 
@@ -48,15 +50,23 @@ class PhysicalCpu:
         self.index = index
         self.uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
         self.uc.ctl_set_cpu_model(model)
+        # Exit points on, with none set: emu_start's `until` is then ignored.  Without
+        # this, every emu_start ends by invalidating the translated code at `until` - 1
+        # (resume_all_vcpus), a translation of that address through the guest's own
+        # MMU; runs end only by emu_stop (the hooks) and WFI.
+        self.uc.ctl_exits_enabled(True)
         self.uch = self.uc._uch
         st = self.st = ffi.new("struct av_cpu *")
         st.cpi, st.cnt_mul, st.cnt_div, st.cntfrq = cpi, cnt_mul, cnt_div, cntfrq
         st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
+        st.ic_lo, st.ic_hi = NEVER, 0
+        self.ic_range = (0, 0)                 # the VAs of the IC IVAU last taken (take_maintenance)
+        self._pa = ctypes.c_uint64()
         self._hooks = []
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_msr_hook, A.UC_ARM64_INS_MSR)
-        self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_sys_hook, A.UC_ARM64_INS_SYS)
+        self.notes_maintenance = False         # the SYS hook: see note_maintenance()
         self.exc = ExceptionRecord(self.uc)
         self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
         self.el2_vector: Optional[EL2Vector] = None
@@ -82,9 +92,6 @@ class PhysicalCpu:
         self.fault: Optional[EngineFault] = None
         self._insns_at_exception = -1
         self._uc_ptr = ffi.cast("void *", ctypes.cast(self.uch, ctypes.c_void_p).value)
-        # The CLREX stub's switch to EL2h and back; HCR_EL2 (a CP_REG write) last.
-        self._stub_state = RegBank(["pc", "pstate", "HCR_EL2"],
-                                   [A.UC_ARM64_REG_PC, A.UC_ARM64_REG_PSTATE, HCR_EL2])
         self.debug = None                      # engine.debug.DebugUnit while a debugger is attached
 
     # --- hooks ---------------------------------------------------------------
@@ -287,19 +294,66 @@ class PhysicalCpu:
         if err:
             raise EngineFault(f"TLB flush failed: {err}")
 
+    def note_maintenance(self) -> None:
+        """Note the guest's TLBI and IC for the host to broadcast (a hook on every SYS
+        instruction: only a host with more than one pCPU needs it).  Code translated
+        before does not carry the hook: it is dropped."""
+        if not self.notes_maintenance:
+            self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_sys_hook, A.UC_ARM64_INS_SYS)
+            self.uc.ctl_flush_tb()
+            self.notes_maintenance = True
+
     def take_maintenance(self) -> int:
-        """MAINT_TLB | MAINT_IC executed since the last call (for the host to broadcast)."""
-        m, self.st.maint = self.st.maint, 0
+        """MAINT_* executed since the last call (for the host to broadcast); the VA range
+        of the IC IVAUs is in ic_range until the next call."""
+        st = self.st
+        m, st.maint = st.maint, 0
+        if m & MAINT_IC:
+            self.ic_range = (st.ic_lo, st.ic_hi)
+            st.ic_lo, st.ic_hi = NEVER, 0
         return m
 
-    def apply_maintenance(self, m: int) -> None:
-        """Another pCPU broadcast TLBI / IC: the same effect on this core.  Its TLB is
-        not tagged by VMID and dropping all of it is always allowed; translated code
-        is keyed by address only through the TLB, so IC drops it all too."""
+    def apply_maintenance(self, m: int, source: Optional["PhysicalCpu"] = None) -> None:
+        """Another pCPU (`source`) broadcast TLBI / IC: the same effect on this core.
+        Its TLB is not tagged by VMID and dropping all of it is always allowed.  IC
+        IALLU(IS) drops all translated code; IC IVAU only the code of the physical
+        pages its VAs name on `source`, when they name the same pages here (else all)."""
         if m & MAINT_TLB:
             self.flush_tlb()
-        if m & MAINT_IC:
+        if m & MAINT_IC_ALL or (m & MAINT_IC and not self._invalidate_code_as(source)):
             self.uc.ctl_flush_tb()
+
+    def translate_exec(self, va: int) -> Optional[int]:
+        """The physical address an instruction fetch from `va` reaches now (both stages), or None."""
+        if UC.uc_vmem_translate(self.uch, ctypes.c_uint64(va), unicorn.UC_PROT_EXEC, ctypes.byref(self._pa)):
+            return None
+        return self._pa.value
+
+    def _invalidate_code_as(self, source: Optional["PhysicalCpu"]) -> bool:
+        """Drop the translated code of the physical pages `source`'s IC IVAU range
+        reaches there (translated code is found by physical page).  Unicorn drops code
+        by an address it translates itself, so each page needs an address that reaches
+        the same physical page here: the same VA (the same guest regime is loaded), or
+        the physical address itself (a regime with translation off, as the host's).
+        False if a page has neither, and the caller drops all."""
+        if source is None:
+            return False
+        lo, hi = source.ic_range
+        pages = range(lo & ~(PAGE - 1), hi, PAGE)
+        if not pages or len(pages) > IC_BY_VA_MAX_PAGES:
+            return False
+        here = []
+        for va in pages:
+            pa = source.translate_exec(va)
+            if pa is None:
+                return False
+            at = next((a for a in (va, pa & ~(PAGE - 1)) if self.translate_exec(a) == pa & ~(PAGE - 1)), None)
+            if at is None:
+                return False
+            here.append(at)
+        for at in here:
+            self.uc.ctl_remove_cache(at, at + PAGE)
+        return True
 
     def flush_code(self, start: int, end: int) -> None:
         """Translated code is not invalidated by host writes (unicorn-facts.md)."""
@@ -312,30 +366,21 @@ class PhysicalCpu:
         whose own translation regime is off (SCTLR_EL2.M = 0): neither the guest's
         stage 1 (the EL1&0 regime) nor stage 2 applies to the fetch, and no TLB entry
         of the guest is touched (HCR_EL2.VM/PTW keep their values: nothing is flushed).
-        The virtual exception lines (VI/VF/VSE) are dropped meanwhile: emu_start's
-        `until` is a fake WFI that never completes while one is pending.  Put back
+        The stub's WFI ends the run; the virtual exception lines (VI/VF/VSE) are
+        dropped meanwhile, as a WFI with an interrupt pending does not wait.  Put back
         exactly: PC, PSTATE, HCR_EL2 (a CP_REG write, last: it rebuilds the core's EL
-        flags) and the fast path's counters (the stub is not a guest instruction)."""
+        flags) and the fast path's counters (the stub is not a guest instruction).
+        The fast path does all of it (av_clear_exclusive)."""
         if self._stub is None:
             self._stub = self.map_memory(STUB_PA, 0x1000)
-            self._stub[0:8] = (CLREX | B_SELF << 32).to_bytes(8, "little")
-        saved = bytes(ffi.buffer(self.st))
-        st = self.st
-        st.insn_limit = st.timer_deadline = st.host_deadline = st.turn_deadline = NEVER
-        b = self._stub_state
-        b.read(self.uch)
-        pc, pstate, hcr = b[0], b[1], b[2]
-        b[1] = aarch64.PSR_MODE_EL2h | aarch64.PSR_DAIF
-        b[2] = hcr & ~HCR_VIRTUAL_LINES
-        b.write(self.uch)
+            self._stub[0:12] = b"".join(w.to_bytes(4, "little") for w in (CLREX, WFI, B_SELF))
         self._in_stub, self.fault = True, None
         try:
-            self.uc.emu_start(STUB_PA, STUB_PA + 4)
+            err = lib.av_clear_exclusive(self._uc_ptr, self.st, STUB_PA, STUB_PSTATE, HCR_VIRTUAL_LINES)
         finally:
             self._in_stub = False
-            b[0], b[1], b[2] = pc, pstate, hcr
-            b.write(self.uch)
-            ffi.memmove(self.st, saved, len(saved))
+        if err:
+            raise EngineFault(f"the CLREX stub did not run: {unicorn.UcError(err)}")
         if self.fault is not None:
             raise self.fault
 
@@ -354,7 +399,7 @@ class PhysicalCpu:
         """One run of the engine from `pc`."""
         self.fault = None
         try:
-            self.uc.emu_start(pc, UNTIL)
+            self.uc.emu_start(pc, 0)
         except unicorn.UcError as e:
             self._pcs.read(self.uch)
             raise EngineFault(f"engine stopped: {e} at pc={self._pcs[0]:#x}") from None

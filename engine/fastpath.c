@@ -2,7 +2,8 @@
  * Python hook per block or per MRS would cost microseconds (unicorn-facts.md).
  *
  * - block_hook counts guest instructions exactly: a whole block is counted on
- *   entry; the Python side corrects a mid-block exception from the PC.
+ *   entry, unless the hook stops the engine there (the block does not run); the
+ *   Python side corrects a mid-block exception from the PC.
  * - sysreg_hook virtualizes the generic timer registers the core gets wrong:
  *   it reads CNTVCT/CNTPCT from host time and drops CNTV_* writes.  Virtual
  *   time is cycles = insns * cpi + charged (DESIGN.md section 6).
@@ -73,8 +74,10 @@ static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t 
     return 0;
 }
 
-/* Physical interrupts and the end of the pCPU's turn, at an instruction boundary. */
-static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
+/* Physical interrupts and the end of the pCPU's turn, at an instruction boundary.
+ * Returns 1 when it stopped the engine: the core does not run the block whose hook
+ * asked for the stop (it is entered again, and counted then, when the run goes on). */
+static inline int check_deadlines(uc_engine *uc, struct av_cpu *c)
 {
     uint64_t now = cycles_now(c);
     uint64_t deadline = c->timer_masked ? c->host_deadline
@@ -83,19 +86,26 @@ static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
         /* An IRQ to EL2 (HCR_EL2.IMO) at this instruction boundary. */
         c->irq_pending = 1;
         uc_emu_stop(uc);
-    } else if (now >= c->turn_deadline && !c->turn_over) {
+        return 1;
+    }
+    if (now >= c->turn_deadline && !c->turn_over) {
         c->turn_over = 1;
         uc_emu_stop(uc);
+        return 1;
     }
+    return 0;
 }
 
-/* --max-insns: instructions, plus exception entries that retired none (stalls). */
-static inline void check_limit(uc_engine *uc, struct av_cpu *c)
+/* --max-insns: the run stops at the first block boundary at or after N instructions
+ * (exception entries that retired none, stalls, count too). */
+static inline int check_limit(uc_engine *uc, struct av_cpu *c)
 {
     if (c->insns + c->stalls >= c->insn_limit && !c->limit_hit) {
         c->limit_hit = 1;
         uc_emu_stop(uc);
+        return 1;
     }
+    return 0;
 }
 
 /* TTBR0's half (user space) starts every block of EL0 code; the kernel runs in TTBR1's
@@ -114,12 +124,22 @@ static void watch_el0(uc_engine *uc, struct av_cpu *c, uint64_t addr)
     }
 }
 
+/* A block the hook stops the engine on does not run: nothing of it is counted or
+ * charged, and no block is "current" (retired_before, retire_before see none). */
+static void stop_before_block(struct av_cpu *c)
+{
+    c->block_start = c->block_end = 0;
+}
+
 void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
     struct av_cpu *c = ud;
     if (c->dbg_active && debug_block(uc, c, addr, size))
         return;
-    check_deadlines(uc, c);
+    if (check_deadlines(uc, c) || check_limit(uc, c)) {
+        stop_before_block(c);
+        return;
+    }
     if (c->watch_el0)
         watch_el0(uc, c, addr);
     if (c->vi_asserted) {
@@ -133,7 +153,6 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     c->insns += size >> 2;
     c->block_start = addr;
     c->block_end = addr + size;
-    check_limit(uc, c);
 }
 
 /* An exception entry to EL1 with no instruction retired since the previous one (a
@@ -143,8 +162,8 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 void av_exception_stall(uc_engine *uc, struct av_cpu *c)
 {
     c->stalls++;
-    check_deadlines(uc, c);
-    check_limit(uc, c);
+    if (!check_deadlines(uc, c))
+        check_limit(uc, c);
 }
 
 static int xreg_number(uc_arm64_reg reg)
@@ -278,8 +297,10 @@ uint32_t av_msr_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
 }
 
 /* SYS instructions (op0 = 1): note TLB invalidations (CRn 8) and instruction-cache
- * invalidations to PoU (IC IALLUIS, IC IALLU: CRn 7 CRm 1/5 op1 0; IC IVAU: op1 3,
- * CRm 5) for the host to broadcast.  The core still executes them: returns 0. */
+ * invalidations to PoU for the host to broadcast: IC IALLUIS, IC IALLU (CRn 7 CRm 1/5
+ * op1 0) drop all code; IC IVAU (op1 3, CRm 5) names the VA in Xt, whose cache line
+ * (at most 2 KB: CTR_EL0.IminLine <= 9) joins [ic_lo, ic_hi).  The core still executes
+ * them: returns 0. */
 uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp, void *ud)
 {
     struct av_cpu *c = ud;
@@ -288,9 +309,16 @@ uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
         return 0;
     if (cp->crn == 8)
         c->maint |= 1;
-    else if (cp->crn == 7 && ((cp->op1 == 0 && (cp->crm == 1 || cp->crm == 5) && cp->op2 == 0) ||
-                              (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1)))
+    else if (cp->crn == 7 && cp->op1 == 0 && (cp->crm == 1 || cp->crm == 5) && cp->op2 == 0)
+        c->maint |= 4;
+    else if (cp->crn == 7 && cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1) {
+        uint64_t line = cp->val & ~(uint64_t)2047;
         c->maint |= 2;
+        if (line < c->ic_lo)
+            c->ic_lo = line;
+        if (line + 2048 > c->ic_hi)
+            c->ic_hi = line + 2048;
+    }
     return 0;
 }
 
@@ -298,4 +326,35 @@ uint32_t av_sys_hook(uc_engine *uc, uc_arm64_reg reg, const uc_arm64_cp_reg *cp,
  * requested by that hook take effect after the current instruction. */
 void av_code_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
 {
+}
+
+/* ClearExclusiveLocal for engine/core.py (PhysicalCpu.clear_exclusive): the core runs
+ * the host-private stub at stub_pa (CLREX; WFI) at EL2h, whose translation regime is
+ * off, with the virtual exception lines (HCR_EL2 bits `lines`) dropped so that the WFI
+ * ends the run; PC, PSTATE and HCR_EL2 (a CP_REG write, last: it rebuilds the core's
+ * cached EL flags) are put back, and so is this struct (the stub is not the guest's).
+ * In C because it runs on every guest entry of an SMP run: the same steps from Python
+ * cost ~10 register calls through the binding. */
+int av_clear_exclusive(uc_engine *uc, struct av_cpu *c, uint64_t stub_pa, uint32_t stub_pstate,
+                       uint64_t lines)
+{
+    struct av_cpu saved = *c;
+    uint64_t pc = 0, hcr_val;
+    uint32_t pstate = 0;
+    uc_arm64_cp_reg hcr = {.crn = 1, .crm = 1, .op0 = 3, .op1 = 4, .op2 = 0};   /* HCR_EL2 */
+    c->insn_limit = c->timer_deadline = c->host_deadline = c->turn_deadline = UINT64_MAX;
+    uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
+    uc_reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    uc_reg_read(uc, UC_ARM64_REG_CP_REG, &hcr);
+    hcr_val = hcr.val;
+    uc_reg_write(uc, UC_ARM64_REG_PSTATE, &stub_pstate);
+    hcr.val = hcr_val & ~lines;
+    uc_reg_write(uc, UC_ARM64_REG_CP_REG, &hcr);
+    uc_err err = uc_emu_start(uc, stub_pa, 0, 0, 0);
+    uc_reg_write(uc, UC_ARM64_REG_PC, &pc);
+    uc_reg_write(uc, UC_ARM64_REG_PSTATE, &pstate);
+    hcr.val = hcr_val;
+    uc_reg_write(uc, UC_ARM64_REG_CP_REG, &hcr);
+    *c = saved;
+    return err;
 }

@@ -45,7 +45,8 @@ struct av_cpu {
     uint64_t icc_esr;          /* the EC 0x18 syndrome, should the access trap to EL2 */
     /* Broadcast maintenance (HCR_EL2.FB makes every EL1 TLBI and IC broadcast): the
      * core acts on its own TLB and code only; the host repeats it on the other pCPUs. */
-    uint64_t maint;            /* MAINT_TLB | MAINT_IC, since the host last looked */
+    uint64_t maint;            /* MAINT_TLB | MAINT_IC | MAINT_IC_ALL, since the host last looked */
+    uint64_t ic_lo, ic_hi;     /* the VAs IC IVAU named meanwhile: [ic_lo, ic_hi) */
     /* A Linux boot's first user-space instruction: while watch_el0, a block below the
      * kernel's half of the address space has PSTATE read; the first one at EL0 notes
      * the instructions retired before it and the cycles then (el0_seen = 1). */

@@ -98,7 +98,8 @@ class Host:
             for cpu, low in zip(self.pcpus, self.lowvisors):
                 trace.timeline.attach(cpu, low.ledger)
         if npcpus > 1:
-            for low in self.lowvisors:
+            for cpu, low in zip(self.pcpus, self.lowvisors):
+                cpu.note_maintenance()
                 low.broadcast = self._broadcast_maintenance
         first = self.pcpus[0]
         self.pt_buf = first.map_memory(HOST_PT_BASE, HOST_PT_SIZE)
@@ -132,7 +133,7 @@ class Host:
         so doing it before they next run is as if it completed with the guest's DSB."""
         for cpu in self.pcpus:
             if cpu is not source:
-                cpu.apply_maintenance(m)
+                cpu.apply_maintenance(m, source)
 
     @staticmethod
     def _wire_gicv(cpu: PhysicalCpu, gich: GichV2, low: Lowvisor) -> GicvPort:
@@ -297,16 +298,18 @@ class Vm:
         hardware already did it the moment the guest wrote EOIR)."""
         deactivate_physical(self.vcpus[vcpu].cpu, pintid)
 
-    def add_ram(self, ipa: int, size: int):
+    def add_ram(self, ipa: int, size: int, thp: bool = True):
         """KVM_SET_USER_MEMORY_REGION: back [ipa, ipa+size) with host memory on every pCPU.
-        Nothing is mapped at stage 2 yet: pages fault in on first touch."""
+        Nothing is mapped at stage 2 yet: pages fault in on first touch - 2 MiB blocks
+        when `thp` (the VMM's RAM is backed by transparent huge pages, as QEMU asks
+        with MADV_HUGEPAGE), else 4 KB pages."""
         host_pa = HOST_RAM_BASE + self.index * HOST_RAM_STRIDE
         if size > HOST_RAM_STRIDE:
             raise ValueError(f"RAM size {size:#x} exceeds the {HOST_RAM_STRIDE:#x} per-VM window")
         buf = self.host.pcpus[0].map_memory(host_pa, size)
         for cpu in self.host.pcpus[1:]:
             cpu.map_shared(host_pa, buf)
-        slot = MemSlot(ipa, size, host_pa, buf)
+        slot = MemSlot(ipa, size, host_pa, buf, thp)
         self.memslots.add(slot)
         return slot
 

@@ -11,6 +11,7 @@ class MemSlot:
     size: int
     host_pa: int          # where the backing lives in host physical memory
     buf: object           # the backing buffer (shared by every pCPU)
+    thp: bool = True      # backed by transparent huge pages: faults map 2 MiB blocks
 
     def contains(self, ipa: int) -> bool:
         return self.ipa <= ipa < self.ipa + self.size

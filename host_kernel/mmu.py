@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.ledger import HIGHVISOR
 from el2 import syndrome as syn
 from el2.lowvisor import Exit
-from el2.stage2 import PAGE_SIZE
+from el2.stage2 import BLOCK_SIZE, PAGE_SIZE
 from host_kernel import inject
 from host_kernel.mmio import MmioAccess
 
@@ -20,12 +20,21 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
     is_iabt = ex.ec == syn.EC_IABT_LOW
     slot = vm.memslots.find(ipa)
     if slot is not None and fsc in _MAPPABLE:
-        page = ipa & ~(PAGE_SIZE - 1)
-        vm.stage2.map_page(page, slot.to_host_pa(page))
+        block = huge_block(slot, ipa)
+        if block is not None and not vm.stage2.block_free(block):
+            block = None                  # pages of it are mapped already (the host mapped them)
+        if block is not None:
+            vm.stage2.map_block(block, slot.to_host_pa(block))
+            led.charge_named(HIGHVISOR, "user_mem_abort: map a 2 MiB THP block at stage 2", "stage2_map_block")
+            base, size = block, BLOCK_SIZE
+        else:
+            base, size = ipa & ~(PAGE_SIZE - 1), PAGE_SIZE
+            vm.stage2.map_page(base, slot.to_host_pa(base))
+            led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
         vm.counters["stage2_faults"] += 1
-        led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
         if vcpu.trace.on("stage2"):
-            vcpu.trace.log("stage2", f"{vcpu.tag}: map IPA {page:#x} -> PA {slot.to_host_pa(page):#x}")
+            vcpu.trace.log("stage2", f"{vcpu.tag}: map IPA {base:#x} -> PA {slot.to_host_pa(base):#x} "
+                                     f"({size >> 10} KiB)")
         return RESUME
     if is_iabt:
         vcpu.guest_error(f"instruction fetch from IPA {ipa:#x} (no RAM): prefetch abort injected")
@@ -36,6 +45,20 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
         wnr = bool(ex.esr >> 6 & 1)
         return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, wnr))
     return io_mem_abort(vcpu, ex, ipa)
+
+
+def huge_block(slot, ipa: int) -> int | None:
+    """The 2 MiB block to map for a fault at `ipa` when the slot's host memory is backed
+    by transparent huge pages (slot.thp), or None for a 4 KB page: as KVM's user_mem_abort with
+    fault_supports_stage2_huge_mapping(), the whole block must lie inside the memory
+    slot (a block never covers an IPA that is not this RAM) and the IPA and the
+    host address must have the same offset in a block."""
+    block = ipa & ~(BLOCK_SIZE - 1)
+    if not slot.thp or (slot.host_pa - slot.ipa) & (BLOCK_SIZE - 1):
+        return None
+    if block < slot.ipa or block + BLOCK_SIZE > slot.ipa + slot.size:
+        return None
+    return block
 
 
 def inject_fault(vcpu, how) -> int:

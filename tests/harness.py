@@ -14,11 +14,11 @@ ENTRY = layout.RAM_BASE + 0x1000
 
 
 class Harness:
-    def __init__(self, code: list[int], ram_size: int = 16 << 20):
+    def __init__(self, code: list[int], ram_size: int = 16 << 20, thp: bool = True):
         p = profile.load("xgene")
         self.host = Host(p.costs, Clocking(p.cpu_hz, p.cntfrq_hz, p.cpi))
         self.vm = self.host.create_vm()
-        self.slot = self.vm.add_ram(layout.RAM_BASE, ram_size)
+        self.slot = self.vm.add_ram(layout.RAM_BASE, ram_size, thp=thp)
         self.vcpu = self.vm.create_vcpu(0)
         self.write(ENTRY, code)
         self.vcpu.reset(BootState(entry=ENTRY))

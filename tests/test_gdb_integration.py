@@ -77,7 +77,7 @@ def test_gdb_session_on_gdb_demo(tmp_path):
         "hit Hardware watchpoint 2: counter",
         "Old value = 1\nNew value = 3",
         "HCR_EL2",
-        "level 3 page descriptor",
+        "level 2 block (2 MiB) descriptor",   # guest RAM faults in by THP blocks
         "[Inferior 1 (process 1) exited normally]",
     ]
     pos = 0

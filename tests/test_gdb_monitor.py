@@ -75,7 +75,7 @@ def test_last_exit(ran):
 
 
 @pytest.mark.parametrize("ipa,needle", [
-    (layout.RAM_BASE + 0x80000, "level 3 page descriptor"),            # the image: mapped, RWX normal
+    (layout.RAM_BASE + 0x80000, "level 2 block (2 MiB) descriptor"),   # the image: mapped (THP), RWX normal
     (layout.RAM_BASE + (128 << 20) - 0x2000, "the fault maps it"),    # RAM never touched
     (layout.UART_BASE, "MMIO: pl011 at offset 0x0"),
     (layout.GIC_DIST_BASE + 4, "MMIO: vgic-dist at offset 0x4"),

@@ -35,14 +35,21 @@ def test_mmio_user_reads_the_virtio_mmio_device_id(boot):
     assert dabt["Samples"] >= 1016, f"expected >= 1016 DeviceID reads (16 warm-up) to exit, got {dabt['Samples']}"
 
 
-def test_memtouch_faults_in_every_page(boot):
-    res = boot("memtouch.elf")
+@pytest.mark.parametrize("thp", [True, False])
+def test_memtouch_faults_in_every_page(boot, thp):
+    """RAM maps on first touch: by 2 MiB block with THP (one fault per block), by 4 KB
+    page without; the 2 GICV pages are mapped up front."""
+    res = boot("memtouch.elf", thp=thp)
     assert_clean(res)
     assert "memtouch: touched_pages=4096 bytes=16777216 verify=ok" in res.console.lines, res.console.text
-    assert res.extra["stage2_pages"] >= 4096, f"expected >= 4096 stage-2 pages, got {res.extra['stage2_pages']}"
-    faults = res.counters["stage2_faults"]
-    assert faults >= 4096 and res.extra["stage2_pages"] == faults + 2, \
-        f"RAM pages map on first touch, plus the 2 GICV pages mapped up front: {faults} faults, {res.extra['stage2_pages']} pages"
+    pages, blocks, faults = res.extra["stage2_pages"], res.extra["stage2_blocks"], res.counters["stage2_faults"]
+    assert pages >= 4096, f"expected >= 4096 stage-2 pages, got {pages}"
+    if thp:
+        assert faults == blocks >= 8 and pages == 512 * blocks + 2, \
+            f"expected one fault per 2 MiB block: {faults} faults, {blocks} blocks, {pages} pages"
+    else:
+        assert blocks == 0 and faults >= 4096 and pages == faults + 2, \
+            f"expected one fault per page: {faults} faults, {blocks} blocks, {pages} pages"
 
 
 def test_el0_svc_and_page_fault(boot):

@@ -145,11 +145,31 @@ def test_cross_modified_code_runs_new_on_the_other_pcpu_after_ic_ivau():
     v1.reset(BootState(entry=X))
     _run_to_trap(v1)
     assert v1.ctx.x(0) == 1, f"expected the original code to return 1, got {v1.ctx.x(0)}"
+    flushes = _count_code_flushes(host.pcpus[1])
     v0.reset(BootState(entry=Y))
     _run_to_trap(v0)
     v1.reset(BootState(entry=X))
     _run_to_trap(v1)
     assert v1.ctx.x(0) == 2, f"expected the modified code to return 2 after IC IVAU, got {v1.ctx.x(0)}"
+    assert flushes == [], f"IC IVAU drops the code of its page only, not all: {len(flushes)} full flushes"
+
+
+def _count_code_flushes(cpu) -> list:
+    seen, flush = [], cpu.uc.ctl_flush_tb
+    cpu.uc.ctl_flush_tb = lambda: (seen.append(1), flush())[1]
+    return seen
+
+
+def test_ic_iallu_drops_all_code_on_the_other_pcpu():
+    from engine import layout
+    from host_kernel.vcpu import BootState
+    from tests.harness import hvc
+    host, vm, slot, v0, v1 = _two_pcpu_vm()
+    flushes = _count_code_flushes(host.pcpus[1])
+    _write(slot, layout.RAM_BASE + 0x1000, [0xD508711F, 0xD5033B9F, hvc(0)])   # IC IALLUIS; DSB ISH
+    v0.reset(BootState(entry=layout.RAM_BASE + 0x1000))
+    _run_to_trap(v0)
+    assert flushes == [1], f"expected one full drop of translated code on pCPU 1, got {flushes}"
 
 
 def test_a_tlbi_reaches_every_other_pcpu():
@@ -158,7 +178,7 @@ def test_a_tlbi_reaches_every_other_pcpu():
     from tests.harness import hvc
     host, vm, slot, v0, v1 = _two_pcpu_vm()
     seen = []
-    host.pcpus[1].apply_maintenance = lambda m: seen.append(m)
+    host.pcpus[1].apply_maintenance = lambda m, source=None: seen.append(m)
     _write(slot, layout.RAM_BASE + 0x1000, [0xD508831F, 0xD5033B9F, hvc(0)])   # TLBI VMALLE1IS; DSB ISH
     v0.reset(BootState(entry=layout.RAM_BASE + 0x1000))
     _run_to_trap(v0)

@@ -154,7 +154,8 @@ def cmd_stage2(srv, vcpu, args) -> str:
         slot = vm.memslots.find(ipa)
         backing = (f", memory slot {slot.ipa:#x}+{slot.size:#x}" if slot else
                    ", a device page (no memory slot)")
-        return (f"{head}\n  level {w.level} page descriptor {d:#018x}: PA {w.pa:#x}, {perms} {attr}{backing}\n")
+        kind = "page" if w.level == 3 else "block (2 MiB)"     # ARM ARM D8.3.1
+        return (f"{head}\n  level {w.level} {kind} descriptor {d:#018x}: PA {w.pa:#x}, {perms} {attr}{backing}\n")
     lines = [f"{head}\n  not mapped at stage 2 (the walk stops at level {w.level}): an access traps to EL2"]
     slot = vm.memslots.find(ipa)
     if slot is not None:
