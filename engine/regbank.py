@@ -94,6 +94,11 @@ class RegBank:
     def values(self) -> list[int]:
         return [self[i] for i in range(self.n)]
 
+    def snapshot(self) -> bytes:
+        """The bank's storage as bytes: equal snapshots are equal values (a set masks
+        every value to its width), one C copy instead of a Python read per register."""
+        return bytes(self._plain) + bytes(self._cps)
+
     def load(self, values: Iterable[int]) -> None:
         for i, v in enumerate(values):
             self[i] = v

@@ -258,7 +258,7 @@ class Vcpu:
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
         design = self.lowvisor.design
         if design.puts_on_user_exit:    # kvm_vcpu_ioctl: vcpu_put once KVM_RUN returns
-            self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.values() != self._fp_at_load, where=design.where)
+            self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.snapshot() != self._fp_at_load, where=design.where)
 
     def stalled_exit(self) -> int:
         """An injected exception retired nothing since the previous one: stop at the
@@ -306,7 +306,7 @@ class Vcpu:
             led.charge_named(USER, "ioctl(KVM_RUN): re-enter the kernel", "kvm_run_ioctl")
             design = self.lowvisor.design
             if design.puts_on_user_exit:    # kvm_vcpu_ioctl: vcpu_load before KVM_RUN
-                self._fp_at_load = self.ctx.fp.values()
+                self._fp_at_load = self.ctx.fp.snapshot()
                 self.lowvisor.ws.vcpu_load(where=design.where)
             acc, self._mmio = self._mmio, None
             if self._ext_dabt is not None:
@@ -337,12 +337,12 @@ class Vcpu:
 
     def vcpu_load(self) -> None:
         """kvm_arch_vcpu_load: this vCPU gets its pCPU (state the design defers moves now)."""
-        self._fp_at_load = self.ctx.fp.values()
+        self._fp_at_load = self.ctx.fp.snapshot()
         self.lowvisor.ws.vcpu_load()
 
     def vcpu_put(self) -> None:
         """kvm_arch_vcpu_put: another vCPU takes the pCPU."""
-        self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.values() != self._fp_at_load)
+        self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.snapshot() != self._fp_at_load)
 
     def preempt(self) -> None:
         """The scheduler gives this vCPU's pCPU to another vCPU while this one is paused
