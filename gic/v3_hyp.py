@@ -66,6 +66,10 @@ MAX_LRS = 16
 
 
 # --- ICH_LR encoding: pure functions -----------------------------------------------------------------
+_LR_STATE_BITS = 3 << LR_STATE_SHIFT
+_LR_HW_EOI = LR_HW | LR_EOI
+
+
 def lr_state(v: int) -> int:
     return (v >> LR_STATE_SHIFT) & 3
 
@@ -99,14 +103,15 @@ def lr_eoi(v: int) -> bool:
     return not v & LR_HW and bool(v & LR_EOI)
 
 
+# Bit tests, not field decodes: ELRSR/EISR derive from these on every world switch.
 def lr_empty(v: int) -> bool:
     """ICH_ELRSR_EL2: no interrupt and no outstanding EOI maintenance."""
-    return lr_state(v) == LR_STATE_INVALID and (bool(v & LR_HW) or not v & LR_EOI)
+    return not v & _LR_STATE_BITS and v & _LR_HW_EOI != LR_EOI
 
 
 def lr_eoi_maintenance(v: int) -> bool:
     """ICH_EISR_EL2: State 00, HW 0 and EOI 1."""
-    return lr_state(v) == LR_STATE_INVALID and not v & LR_HW and bool(v & LR_EOI)
+    return not v & _LR_STATE_BITS and v & _LR_HW_EOI == LR_EOI
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,6 @@ def ich_lr(vintid: int, state: int = LR_STATE_INVALID, priority: int = 0, group1
     """Shorthand for IchLr(...).encode()."""
     return IchLr(vintid, state, priority, group1, hw, pintid, eoi).encode()
 
-
-_LR_STATE_BITS = 3 << LR_STATE_SHIFT
-_LR_HW_EOI = LR_HW | LR_EOI
 
 # LR bits a write keeps: no NMI, RES0 [47:45] and [59:56], low priority bits RES0
 LR_WRITABLE = (LR_VINTID_MASK | LR_PINTID_MASK << LR_PINTID_SHIFT | PRIORITY_MASK << LR_PRIORITY_SHIFT
@@ -209,20 +211,20 @@ class IchV3:
                 | (self.nr_lr - 1))
 
     # The derived registers are read on every world switch and after every write (the
-    # maintenance line follows them): one pass over the LRs with the tests inlined.
+    # maintenance line follows them): one plain pass over the LRs.
     @property
     def elrsr(self) -> int:
         m = 0
-        for i, v in enumerate(self.lr):          # lr_empty(v)
-            if not v & _LR_STATE_BITS and (v & LR_HW or not v & LR_EOI):
+        for i, v in enumerate(self.lr):
+            if lr_empty(v):
                 m |= 1 << i
         return m
 
     @property
     def eisr(self) -> int:
         m = 0
-        for i, v in enumerate(self.lr):          # lr_eoi_maintenance(v)
-            if not v & _LR_STATE_BITS and v & _LR_HW_EOI == LR_EOI:
+        for i, v in enumerate(self.lr):
+            if lr_eoi_maintenance(v):
                 m |= 1 << i
         return m
 
