@@ -23,7 +23,8 @@ exactly that, on the exit or at load/put.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from engine.ledger import HIGHVISOR
 
@@ -42,6 +43,9 @@ class Design:
     name: str = "nvhe"
     lazy: bool = False
     lazy_fp: bool | None = None     # FP/SIMD on its own (--fp); None: as `lazy`
+    # type 1: world switch -> the driver domain's step sequences (host_kernel.dom0.Dom0Paths),
+    # handed to the lowvisor by the host that builds the design, as the exit path is
+    driver_domain: Callable | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def make(name: str, lazy: bool | None = None, lazy_fp: bool | None = None) -> "Design":
@@ -152,5 +156,7 @@ def configure_ledger(ledger, design: Design, dom0=None) -> None:
     a user-space exit becomes an ioreq served by dom0's device model)."""
     ledger.where_map = {HIGHVISOR: design.where}
     if design.name == "type1":
+        if dom0 is None:
+            raise ValueError("type1: the design carries no driver-domain paths (Design.driver_domain)")
         ledger.where_map["VMM user space"] = "dom0 user space"
         ledger.key_map = {**XEN_PATHS, "exit_to_user": dom0.ioreq_to_dom0, "kvm_run_ioctl": dom0.ioreq_done}

@@ -50,10 +50,9 @@ class Lowvisor:
         self.engine_el2 = EngineEl2(cpu)
         self.host = HostContext()
         self.ws = WorldSwitch(cpu, ledger, self.el2, gich, design)
-        self.dom0 = None
-        if design.name == "type1":
-            from host_kernel.dom0 import Dom0Paths
-            self.dom0 = Dom0Paths(self.ws)
+        # Type 1: the driver domain's paths come with the design (the host supplies them;
+        # el2 does not reach up into host_kernel).
+        self.dom0 = design.driver_domain(self.ws) if design.driver_domain is not None else None
         configure_ledger(ledger, design, self.dom0)
         self._exit: Exit | None = None
         self.entered_at = 0

@@ -3,7 +3,7 @@ VMs created on it (KVM_CREATE_VM, KVM_SET_USER_MEMORY_REGION, KVM_CREATE_VCPU)."
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping
 
 from engine.core import PhysicalCpu
@@ -20,7 +20,7 @@ from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface
 from gic.vgic import Vgic
 from host_kernel.bench_io import BenchIo, KvmIoBackend
-from host_kernel.dom0 import Dom0IoBackend
+from host_kernel.dom0 import Dom0IoBackend, Dom0Paths
 from host_kernel.memslots import MemSlot, MemSlots
 from host_kernel.mmio import MmioBus
 from host_kernel.vcpu import Vcpu
@@ -63,6 +63,8 @@ class Host:
     def __init__(self, costs: Mapping[str, int], clocking: Clocking, npcpus: int = 1,
                  nr_lr: int = 4, trace: Tracer = NULL, gic_version: int = 2, design: Design = NVHE):
         from math import gcd
+        if design.name == "type1" and design.driver_domain is None:
+            design = replace(design, driver_domain=Dom0Paths)     # dom0's paths, for the lowvisor
         g = gcd(clocking.cntfrq_hz, clocking.cpu_hz)
         self.costs, self.clocking, self.trace, self.nr_lr = costs, clocking, trace, nr_lr
         self.gic_version, self.design = gic_version, design
