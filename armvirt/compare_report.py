@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-OPERATIONS = ("hypercall", "gic_trap", "ipi", "eoi", "vm_switch", "io_out", "io_in",
+OPERATIONS = ("hypercall", "gic_trap", "ipi", "ipi_wfi", "eoi", "vm_switch", "io_out", "io_in",
               "mmio_user", "mmio_kernel")
 WORLD_SWITCH_GROUPS = ("GP registers", "FP/SIMD registers", "EL1 system registers",
                        "VGIC registers", "Timer registers", "EL2 configuration registers",

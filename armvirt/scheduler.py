@@ -31,6 +31,7 @@ class Scheduler:
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
+        self.lookahead = host.lookahead
         self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
 
     def _live(self):
@@ -55,11 +56,15 @@ class Scheduler:
         return best, (best_key[0] if best_key else None)
 
     def _turn_deadline(self, vcpu) -> int:
-        """A quantum past the slowest other pCPU that still has a vCPU running."""
+        """A quantum past the slowest other pCPU that still has a vCPU running - and no
+        more than the host's lookahead past it, so that a kick (a physical SGI) from that
+        pCPU never arrives in this one's past (Host.lookahead)."""
         mine = self.pcpu_of[id(vcpu)]
         others = [v.cpu.cycles for _, v in self._live()
                   if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
-        return min([vcpu.cpu.cycles] + others) + self.quantum
+        if not others:
+            return vcpu.cpu.cycles + self.quantum
+        return min([vcpu.cpu.cycles] + others) + min(self.quantum, self.lookahead)
 
     def _vmm_next(self):
         """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""

@@ -73,8 +73,11 @@ static int debug_block(uc_engine *uc, struct av_cpu *c, uint64_t addr, uint32_t 
     return 0;
 }
 
-/* Physical interrupts and the end of the pCPU's turn, at an instruction boundary. */
-static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
+/* Physical interrupts and the end of the pCPU's turn, at an instruction boundary.
+ * Returns 1 if it stopped the engine: a stop requested from the block hook keeps the
+ * block from running (the run resumes at its first instruction), so the caller must
+ * not count it. */
+static inline int check_deadlines(uc_engine *uc, struct av_cpu *c)
 {
     uint64_t now = cycles_now(c);
     uint64_t deadline = c->timer_masked ? c->host_deadline
@@ -83,10 +86,13 @@ static inline void check_deadlines(uc_engine *uc, struct av_cpu *c)
         /* An IRQ to EL2 (HCR_EL2.IMO) at this instruction boundary. */
         c->irq_pending = 1;
         uc_emu_stop(uc);
+        return 1;
     } else if (now >= c->turn_deadline && !c->turn_over) {
         c->turn_over = 1;
         uc_emu_stop(uc);
+        return 1;
     }
+    return 0;
 }
 
 /* --max-insns: instructions, plus exception entries that retired none (stalls). */
@@ -119,7 +125,8 @@ void av_block_hook(uc_engine *uc, uint64_t addr, uint32_t size, void *ud)
     struct av_cpu *c = ud;
     if (c->dbg_active && debug_block(uc, c, addr, size))
         return;
-    check_deadlines(uc, c);
+    if (check_deadlines(uc, c))
+        return;                 /* the block runs when the pCPU resumes: counted then */
     if (c->watch_el0)
         watch_el0(uc, c, addr);
     if (c->vi_asserted) {
