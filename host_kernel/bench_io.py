@@ -167,5 +167,9 @@ class BenchIoEvents:
     def deadline_cycles(self) -> int:
         return self.dev.deadline_cycles(self.vcpu)
 
+    fired_at: int | None = None     # when the last event's SGI reached the pCPU
+
     def update_level(self) -> None:
-        self.dev.fire_if_due(self.vcpu)
+        due = self.dev.deadline_cycles(self.vcpu)
+        if self.dev.fire_if_due(self.vcpu):
+            self.fired_at = due

@@ -32,8 +32,12 @@ def pending_sources(vcpu) -> list[tuple[str, object]]:
     if not st.timer_masked and vcpu.arch_timer.deadline_cycles() <= now:
         out.append(("vtimer", None))
     if st.host_deadline <= now:
-        due = [(getattr(t, "kind", "timer"), t) for t in vcpu.soft_timers
-               if not t.level and t.deadline_cycles() <= now]
+        # due now, or fired already by the vGIC/timer sync after this exit, for an SGI that
+        # arrived while the guest ran (it is what made the exit)
+        entered = vcpu.lowvisor.entered_at
+        due = [(t.kind, t) for t in vcpu.soft_timers
+               if (not t.level and t.deadline_cycles() <= now)
+               or entered <= (getattr(t, "fired_at", None) or -1) <= now]
         out += due or [("tick", None)]     # the deadline forced to 0: the scheduler's tick
     return out
 

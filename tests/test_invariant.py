@@ -5,7 +5,7 @@ import pytest
 from armvirt import paths
 
 
-MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100}
+MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100, "ipi": 200, "ipi-wfi": 200}
 
 
 @pytest.mark.parametrize("design", ["nvhe", "vhe", "type1"])

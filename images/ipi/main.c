@@ -32,7 +32,7 @@
 #include "runtime.h"
 
 #ifndef ITER
-#define ITER 1000
+#define ITER 200
 #endif
 #define WARMUP      10
 #define SGI         2u
