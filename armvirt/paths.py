@@ -194,9 +194,11 @@ PATHS = {
                             "mmio_kernel", "guest read of an in-kernel device register (bench-io ID): "
                             "stage-2 fault, emulated in the kernel", (("smp", 2),)),
     "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
-                       "I/O latency out: the guest's notify until the back end sees it", (("smp", 2),)),
+                       "I/O latency out (ISCA'16): the guest's notify (a store to bench-io NOTIFY) until the "
+                       "back end, woken on its own pCPU, observes it (the counter value it records)", (("smp", 2),)),
     "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
-                      "I/O latency in: a back-end event until the guest's handler runs", (("smp", 2),)),
+                      "I/O latency in (ISCA'16): the back end's notification, an SGI to the running guest's "
+                      "pCPU, until the guest's interrupt handler runs", (("smp", 2),)),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),
