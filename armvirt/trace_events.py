@@ -353,12 +353,12 @@ class TraceWriter:
                 if key not in workers:
                     workers[key] = (Worker("the I/O back end"), vm_pid[key], "I/O back end (vhost, own pCPU)")
                 return workers[key][0]
-            if where == GIC:                  # an SGI on its way between pCPUs
+            if where == GIC and vcpu.vm.host.design.name != "type1":   # an SGI between pCPUs
                 key = ("gic", id(vcpu.vm))
                 if key not in workers:
                     workers[key] = (Worker("the GIC distributor"), vm_pid[id(vcpu.vm)], "GIC distributor (SGIs)")
                 return workers[key][0]
-            if where in BACKEND_SIDE:
+            if where in BACKEND_SIDE or where == GIC:      # type 1: on dom0's side
                 if not dom0:
                     pid = self._process(f"{prefix}dom0", base + 99)
                     dom0["w"] = (Worker("dom0"), pid, "dom0 vCPU (own pCPU)")
