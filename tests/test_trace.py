@@ -165,8 +165,8 @@ def test_smp_ipi_trace(boot, ipi):
     v0, v1 = t[("VM vm0", "vcpu0")], t[("VM vm0", "vcpu1")]
     kicks = [e for e in v0 if e["ph"] == "i" and e["name"] == "kvm_vcpu_kick(vCPU1)"]
     injected = [e for e in v1 if e["ph"] == "i" and e["name"].startswith("inject vIRQ")]
-    assert len(kicks) >= 1000 and len(injected) >= 1000, \
-        f"expected ~1000 kicks of vCPU1 and injections into it, got {len(kicks)} and {len(injected)}"
+    assert len(kicks) >= 420 and len(injected) >= 420, \
+        f"expected ~420 kicks of vCPU1 and injections into it (ipi and ipi_wfi), got {len(kicks)} and {len(injected)}"
     wfx = slices(v1, "WFx")
     assert len(wfx) == next(r["Samples"] for r in res.stats if r["vCPU"] == 1 and r["VM-EXIT"] == "WFx")
     tree = tf.children(v1)

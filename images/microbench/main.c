@@ -19,8 +19,11 @@
  *                ICC_EOIR1_EL1, loop minus baseline (eoi)
  *   ack_eoi      acknowledge + EOI of a pending SGI 1, IRQs masked, each pair
  *                timed minus a baseline pair (eoi)
- *   ipi          SGI 2 from cpu 0 to cpu 1 waiting in WFI, to cpu 1's vector
- *                (ipi); skipped with one CPU
+ *   ipi          SGI 2 from cpu 0 to cpu 1, both running: cpu 1 spins with
+ *                IRQs unmasked; t0 = CNTVCT before the SGI write, sample = cpu
+ *                1's vector entry - t0 (ISCA'16 "virtual IPI"; ipi); skipped
+ *                with one CPU
+ *   ipi_wfi      the same with cpu 1 waiting in WFI: the wake-up path (ipi)
  *   io_out       bench-io notify: t0 = CNTVCT (isb; mrs), str to NOTIFY, then
  *                sample = SEEN - t0, the counter value at which the back end
  *                saw the notify.  No baseline: the sample contains the
@@ -38,8 +41,8 @@
  *                pCPU waits in its call (not runnable) while they run.
  * Loop benchmarks: avg = round((loop - baseline) * cycles_per_tick / ITER)
  * (0 if negative); per-operation ones: avg = round(sum * cycles_per_tick / k).
- * A benchmark that cannot run prints `BENCH <name> skipped (<why>)`: ipi with
- * one CPU, mmio_kernel/io_out/io_in without the bench-io device (ID register
+ * A benchmark that cannot run prints `BENCH <name> skipped (<why>)`: ipi and
+ * ipi_wfi with one CPU, mmio_kernel/io_out/io_in without the bench-io device (ID register
  * != "AVB0"), vm_switch when its first call returns -1 (no peer VM).
  *
  * With the word `vm-peer` in /chosen/bootargs the image runs no benchmark: it
@@ -272,32 +275,41 @@ static void bench_ack_eoi(void)
 
 /* ------------------------------------------------------------------ ipi */
 
+/* one IPI benchmark: `name` with the target spinning or in WFI */
+static void bench_ipi_mode(const char *name, enum ipi_mode mode)
+{
+    struct ipi_result r;
+    if (!ipi_measure(IPI_TARGET, SGI_IPI, PRIO, WARMUP_IPI, ITER_IPI, mode, &r)) {
+        ERROR("%s: cpu %u did not come up (CPU_ON returned %ld %s)\n", name, IPI_TARGET, r.cpu_on,
+              psci_ret_name(r.cpu_on));
+        print("BENCH %s skipped (cpu %u did not come up)\n", name, IPI_TARGET);
+        return;
+    }
+    print("microbench: %s: sgi=%u cpu 0 -> cpu %u (%s) sent=%u received=%u lost=%u min_ticks=%ld "
+          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", name, SGI_IPI, IPI_TARGET,
+          mode == IPI_SPIN ? "spinning" : "in WFI", r.sent, r.received, r.lost, r.min, r.max, r.sum,
+          IPI_TARGET, r.target_aff == PSCI_AFF_OFF ? 1u : 0u);
+    if (r.lost || r.received != r.sent)
+        ERROR("%s: %u of %u SGIs did not arrive\n", name, r.sent - r.received, r.sent);
+    if (r.bad_source)
+        ERROR("%s: %u SGIs with a source CPU other than 0\n", name, r.bad_source);
+    if (r.negative)
+        ERROR("%s: %u handler entries before their send (CNTVCT skew between CPUs)\n", name,
+              r.negative);
+    if (r.target_aff != PSCI_AFF_OFF)
+        ERROR("%s: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", name, IPI_TARGET, r.target_aff);
+    bench(name, sum_avg(r.sum, r.counted), r.counted);
+}
+
 static void bench_ipi(void)
 {
-    unsigned n = smp_cpu_count();
-    if (n < 2) {
+    if (smp_cpu_count() < 2) {
         print("BENCH ipi skipped (needs 2 CPUs)\n");
+        print("BENCH ipi_wfi skipped (needs 2 CPUs)\n");
         return;
     }
-    struct ipi_result r;
-    if (!ipi_measure(IPI_TARGET, SGI_IPI, PRIO, WARMUP_IPI, ITER_IPI, &r)) {
-        ERROR("ipi: cpu %u did not come up (CPU_ON returned %ld %s)\n", IPI_TARGET, r.cpu_on,
-              psci_ret_name(r.cpu_on));
-        print("BENCH ipi skipped (cpu %u did not come up)\n", IPI_TARGET);
-        return;
-    }
-    print("microbench: ipi: sgi=%u cpu 0 -> cpu %u sent=%u received=%u lost=%u min_ticks=%ld "
-          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", SGI_IPI, IPI_TARGET, r.sent, r.received,
-          r.lost, r.min, r.max, r.sum, IPI_TARGET, r.target_aff == PSCI_AFF_OFF ? 1u : 0u);
-    if (r.lost || r.received != r.sent)
-        ERROR("ipi: %u of %u SGIs did not arrive\n", r.sent - r.received, r.sent);
-    if (r.bad_source)
-        ERROR("ipi: %u SGIs with a source CPU other than 0\n", r.bad_source);
-    if (r.negative)
-        ERROR("ipi: %u handler entries before their send (CNTVCT skew between CPUs)\n", r.negative);
-    if (r.target_aff != PSCI_AFF_OFF)
-        ERROR("ipi: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", IPI_TARGET, r.target_aff);
-    bench("ipi", sum_avg(r.sum, r.counted), r.counted);
+    bench_ipi_mode("ipi", IPI_SPIN);
+    bench_ipi_mode("ipi_wfi", IPI_WFI);
 }
 
 /* --------------------------------------------------------------- io_out */
