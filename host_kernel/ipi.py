@@ -44,6 +44,20 @@ WAKE_SENDER = {
               ("runq_tickle: vCPU{n}'s pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)", "xen_runq_tickle")),
 }
 WAKE_SENDER["vhe"] = WAKE_SENDER["nvhe"]
+# ... for a vCPU whose WFx exit decided to block but whose pCPU has not gone idle yet (the kick
+# comes between kvm_vcpu_check_block and schedule()'s switch): its thread is still current on
+# its CPU, so the wake-up only makes it runnable again and no IPI is sent - Linux
+# try_to_wake_up -> ttwu_remote (p->on_rq), kvm_vcpu_kick sends none outside guest mode
+# (kvm_arch_vcpu_should_kick); Xen vcpu_wake of a running unit ("unit_wake_running"), no
+# tickle.  Its schedule() then picks it again: no context switch, no wake-up from idle.
+WAKE_NOT_ASLEEP = {
+    "nvhe": ("kvm_vcpu_kick -> kvm_vcpu_wake_up -> try_to_wake_up(vCPU{n}'s thread): still on its "
+             "CPU, not asleep yet: TASK_RUNNING again, no IPI", "linux_ttwu"),
+    "type1": ("vcpu_kick -> vcpu_unblock -> vcpu_wake: vCPU{n} still running, not descheduled yet: "
+              "no tickle", "xen_sched_wake"),
+}
+WAKE_NOT_ASLEEP["vhe"] = WAKE_NOT_ASLEEP["nvhe"]
+NOT_ASLEEP = "schedule(): woken before it slept, no context switch"
 WAKE = {"nvhe": "ttwu_queue -> smp_send_reschedule", "vhe": "ttwu_queue -> smp_send_reschedule",
         "type1": "runq_tickle -> smp_send_event_check_mask"}
 # the receiver, idle: out of WFI by the SGI, then its scheduler switches to the woken vCPU

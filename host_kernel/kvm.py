@@ -281,7 +281,15 @@ class Vm:
         if v.blocked_until is not None:
             if v.baton_waiting:                   # asleep in a hypercall, not in WFI
                 return
-            if sender is not None and sender.cpu is not v.cpu:
+            if sender is not None and sender.cpu is not v.cpu and (v.woken_not_asleep
+                                                                   or sender.cpu.cycles < v.cpu.cycles):
+                # Its WFx exit blocked, but its pCPU goes idle only later than this kick: the
+                # thread has not slept yet, it continues at once (host_kernel/ipi.py WAKE_NOT_ASLEEP).
+                what, key = ipi.WAKE_NOT_ASLEEP[self.host.design.name]
+                sender.ledger.charge(sender.ledger.where_map.get(HIGHVISOR, HIGHVISOR),
+                                     what.format(n=v.index), sender.ledger.costs[key])
+                v.blocked_until, v.woken_not_asleep = v.cpu.cycles, True
+            elif sender is not None and sender.cpu is not v.cpu:
                 # Asleep in WFI, its pCPU idle: wake its thread, a physical SGI to that pCPU.
                 arrival = self._send_sgi(sender, v, wake=True)
                 if arrival < v.blocked_until:

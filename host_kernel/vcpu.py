@@ -85,6 +85,7 @@ class Vcpu:
         # host event sources standing in for hardware while the vCPU is out or blocked
         self.sgi = PhysicalSgi(self)       # a kick from another pCPU while this vCPU runs
         self.sgi_wake_at: int | None = None  # ... or while it sleeps: when its SGI arrives
+        self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
@@ -292,7 +293,10 @@ class Vcpu:
             self.cpu.advance_idle(at - now)
             self.blocked_cycles += at - now
         self.blocked_until = None
-        if self.sgi_wake_at is not None and at == self.sgi_wake_at:
+        if self.woken_not_asleep:            # its pCPU never went idle: nothing wakes it
+            self.woken_not_asleep = False
+            self.ledger.note(HIGHVISOR, ipi.NOT_ASLEEP, 0)
+        elif self.sgi_wake_at is not None and at == self.sgi_wake_at:
             self._woken_by_sgi()
         else:
             self.ledger.charge_named(HIGHVISOR, "soft timer / kick: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
