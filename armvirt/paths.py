@@ -10,7 +10,7 @@ from importlib import resources
 
 from engine import layout
 from armvirt.console import Console
-from host_kernel.bench_io import BACKEND_PCPU, REG_DOORBELL, REG_NOTIFY
+from host_kernel.bench_io import BACKEND_PCPU, RECEIVED, REG_DOORBELL, REG_NOTIFY
 from host_kernel.dom0 import BACKEND_SIDE
 from host_kernel import ipi
 from host_kernel.ipi import GIC
@@ -163,23 +163,28 @@ def vm_switch(by_vcpu: list[list[Segment]]) -> list:
 
 
 def io_out(by_vcpu: list[list[Segment]]) -> list:
-    """The guest's notify (a store to bench-io NOTIFY) until the back end sees it."""
+    """The guest's notify (a store to bench-io NOTIFY) until the back end has it
+    (bench_io.RECEIVED: KVM's ioeventfd signalled, Xen's dom0 in its event-channel upcall)."""
     for seg in reversed(by_vcpu[0]):
         if seg.tag == f"mmio:{BENCH_IO_NOTIFY:#x}":
-            seen = max((i for i, st in enumerate(seg.steps) if st.where in BACK_END), default=None)
+            seen = next((i for i, st in enumerate(seg.steps) if RECEIVED in st.what), None)
             if seen is not None:
                 return seg.steps[:seen + 1]
     return []
 
 
 def io_in(by_vcpu: list[list[Segment]]) -> list:
-    """The back end sends an event until the first instruction of the guest's handler:
-    the back end's steps (on its own pCPU), then the vCPU's IRQ exit and re-entry."""
+    """The back end sends an event until the first instruction of the guest's handler,
+    the guest asleep in WFI: the back end's steps (on its own pCPU: the irqfd / event
+    channel and the wake-up of the vCPU's thread / unit), then the vCPU's idle pCPU out of
+    WFI, its scheduler, the entry and the vIRQ."""
     for seg in reversed(by_vcpu[0]):
         back = [st for st in seg.steps if st.where in BACK_END]
+        w = next((i for i, st in enumerate(seg.steps) if "out of WFI" in st.what and st.where not in BACK_END),
+                 None)
         cut = _virq_cut(seg.steps)
-        if seg.tag == "IRQ" and back and cut is not None:
-            return back + [st for st in seg.steps[:cut] if st.where not in BACK_END]
+        if seg.tag == "WFx" and back and w is not None and cut is not None and cut > w:
+            return back + [st for st in seg.steps[w:cut] if st.where not in BACK_END]
     return []
 
 
@@ -226,10 +231,16 @@ PATHS = {
                             (("smp", 2),)),
     "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
                        "I/O latency out (ISCA'16): the guest's notify (a store to bench-io NOTIFY) until the "
-                       "back end, woken on its own pCPU, observes it (the counter value it records)", (("smp", 2),)),
+                       "virtual device has the signal (the counter value it records); KVM: the host kernel's "
+                       "ioeventfd, signalled on the vCPU's own exit path; Xen: dom0, idle (its vCPU blocked), "
+                       "woken through Xen's scheduler, takes the event channel's virtual interrupt",
+                       (("smp", 2),)),
     "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
-                      "I/O latency in (ISCA'16): the back end's notification, an SGI to the running guest's "
-                      "pCPU, until the guest's interrupt handler runs", (("smp", 2),)),
+                      "I/O latency in (ISCA'16): the back end's notification until the guest's interrupt "
+                      "handler runs, the guest's vCPU asleep in WFI (waiting for its I/O): KVM: irqfd, "
+                      "kvm_vcpu_kick wakes the vCPU thread, an SGI to its idle pCPU, schedule(), entry, vIRQ; "
+                      "Xen: dom0's EVTCHNOP_send, vcpu_wake of the blocked domU vCPU, an SGI to its idle "
+                      "pCPU, schedule(), context switch, vIRQ", (("smp", 2),)),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),

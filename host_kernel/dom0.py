@@ -30,7 +30,7 @@ from __future__ import annotations
 from engine.ledger import Step
 from el2 import world_switch as W
 from host_kernel import ipi
-from host_kernel.bench_io import BACKEND
+from host_kernel.bench_io import BACKEND, RECEIVED
 
 XEN_DOM0 = "Xen EL2 (dom0's pCPU)"
 DOM0_HW = "hardware (dom0's pCPU)"
@@ -97,7 +97,7 @@ class Dom0Paths:
             Step(DOM0_HW, "vIRQ: exception entry to dom0's EL1 (VBAR_EL1 + 0x280)", c["exc_entry_el1"]),
             Step(DOM0, "dom0 IRQ entry: el1_irq, irq_enter, gic_handle_irq", c["host_irq_entry"]),
             Step(DOM0, f"dom0 gic_handle_irq: {ack}: acknowledge {EVTCHN_PPI}", c[ack_key]),
-            Step(DOM0, "xen_evtchn_do_upcall: scan the pending words, the back end's port handler",
+            Step(DOM0, f"xen_evtchn_do_upcall: scan the pending words, the back end's port handler: {RECEIVED}",
                  c["evtchn_upcall"]),
             Step(DOM0, "the port's handler: wake_up(the thread waiting on it) -> try_to_wake_up",
                  c["linux_ttwu"]),
@@ -117,15 +117,18 @@ class Dom0Paths:
             Step(XEN_DOM0, "do_trap_hypercall -> do_event_channel_op", c["xen_trap_dispatch"] + c["xen_hypercall"]),
             *evtchn_to(c, gic, XEN_DOM0, "the domU", "the domU's vCPU"),
             write, delivery]
-        # ... or, the domU's vCPU blocked (waiting on an ioreq): wake it and tickle its idle pCPU
+        # ... or, the domU's vCPU blocked (in WFI, or waiting on an ioreq): wake it and tickle
+        # its idle pCPU (vcpu_kick -> vcpu_unblock, xen/common/sched/core.c)
         write, delivery = ipi.send_steps(c, gic, XEN_DOM0, "runq_tickle -> smp_send_event_check_mask",
                                          "the domU vCPU's pCPU")
-        self.wake_domu = [
-            *self.send_event[1:-2],
-            Step(XEN_DOM0, "vcpu_unblock -> vcpu_wake: the domU's vCPU onto a run queue", c["xen_sched_wake"]),
+        self.wake_event = [
+            *self.send_event[:-2],
+            Step(XEN_DOM0, "vcpu_kick -> vcpu_unblock -> vcpu_wake: the domU's vCPU onto a run queue",
+                 c["xen_sched_wake"]),
             Step(XEN_DOM0, "runq_tickle: the domU's pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)",
                  c["xen_runq_tickle"]),
-            write, delivery, *xen_idle_to(ws, c, gic, "hardware", XEN, "the domU's vCPU")]
+            write, delivery]
+        self.wake_domu = [*self.wake_event[1:], *xen_idle_to(ws, c, gic, "hardware", XEN, "the domU's vCPU")]
 
     @staticmethod
     def _charge(led, steps) -> None:
@@ -158,15 +161,27 @@ class Dom0IoBackend:
     The event back is dom0's EVTCHNOP_send hypercall and an SGI to the guest's pCPU."""
 
     def notify(self, vcpu) -> int:
+        """Returns when dom0 has the notify: its upcall runs the port's handler (dom0, idle,
+        woken through Xen's scheduler first); its back-end thread is woken after that."""
         led = vcpu.ledger
         paths = vcpu.lowvisor.dom0
         Dom0Paths._charge(led, paths.notify_dom0)
-        return ipi.place(led, paths.dom0_upcall + paths.dom0_backend, vcpu.cpu.cycles)
+        steps = paths.dom0_upcall + paths.dom0_backend
+        upto = next(i for i, st in enumerate(steps) if RECEIVED in st.what)
+        received = vcpu.cpu.cycles + sum(st.cycles for st in steps[:upto + 1])
+        ipi.place(led, steps, vcpu.cpu.cycles)
+        return received
+
+    @staticmethod
+    def _event_steps(vcpu) -> list[Step]:
+        """dom0's EVTCHNOP_send: a kick of the running domU vCPU, or the wake-up of a blocked one."""
+        paths = vcpu.lowvisor.dom0
+        return paths.wake_event if vcpu.asleep else paths.send_event
 
     def event_latency(self, vcpu) -> int:
-        return sum(st.cycles for st in vcpu.lowvisor.dom0.send_event)
+        return sum(st.cycles for st in self._event_steps(vcpu))
 
     def record_event(self, vcpu, at: int) -> None:
         """The steps of an event dom0 sent at cycle `at`."""
-        ipi.place(vcpu.ledger, vcpu.lowvisor.dom0.send_event, at)
+        ipi.place(vcpu.ledger, self._event_steps(vcpu), at)
 

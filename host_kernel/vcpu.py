@@ -86,6 +86,7 @@ class Vcpu:
         self.sgi = PhysicalSgi(self)       # a kick from another pCPU while this vCPU runs
         self.sgi_wake_at: int | None = None  # ... or while it sleeps: when its SGI arrives
         self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
+        self.asleep = False                # blocked in WFI: a back end's event wakes its thread
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
@@ -185,7 +186,11 @@ class Vcpu:
         self.update_timer_levels()
         if self.vm.vgic.has_pending(self.index):
             return 1
+        self.asleep = True                   # a back end's event now wakes a sleeping thread
         deadline = self.next_timer_deadline()
+        # a back end's event reaches the idle pCPU as a physical SGI (its soft timer is an hrtimer)
+        by_sgi = deadline != NEVER and any(t.kind == "sgi" and t.deadline_cycles() == deadline
+                                           for t in self.soft_timers)
         if self.vm.host.shared or self.vm.user_deadline(self) != NEVER:
             # Other vCPUs (or the VMM's timers) run meanwhile and may kick this one: the
             # scheduler decides when it wakes (its soft timer or a kick) and jumps its
@@ -193,9 +198,11 @@ class Vcpu:
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
             self.vcpu_put()                  # the thread schedules out (kvm_sched_out / ctxt_switch_from)
             self.blocked_until = deadline
+            self.sgi_wake_at = deadline if by_sgi else None
             self.kvm_run.exit_reason = EXIT_BLOCKED
             return 0
         if deadline == NEVER:
+            self.asleep = False
             self.kvm_run.exit_reason = KVM_EXIT_HALTED
             self.kvm_run.message = "vCPU blocked in WFI with no interrupt that could ever wake it"
             return 0
@@ -206,8 +213,12 @@ class Vcpu:
             self.blocked_cycles += deadline - now
             if self.trace.on("timer"):
                 self.trace.log("timer", f"{self.tag}: blocked in WFI for {deadline - now} cycles")
-        led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        if by_sgi:
+            self._woken_by_sgi()
+        else:
+            led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
         self.update_timer_levels()
+        self.asleep = False
         if not self.vm.vgic.has_pending(self.index):
             # the timer fired but its interrupt is not enabled at the GIC: nothing can wake us
             self.kvm_run.exit_reason = KVM_EXIT_HALTED
@@ -303,6 +314,7 @@ class Vcpu:
         self.sgi_wake_at = None
         self.vcpu_load()                     # schedule in (kvm_sched_in / ctxt_switch_to)
         self.update_timer_levels()
+        self.asleep = False
 
     def _woken_by_sgi(self) -> None:
         """A kick's SGI takes this vCPU's idle pCPU out of WFI; its scheduler switches to it."""

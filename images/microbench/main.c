@@ -25,11 +25,13 @@
  *                with one CPU
  *   ipi_wfi      the same with cpu 1 waiting in WFI: the wake-up path (ipi)
  *   io_out       bench-io notify: t0 = CNTVCT (isb; mrs), str to NOTIFY, then
- *                sample = SEEN - t0, the counter value at which the back end
- *                saw the notify.  No baseline: the sample contains the
- *                isb/mrs and the str, as the model's path table does.
- *   io_in        bench-io event: EVENT_AT = CNTVCT + IO_DELAY, spin on one
- *                `b .`; sample = handler entry (x18, the IRQ vector's first
+ *                sample = SEEN - t0, the counter value at which the virtual
+ *                device had the notify (ISCA'16 I/O latency out).  No baseline:
+ *                the sample contains the isb/mrs and the str, as the model's
+ *                path table does.
+ *   io_in        bench-io event: EVENT_AT = CNTVCT + IO_DELAY, then wait in
+ *                `1: wfi; b 1b` (asleep, as a guest waiting for its I/O);
+ *                sample = handler entry (x18, the IRQ vector's first
  *                instruction) - SENT, the counter value at which the back end
  *                sent the event (as irq-latency does for the timer)
  *   vm_switch    hypercall 0x4b000010 with x1 = CNTVCT: the hypervisor
@@ -372,10 +374,10 @@ static uint64_t io_sent(void)
     return hi << 32 | lo;
 }
 
-/* acknowledge, ACK the device (its line drops), EOI; ELR at the `b .`: record
- * the entry time (x18 of the vector) and return past it.  An event taken
- * anywhere else is not counted: re-arm IO_DELAY ticks later, and the `b .`
- * waits for that one. */
+/* acknowledge, ACK the device (its line drops), EOI; ELR at the `b 1b` after
+ * the WFI (the WFI completed: the event woke the CPU): record the entry time
+ * (x18 of the vector) and return past it.  An event taken anywhere else is not
+ * counted: re-arm IO_DELAY ticks later, and the WFI waits for that one. */
 static int io_irq(struct exc_frame *f)
 {
     uint32_t iar = gic_ack_wanted(io_intid);
@@ -396,14 +398,14 @@ static int io_irq(struct exc_frame *f)
     return 1;
 }
 
-/* EVENT_AT = CNTVCT + IO_DELAY (writing HI arms it), then one `b .` until the
- * handler moves ELR past it; returns EVENT_AT */
+/* EVENT_AT = CNTVCT + IO_DELAY (writing HI arms it), then WFI until the
+ * handler moves ELR past the loop's branch; returns EVENT_AT */
 static uint64_t io_in_one(void)
 {
     uint64_t at;
     io_fired = 0;
     __asm__ volatile(
-        "adr    x0, 1f\n\t"
+        "adr    x0, 2f\n\t"
         "str    x0, [%[pc]]\n\t"
         "isb\n\t"
         "mrs    %[at], cntvct_el0\n\t"
@@ -412,6 +414,8 @@ static uint64_t io_in_one(void)
         "lsr    x0, %[at], #32\n\t"
         "str    w0, [%[hi]]\n"
         "1:\n\t"
+        "wfi\n"
+        "2:\n\t"
         "b      1b\n"                   /* the handler returns to the next instruction */
         : [at] "=&r"(at)
         : [pc] "r"(&io_spin_pc), [delay] "r"((uint64_t)IO_DELAY),
