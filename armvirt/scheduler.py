@@ -32,6 +32,7 @@ class Scheduler:
                        for p in range(len(host.pcpus))}
         self.turns = 0
         self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
+        self._last_run, self._vmm_ran = None, False   # for the exits the engine serves
 
     def _live(self):
         for m, v in self.entries:
@@ -81,6 +82,7 @@ class Scheduler:
                 # The VMM's I/O thread runs on a host CPU of its own: its event happens at
                 # its own virtual time, before any vCPU runs past it.
                 ev[1].vmm_event(ev[0], t)
+                self._vmm_ran = True
                 continue
             m, vcpu = pick
             if t == NEVER:
@@ -90,6 +92,7 @@ class Scheduler:
                 break
             p = self.pcpu_of[id(vcpu)]
             other = self.loaded.get(p)
+            direct = self._last_run is vcpu and not self._vmm_ran and other is vcpu and vcpu.blocked_until is None
             if other is not vcpu:                 # the pCPU changes hands
                 if other is not None and other.paused:
                     other.preempt()               # the scheduler tick: exit, switch
@@ -108,6 +111,7 @@ class Scheduler:
                 self.turns += 1
                 self.last_turn[id(vcpu)] = self.turns
             vmm_at = NEVER if ev is None else ev[0]
+            deadline = NEVER
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
                 deadline = self._turn_deadline(vcpu)
                 if self.shared[p] and same_turn:
@@ -116,9 +120,17 @@ class Scheduler:
                 self.owner[p] = (vcpu, deadline)
             else:                                 # ... or until the VMM's next event
                 vcpu.cpu.st.turn_deadline = vmm_at
+            fm = vcpu.fast_mmio
+            if fm is not None:
+                self._arm(fm, vcpu, p, t, vmm_at, deadline, direct and same_turn)
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None
+            self._last_run, self._vmm_ran = vcpu, False
+            if fm is not None:
+                moved = fm.pull(vcpu)
+                if moved is not None and len(self.entries) > 1:
+                    self.owner[p] = (vcpu, moved)
             self._after(m, vcpu, run)
             if m.cfg.stop_at_init and m.vm.first_el0 is not None and not m.vm.finished:
                 m.finish("init", "the guest reached user space")
@@ -127,6 +139,20 @@ class Scheduler:
         for m in self.machines:
             if not m.vm.finished:
                 m.finish("all-off")
+
+    def _arm(self, fm, vcpu, p: int, t: int, vmm_at: int, deadline: int, direct: bool) -> None:
+        """What the engine needs to serve an exit of `vcpu` exactly as this loop would
+        go on after it (host_kernel/fast_mmio.py): this vCPU stays picked while it is
+        behind every other one, and its turn's deadline follows its time."""
+        pick_bound, others_min = NEVER, NEVER
+        for _, v in self._live():
+            if v is vcpu:
+                continue
+            pick_bound = min(pick_bound, v.cpu.cycles if v.blocked_until is None else v.blocked_until)
+            if self.pcpu_of[id(v)] != p and v.blocked_until is None:
+                others_min = min(others_min, v.cpu.cycles)
+        fm.arm(vcpu, pick_bound=pick_bound, vmm_at=vmm_at, multi=len(self.entries) > 1, others_min=others_min,
+               quantum=self.quantum, shared=self.shared[p], owner_deadline=deadline, direct=direct)
 
     def _after(self, m, vcpu, run) -> None:
         r = run.exit_reason
