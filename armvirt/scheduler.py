@@ -122,7 +122,8 @@ class Scheduler:
                 vcpu.cpu.st.turn_deadline = vmm_at
             fm = vcpu.fast_mmio
             if fm is not None:
-                self._arm(fm, vcpu, p, t, vmm_at, deadline, direct and same_turn)
+                # (a lone vCPU's turns are never "the same": their count orders nothing)
+                self._arm(fm, vcpu, p, t, vmm_at, deadline, direct and (same_turn or len(self.entries) == 1))
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None

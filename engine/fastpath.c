@@ -428,7 +428,7 @@ static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far
         turn = min_u64(deadline, c->fm_vmm_at);
     }
     if (c->fm_check) {
-        c->fm_would = 1 + wnr;
+        c->fm_would = 3 + wnr;
         c->fm_would_trap = t_trap;
         c->fm_would_deadline = turn;
         return 0;

@@ -101,7 +101,8 @@ struct av_cpu {
     uint64_t fm_n[2];          /* exits served, per WnR */
     uint64_t fm_last_wnr, fm_last_trap, fm_last_entry;
     uint64_t fm_last_esr, fm_last_far, fm_last_hpfar, fm_last_elr, fm_last_pstate;
-    uint64_t fm_would;         /* fm_check: 1 + WnR of the exit the fast path would have served */
+    uint64_t fm_would;         /* an exit Python takes for the fast path to learn (1 + WnR) or */
+                               /* check (fm_check: 3 + WnR, fm_would_deadline set) */
     uint64_t fm_would_trap, fm_would_deadline;
     uint64_t tx_len;
     uint8_t tx_buf[4096];      /* characters written, for the -serial backend in order */

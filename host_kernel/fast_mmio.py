@@ -63,7 +63,7 @@ class FastMmio:
         self.checked = 0
         d = vm.host.design
         self._design_ok = (d.puts_on_user_exit and not d.fp_lazy and vm.vgic_hw
-                           and not any(vm.trace.on(c) for c in ("exits", "mmio", "int")))
+                           and not any(vm.trace.on(c) for c in ("exits", "mmio", "int", "in_asm", "exec")))
 
     # --- the host scheduler: before and after vcpu.run -----------------------------------
     def arm(self, vcpu, *, pick_bound: int, vmm_at: int, multi: bool, others_min: int, quantum: int,
@@ -141,9 +141,9 @@ class FastMmio:
             elif self.mode == "check" and learn[2] is not None:
                 raise FastMmioDrift(f"vcpu{vcpu.index}: an exit the engine would have served was followed by "
                                     f"a different entry (quiet {vcpu.fm_entry_quiet}, loads {loads} -> {vcpu.loads})")
-        if st.fm_would:
-            deadline = st.fm_would_deadline if self.mode == "check" and (st.fm_would - 1) in self.memo else None
-            vcpu.fm_learn = [st.fm_would - 1, st.fm_would_trap, deadline, None, vcpu.loads]
+        if st.fm_would:                                      # 1 + WnR: learn; 3 + WnR: check
+            deadline = st.fm_would_deadline if st.fm_would >= 3 else None
+            vcpu.fm_learn = [(st.fm_would - 1) & 1, st.fm_would_trap, deadline, None, vcpu.loads]
             st.fm_would = 0
 
     def accessed(self, vcpu, acc, now: int) -> None:
