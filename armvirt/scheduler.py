@@ -45,9 +45,9 @@ class Scheduler:
         owner = self.owner.get(p)
         return owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
 
-    def _pick(self):
+    def _pick(self, live):
         best, best_key = None, None
-        for m, v in self._live():
+        for m, v in live:
             t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
             p = self.pcpu_of[id(v)]
             key = (t, p, not self._in_turn(p, v), self.last_turn[id(v)], self.order[id(v)])
@@ -55,12 +55,26 @@ class Scheduler:
                 best, best_key = (m, v), key
         return best, (best_key[0] if best_key else None)
 
-    def _turn_deadline(self, vcpu) -> int:
-        """A quantum past the slowest other pCPU that still has a vCPU running."""
+    def _others(self, live, vcpu) -> tuple[int, int]:
+        """(the earliest time of another live vCPU, blocked ones at their wake-up; the
+        earliest time of a running vCPU on another pCPU), NEVER where there is none."""
         mine = self.pcpu_of[id(vcpu)]
-        others = [v.cpu.cycles for _, v in self._live()
-                  if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
-        return min([vcpu.cpu.cycles] + others) + self.quantum
+        pick_bound, others_min = NEVER, NEVER
+        for _, v in live:
+            if v is vcpu:
+                continue
+            if v.blocked_until is None:
+                c = v.cpu.cycles
+                pick_bound = min(pick_bound, c)
+                if self.pcpu_of[id(v)] != mine:
+                    others_min = min(others_min, c)
+            else:
+                pick_bound = min(pick_bound, v.blocked_until)
+        return pick_bound, others_min
+
+    def _turn_deadline(self, vcpu, others_min: int) -> int:
+        """A quantum past the slowest other pCPU that still has a vCPU running."""
+        return min(vcpu.cpu.cycles, others_min) + self.quantum
 
     def _vmm_next(self):
         """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""
@@ -74,7 +88,8 @@ class Scheduler:
 
     def run(self) -> None:
         while True:
-            pick, t = self._pick()
+            live = list(self._live())
+            pick, t = self._pick(live)
             if pick is None:
                 break
             ev = self._vmm_next()
@@ -112,8 +127,9 @@ class Scheduler:
                 self.last_turn[id(vcpu)] = self.turns
             vmm_at = NEVER if ev is None else ev[0]
             deadline = NEVER
+            pick_bound, others_min = self._others(live, vcpu)
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
-                deadline = self._turn_deadline(vcpu)
+                deadline = self._turn_deadline(vcpu, others_min)
                 if self.shared[p] and same_turn:
                     deadline = min(deadline, self.owner[p][1])   # the same turn goes on
                 vcpu.cpu.st.turn_deadline = min(deadline, vmm_at)
@@ -122,8 +138,13 @@ class Scheduler:
                 vcpu.cpu.st.turn_deadline = vmm_at
             fm = vcpu.fast_mmio
             if fm is not None:
-                # (a lone vCPU's turns are never "the same": their count orders nothing)
-                self._arm(fm, vcpu, p, t, vmm_at, deadline, direct and (same_turn or len(self.entries) == 1))
+                # What the engine needs to serve an exit of this vCPU exactly as this loop
+                # would go on after it (host_kernel/fast_mmio.py): the vCPU stays picked
+                # while it is behind every other one, its turn's deadline follows its time.
+                # (A lone vCPU's turns are never "the same": their count orders nothing.)
+                fm.arm(vcpu, pick_bound=pick_bound, vmm_at=vmm_at, multi=len(self.entries) > 1,
+                       others_min=others_min, quantum=self.quantum, shared=self.shared[p], owner_deadline=deadline,
+                       direct=direct and (same_turn or len(self.entries) == 1))
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None
@@ -140,20 +161,6 @@ class Scheduler:
         for m in self.machines:
             if not m.vm.finished:
                 m.finish("all-off")
-
-    def _arm(self, fm, vcpu, p: int, t: int, vmm_at: int, deadline: int, direct: bool) -> None:
-        """What the engine needs to serve an exit of `vcpu` exactly as this loop would
-        go on after it (host_kernel/fast_mmio.py): this vCPU stays picked while it is
-        behind every other one, and its turn's deadline follows its time."""
-        pick_bound, others_min = NEVER, NEVER
-        for _, v in self._live():
-            if v is vcpu:
-                continue
-            pick_bound = min(pick_bound, v.cpu.cycles if v.blocked_until is None else v.blocked_until)
-            if self.pcpu_of[id(v)] != p and v.blocked_until is None:
-                others_min = min(others_min, v.cpu.cycles)
-        fm.arm(vcpu, pick_bound=pick_bound, vmm_at=vmm_at, multi=len(self.entries) > 1, others_min=others_min,
-               quantum=self.quantum, shared=self.shared[p], owner_deadline=deadline, direct=direct)
 
     def _after(self, m, vcpu, run) -> None:
         r = run.exit_reason

@@ -81,6 +81,7 @@ struct av_cpu {
      * fm_c1[WnR] cycles from the trap to the device access and fm_c2[WnR] from there to
      * the guest's re-entry: what the Python path charged for that exit (learned from it,
      * engine/fastmmio.py), served only while that path would do nothing else. */
+    uint64_t fm_tag;           /* which device and learned charges the fields below were set for */
     uint64_t fm_armed;         /* the host scheduler's window below holds (cleared by any slow exit) */
     uint64_t fm_quiet;         /* the vCPU's vGIC and timers have nothing to do on an exit */
     uint64_t fm_check;         /* verify instead of serve: flag fm_would and decline */

@@ -71,21 +71,23 @@ class FastMmio:
         """The scheduler's window for this run of `vcpu` (see Scheduler.run); `direct`:
         the scheduler went straight back to this vCPU after its last exit, nothing between."""
         st = vcpu.cpu.st
-        self._verify_scheduled(vcpu, direct)
+        if vcpu.fm_learn is not None:
+            self._verify_scheduled(vcpu, direct)
         if self.mode == "off" or not self._usable(vcpu):
             st.fm_armed = 0
             return
-        st.fm_check = self.mode == "check"
-        st.fm_base, st.fm_size = self.base, self.size
-        for wnr in (0, 1):
-            st.fm_c1[wnr], st.fm_c2[wnr] = self.memo.get(wnr, (0, 0))
-        st.fm_clear_monitor = int(self.vm.host.shared)
-        st.fm_pick_bound, st.fm_vmm_at, st.fm_multi = pick_bound, vmm_at, int(multi)
-        st.fm_others_min, st.fm_quantum, st.fm_shared = others_min, quantum, int(shared)
-        st.fm_owner_deadline = owner_deadline
-        fr_ok, st.fr_value, listening, st.fr_limit, dr_ok = self.device.fast_flags()
-        st.fr_ok, st.fr_listening, st.dr_ok = int(fr_ok), int(listening), int(dr_ok)
-        st.dev_empty_reads, st.dev_tx_written, st.tx_len = self.device.empty_reads, 0, 0
+        tag = id(self) << 2 | len(self.memo)          # what this pCPU's struct was last set up for
+        if st.fm_tag != tag:
+            st.fm_tag = tag
+            st.fm_check = self.mode == "check"
+            st.fm_base, st.fm_size = self.base, self.size
+            for wnr in (0, 1):
+                st.fm_c1[wnr], st.fm_c2[wnr] = self.memo.get(wnr, (0, 0))
+            st.fm_multi, st.fm_quantum, st.fm_shared = multi, quantum, shared
+        st.fm_pick_bound, st.fm_vmm_at, st.fm_others_min, st.fm_owner_deadline = (
+            pick_bound, vmm_at, others_min, owner_deadline)
+        st.fr_ok, st.fr_value, st.fr_listening, st.fr_limit, st.dr_ok = self.device.fast_flags()
+        st.dev_empty_reads = self.device.empty_reads
         st.fm_armed = 1
         vcpu.fm_pushed = True
 

@@ -298,7 +298,7 @@ class Vcpu:
     def run(self) -> KvmRun:
         led = self.ledger
         self.on_pending = False
-        self.lowvisor.clear_monitor = self.vm.host.shared
+        self.lowvisor.clear_monitor = self.cpu.st.fm_clear_monitor = self.vm.host.shared
         if self.paused:                     # the same guest continues on its pCPU
             self.paused = False
             self.kvm_run = KvmRun()

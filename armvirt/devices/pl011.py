@@ -235,9 +235,10 @@ class Pl011:
         while nothing else touches the device: a read of UARTFR then only counts an empty
         read (or resets the count; the line may start at POLL_READS of them), and a write
         of UARTDR sends the character, sets TXRIS and leaves the interrupt level as it is."""
-        listening = self._listening()
+        imsc = self.regs[UARTIMSC]
+        listening = bool(imsc & (INT_RX | INT_RT))
         limit = POLL_READS if not listening and self._can_send() else NEVER
-        dr_ok = bool((self.ris | INT_TX) & self.regs[UARTIMSC]) == self.level
+        dr_ok = bool((self.ris | INT_TX) & imsc) == self.level
         return not self.fifo, self._flags(), listening, limit, dr_ok
 
     def fast_fold(self, empty_reads: int, last_tx: int, tx_written: bool, sent: bytes) -> None:
