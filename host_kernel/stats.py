@@ -63,7 +63,8 @@ class ExitStats:
             stat = self.by_reason[reason] = ExitStat()
         stat.add_many(cycles, n)
         if self.listener is not None:
-            self.listener()
+            for _ in range(n):                     # after each sample, as documented
+                self.listener()
 
     def rows(self) -> list[dict]:
         n = sum(s.count for s in self.by_reason.values()) or 1
