@@ -16,6 +16,7 @@ from armvirt.profile import CostProfile
 from engine.ledger import USER
 from engine.trace import NULL, Tracer
 from host_kernel import psci
+from host_kernel.fast_mmio import FastMmio
 from host_kernel.kvm import Clocking, Host
 from host_kernel.mmio import MmioBus
 from armvirt.scheduler import Scheduler
@@ -192,6 +193,10 @@ class Machine:
         npc = len(self.host.pcpus)
         first = sum(len(v.vcpus) for v in self.host.vms if v is not vm)
         self.vcpus = [vm.create_vcpu(mpidr, pcpu=(first + i) % npc) for i, mpidr in enumerate(self.mpidrs)]
+        # the UART's polled registers: served in the engine while nothing else would happen
+        self.fast_mmio = FastMmio(vm, layout.UART_BASE, layout.UART_SIZE, self.uart)
+        for v in self.vcpus:
+            v.fast_mmio = self.fast_mmio
         self.resets = 0
         self.reason, self.message = "", ""
         self._load()
@@ -241,6 +246,8 @@ class Machine:
                 dev.write(off, acc.size, acc.data, self.now)
             else:
                 acc.data = dev.read(off, acc.size, self.now)
+            if dev is self.uart:
+                self.fast_mmio.accessed(vcpu, acc, self.now)
         except DeviceError as e:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)

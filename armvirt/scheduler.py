@@ -33,6 +33,7 @@ class Scheduler:
         self.turns = 0
         self.lookahead = host.lookahead
         self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
+        self._last_run, self._vmm_ran = None, False   # for the exits the engine serves
 
     def _live(self):
         for m, v in self.entries:
@@ -45,9 +46,9 @@ class Scheduler:
         owner = self.owner.get(p)
         return owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
 
-    def _pick(self):
+    def _pick(self, live):
         best, best_key = None, None
-        for m, v in self._live():
+        for m, v in live:
             t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
             p = self.pcpu_of[id(v)]
             owner = self.owner.get(p)
@@ -58,20 +59,32 @@ class Scheduler:
                 best, best_key = (m, v), key
         return best, (best_key[0] if best_key else None)
 
-    def _others(self, vcpu) -> list[int]:
+    def _others(self, live, vcpu) -> tuple[int, int]:
+        """(the earliest time of another live vCPU, blocked ones at their wake-up; the
+        earliest time of a running vCPU on another pCPU), NEVER where there is none."""
         mine = self.pcpu_of[id(vcpu)]
-        return [v.cpu.cycles for _, v in self._live() if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
+        pick_bound, others_min = NEVER, NEVER
+        for _, v in live:
+            if v is vcpu:
+                continue
+            if v.blocked_until is None:
+                c = v.cpu.cycles
+                pick_bound = min(pick_bound, c)
+                if self.pcpu_of[id(v)] != mine:
+                    others_min = min(others_min, c)
+            else:
+                pick_bound = min(pick_bound, v.blocked_until)
+        return pick_bound, others_min
 
-    def _turn_deadline(self, vcpu) -> int:
+    def _turn_deadline(self, vcpu, others_min: int) -> int:
         """A quantum past the slowest other pCPU that still has a vCPU running."""
-        return min([vcpu.cpu.cycles] + self._others(vcpu)) + self.quantum
+        return min(vcpu.cpu.cycles, others_min) + self.quantum
 
-    def _sync_point(self, vcpu) -> int:
+    def _sync_point(self, vcpu, others_min: int) -> int:
         """No more than the host's lookahead past the slowest other running pCPU, so that a
         kick (a physical SGI) from it never arrives in this one's past (Host.lookahead).
         The vCPU pauses there within its turn: no scheduler tick, no preemption."""
-        others = self._others(vcpu)
-        return min([vcpu.cpu.cycles] + others) + self.lookahead if others else NEVER
+        return NEVER if others_min == NEVER else min(vcpu.cpu.cycles, others_min) + self.lookahead
 
     def _vmm_next(self):
         """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""
@@ -85,7 +98,8 @@ class Scheduler:
 
     def run(self) -> None:
         while True:
-            pick, t = self._pick()
+            live = list(self._live())
+            pick, t = self._pick(live)
             if pick is None:
                 break
             ev = self._vmm_next()
@@ -93,6 +107,7 @@ class Scheduler:
                 # The VMM's I/O thread runs on a host CPU of its own: its event happens at
                 # its own virtual time, before any vCPU runs past it.
                 ev[1].vmm_event(ev[0], t)
+                self._vmm_ran = True
                 continue
             m, vcpu = pick
             if t == NEVER:
@@ -102,6 +117,7 @@ class Scheduler:
                 break
             p = self.pcpu_of[id(vcpu)]
             other = self.loaded.get(p)
+            direct = self._last_run is vcpu and not self._vmm_ran and other is vcpu and vcpu.blocked_until is None
             if other is not vcpu:                 # the pCPU changes hands
                 if other is not None and other.paused:
                     other.preempt()               # the scheduler tick: exit, switch
@@ -120,17 +136,33 @@ class Scheduler:
                 self.turns += 1
                 self.last_turn[id(vcpu)] = self.turns
             vmm_at = NEVER if ev is None else ev[0]
+            deadline = NEVER
+            pick_bound, others_min = self._others(live, vcpu)
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
-                deadline = self._turn_deadline(vcpu)
+                deadline = self._turn_deadline(vcpu, others_min)
                 if self.shared[p] and same_turn:
                     deadline = min(deadline, self.owner[p][1])   # the same turn goes on
-                vcpu.cpu.st.turn_deadline = min(deadline, self._sync_point(vcpu), vmm_at)
+                vcpu.cpu.st.turn_deadline = min(deadline, self._sync_point(vcpu, others_min), vmm_at)
                 self.owner[p] = (vcpu, deadline)
             else:                                 # ... or until the VMM's next event
                 vcpu.cpu.st.turn_deadline = vmm_at
+            fm = vcpu.fast_mmio
+            if fm is not None:
+                # What the engine needs to serve an exit of this vCPU exactly as this loop
+                # would go on after it (host_kernel/fast_mmio.py): the vCPU stays picked
+                # while it is behind every other one, its turn's deadline follows its time.
+                # (A lone vCPU's turns are never "the same": their count orders nothing.)
+                fm.arm(vcpu, pick_bound=pick_bound, vmm_at=vmm_at, multi=len(self.entries) > 1,
+                       others_min=others_min, quantum=self.quantum, lookahead=self.lookahead, shared=self.shared[p], owner_deadline=deadline,
+                       direct=direct and (same_turn or len(self.entries) == 1))
             m.vm.running = vcpu
             run = vcpu.run()
             m.vm.running = None
+            self._last_run, self._vmm_ran = vcpu, False
+            if fm is not None:
+                moved = fm.pull(vcpu)
+                if moved is not None and len(self.entries) > 1:
+                    self.owner[p] = (vcpu, moved)
             self._after(m, vcpu, run)
             if m.cfg.stop_at_init and m.vm.first_el0 is not None and not m.vm.finished:
                 m.finish("init", "the guest reached user space")

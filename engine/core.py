@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import weakref
 from typing import Callable, Optional
 
 import unicorn
@@ -18,6 +19,7 @@ from unicorn import arm64_const as A
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 from engine import aarch64
+from engine import excrecord
 from engine.excrecord import ExceptionRecord
 from engine.fastpath import ffi, lib
 from engine.regbank import RegBank
@@ -44,6 +46,22 @@ class EngineFault(RuntimeError):
     """The engine stopped on something that is armvirt's bug, not the guest's."""
 
 
+_INTR = weakref.WeakValueDictionary()   # the av_cpu struct's address -> its PhysicalCpu
+
+
+@ffi.def_extern()
+def av_py_intr(_uc, intno, ud):
+    """av_intr_hook's way into Python for the exceptions it does not serve.  A Python
+    exception stops the engine and is raised by emu_start, as the binding's own hooks do."""
+    cpu = _INTR[int(ffi.cast("uintptr_t", ud))]
+    try:
+        cpu._on_intr(intno)
+    except BaseException as e:
+        if cpu.uc._hook_exception is None:
+            cpu.uc._hook_exception = e
+        cpu.uc.emu_stop()
+
+
 class PhysicalCpu:
     def __init__(self, index: int, *, cpi: int, cnt_mul: int, cnt_div: int, cntfrq: int,
                  model: int = A.UC_CPU_ARM64_A57):
@@ -62,13 +80,20 @@ class PhysicalCpu:
         st.ic_lo, st.ic_hi = NEVER, 0
         self.ic_range = (0, 0)                 # the VAs of the IC IVAU last taken (take_maintenance)
         self._pa = ctypes.c_uint64()
+        self._pc = ctypes.c_uint64()
         self._hooks = []
         self._add_c_hook(unicorn.UC_HOOK_BLOCK, lib.av_block_hook)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_mrs_hook, A.UC_ARM64_INS_MRS)
         self._add_c_hook(unicorn.UC_HOOK_INSN, lib.av_msr_hook, A.UC_ARM64_INS_MSR)
         self.notes_maintenance = False         # the SYS hook: see note_maintenance()
+        # Every exception reaches the fast path's INTR hook, which serves the hot PL011
+        # accesses itself (engine/fastmmio.py) and hands the rest to _on_intr with the
+        # core's exception record read into st.rec_*.
         self.exc = ExceptionRecord(self.uc)
-        self.uc.hook_add(unicorn.UC_HOOK_INTR, self._on_intr)
+        st.intr_ctx = self.exc.address
+        st.rec_off, st.excl_off = excrecord.offsets()
+        _INTR[int(ffi.cast("uintptr_t", st))] = self
+        self._add_c_hook(unicorn.UC_HOOK_INTR, lib.av_intr_hook)
         self.el2_vector: Optional[EL2Vector] = None
         # GICv3 CPU interface: icc_handler(key, is_read, value) -> value read, or ICC_TRAP.
         self.icc_handler: Optional[Callable[[int, bool, int], object]] = None
@@ -108,12 +133,12 @@ class PhysicalCpu:
             raise EngineFault(f"uc_hook_add({htype}) failed: {err}")
         self._hooks.append(h)
 
-    def _on_intr(self, uc, intno: int, _ud) -> None:
-        syndrome, vaddress, target_el = self.exc.read()
+    def _on_intr(self, intno: int) -> None:
+        st = self.st
+        syndrome, vaddress, target_el = st.rec_syndrome, st.rec_vaddress, st.rec_target_el
         self._pcs.read(self.uch)
         pc, pstate = self._pcs[0], self._pcs[1]
         self.retire_before(pc)
-        st = self.st
         if self._in_stub:
             self.fault = EngineFault(f"exception {EXCP_NAMES.get(intno, intno)} in the CLREX stub "
                                      f"at pc={pc:#x} (ESR {syndrome:#x})")
@@ -137,6 +162,7 @@ class PhysicalCpu:
         """An ICC_* access, UNDEFINED in the core: the GIC's CPU interface answers it
         (ICV_* with HCR_EL2.IMO set) or it traps to EL2 (EC 0x18), at this instruction."""
         st = self.st
+        st.fm_quiet = 0                              # the vGIC state moves: no exit is served in C
         key, is_read, rt, value, esr = st.icc_key, bool(st.icc_is_read), st.icc_rt, st.icc_value, st.icc_esr
         st.icc_key = 0
         result = self.icc_handler(key, is_read, value)
@@ -285,8 +311,16 @@ class PhysicalCpu:
         """A hardware device on the physical bus: the guest reaches it through stage 2
         with no trap (the GICv2 virtual CPU interface).  read(offset, size) -> value,
         write(offset, size, value)."""
-        self.uc.mmio_map(pa, size, lambda uc, off, sz, ud: read(off, sz), None,
-                         lambda uc, off, sz, val, ud: write(off, sz, val), None)
+        st = self.st
+
+        def on_read(uc, off, sz, ud):
+            st.fm_quiet = 0                  # the vGIC state moves: no exit is served in C
+            return read(off, sz)
+
+        def on_write(uc, off, sz, val, ud):
+            st.fm_quiet = 0
+            write(off, sz, val)
+        self.uc.mmio_map(pa, size, on_read, None, on_write, None)
 
     def flush_tlb(self) -> None:
         """uc_ctl_flush_tlb (not wrapped by the Python binding); it drops translated code too."""
@@ -386,7 +420,9 @@ class PhysicalCpu:
 
     # --- execution -----------------------------------------------------------
     def pc(self) -> int:
-        return self.uc.reg_read(A.UC_ARM64_REG_PC)
+        """PC, by a raw call (it is read on every resumed turn; the binding's costs ~3 us)."""
+        UC.uc_reg_read(self.uch, A.UC_ARM64_REG_PC, ctypes.byref(self._pc))
+        return self._pc.value
 
     def run(self, pc: int) -> None:
         """Execute from `pc` until something stops the engine (an EL2 exception, the limit)."""

@@ -36,6 +36,9 @@ class EngineMismatch(RuntimeError):
 
 
 _offset: int | None = None
+_excl_offset: int | None = None
+_PROBE_DATA = 0x2468               # LDXR's address in the monitor probe (8-byte aligned)
+LDXR_X1_X0, CLREX, NO_RESERVATION = 0xC85F7C01, 0xD503305F, 2**64 - 1
 
 
 def _calibrate() -> int:
@@ -61,17 +64,52 @@ def _calibrate() -> int:
     raise EngineMismatch("cannot find the exception record in the Unicorn context")
 
 
+def _context_blob(uc: unicorn.Uc) -> bytes:
+    ctx = uc.context_save()
+    return ctypes.string_at(ctypes.cast(ctx.context, ctypes.c_void_p).value, UC.uc_context_size(uc._uch))
+
+
+def _calibrate_monitor() -> int:
+    """The offset of the local exclusive monitor's address (QEMU env->exclusive_addr, -1
+    when no reservation is open) in the same blob: after an LDXR it holds the address,
+    after a CLREX -1 (ARM ARM B2.9: ClearExclusiveLocal)."""
+    uc = unicorn.Uc(unicorn.UC_ARCH_ARM64, unicorn.UC_MODE_ARM)
+    uc.mem_map(_PROBE_ADDR, 0x2000)
+    uc.mem_write(_PROBE_ADDR, struct.pack("<II", LDXR_X1_X0, CLREX))
+    uc.reg_write(unicorn.arm64_const.UC_ARM64_REG_X0, _PROBE_DATA)
+    uc.emu_start(_PROBE_ADDR, _PROBE_ADDR + 8, count=1)
+    held = _context_blob(uc)
+    uc.emu_start(_PROBE_ADDR + 4, _PROBE_ADDR + 8, count=1)
+    cleared = _context_blob(uc)
+    found = [off for off in range(0, len(held) - 7, 8)
+             if struct.unpack_from("<Q", held, off)[0] == _PROBE_DATA
+             and struct.unpack_from("<Q", cleared, off)[0] == NO_RESERVATION]
+    if len(found) != 1:
+        raise EngineMismatch(f"cannot find the exclusive monitor in the Unicorn context ({len(found)} candidates)")
+    return found[0]
+
+
+def offsets() -> tuple[int, int]:
+    """(exception record, exclusive monitor address) offsets in a uc_context, calibrated once."""
+    global _offset, _excl_offset
+    if _offset is None:
+        _offset = _calibrate()
+    if _excl_offset is None:
+        _excl_offset = _calibrate_monitor()
+    return _offset, _excl_offset
+
+
 class ExceptionRecord:
-    """Reads the core's exception record of one engine instance (~1 us)."""
+    """The core's exception record of one engine instance: a uc_context the fast path's
+    INTR hook saves into (engine/fastpath.c av_intr_hook), and read() for Python (~1 us)."""
 
     def __init__(self, uc: unicorn.Uc):
-        global _offset
-        if _offset is None:
-            _offset = _calibrate()
+        offsets()
         self._uch = uc._uch
         self._ctx = uc.context_save()
         self._ctxp = self._ctx.context
-        self._rec = _Rec.from_address(ctypes.cast(self._ctxp, ctypes.c_void_p).value + _offset)
+        self.address = ctypes.cast(self._ctxp, ctypes.c_void_p).value
+        self._rec = _Rec.from_address(self.address + _offset)
 
     def read(self) -> tuple[int, int, int]:
         """(syndrome, vaddress, target_el) of the exception being reported."""

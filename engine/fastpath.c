@@ -358,3 +358,140 @@ int av_clear_exclusive(uc_engine *uc, struct av_cpu *c, uint64_t stub_pa, uint32
     *c = saved;
     return err;
 }
+
+/* --- exceptions: the INTR hook ------------------------------------------------------ */
+
+extern void av_py_intr(void *uc, uint32_t intno, void *ud);
+
+static uc_arm64_reg xreg_id(unsigned n)
+{
+    if (n <= 28) return UC_ARM64_REG_X0 + n;
+    return n == 29 ? UC_ARM64_REG_X29 : UC_ARM64_REG_X30;
+}
+
+#define UART_DR 0x000
+#define UART_FR 0x018
+#define NEVER_CYCLES UINT64_MAX
+
+static inline uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* A data abort (EC 0x24, ISV = 1, stage-2 translation fault) on the PL011's page, for
+ * UARTFR read or UARTDR write, while the Python path would only do that access:
+ * served here (engine/fastmmio.py says when, and what it costs).  Returns 1 if served. */
+static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far)
+{
+    uint64_t pc = 0, hpfar, ipa, off, t_trap, t_dev, t_entry, retired;
+    uint32_t pstate = 0;
+    unsigned wnr, size, srt;
+    if (!c->fm_armed || !c->fm_quiet || c->dbg_active || c->el0_seen || c->maint || c->vi_asserted
+        || c->timer_masked)
+        return 0;
+    if ((esr >> 26) != 0x24 || !(esr >> 24 & 1) || (esr >> 7 & 1) || ((esr & 0x3C) != 0x04))
+        return 0;                                  /* not EC DABT_LOW, ISV=0, S1PTW, or not translation */
+    wnr = esr >> 6 & 1;
+    size = 1u << (esr >> 22 & 3);
+    srt = esr >> 16 & 31;
+    if (size == 8)
+        return 0;
+    if (c->fm_clear_monitor &&
+        *(uint64_t *)((char *)(uintptr_t)c->intr_ctx + c->excl_off) != UINT64_MAX)
+        return 0;                                  /* a reservation is open: the entry clears it */
+    uc_arm64_cp_reg hp = {.crn = 6, .crm = 0, .op0 = 3, .op1 = 4, .op2 = 4};   /* HPFAR_EL2 */
+    uc_reg_read(uc, UC_ARM64_REG_CP_REG, &hp);
+    hpfar = hp.val;
+    ipa = ((hpfar >> 4) << 12) | (far & 0xFFF);
+    if (ipa < c->fm_base || ipa - c->fm_base >= c->fm_size)
+        return 0;
+    off = ipa - c->fm_base;
+    if (wnr ? !(off == UART_DR && c->dr_ok && c->tx_len < sizeof c->tx_buf)
+            : !(off == UART_FR && c->fr_ok && (c->fr_listening || c->dev_empty_reads + 1 < c->fr_limit)))
+        return 0;
+    uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
+    retired = retired_before(c, pc);
+    t_trap = retired * c->cpi + c->charged;
+    if (!c->fm_c1[wnr]) {                          /* not learned yet: Python takes it, and learns */
+        c->fm_would = 1 + wnr;
+        c->fm_would_trap = t_trap;
+        return 0;
+    }
+    t_dev = t_trap + c->fm_c1[wnr];
+    t_entry = t_dev + c->fm_c2[wnr];
+    if (t_dev >= c->fm_pick_bound || t_dev >= c->turn_deadline || t_dev >= c->fm_vmm_at ||
+        t_entry >= c->timer_deadline || t_entry >= c->host_deadline)
+        return 0;                                  /* the scheduler, a timer or the VMM acts in between */
+    /* The scheduler's next turn deadline (armvirt/scheduler.py Scheduler.run). */
+    uint64_t deadline = c->fm_owner_deadline, turn = c->fm_vmm_at;
+    if (c->fm_multi) {
+        deadline = min_u64(t_dev, c->fm_others_min) + c->fm_quantum;
+        if (c->fm_shared)
+            deadline = min_u64(deadline, c->fm_owner_deadline);
+        turn = min_u64(deadline, c->fm_vmm_at);
+        if (c->fm_others_min != NEVER_CYCLES)      /* the sync point: a lookahead past the slowest */
+            turn = min_u64(turn, min_u64(t_dev, c->fm_others_min) + c->fm_lookahead);
+    }
+    if (c->fm_check) {
+        c->fm_would = 3 + wnr;
+        c->fm_would_trap = t_trap;
+        c->fm_would_deadline = turn;
+        return 0;
+    }
+    uc_reg_read(uc, UC_ARM64_REG_PSTATE, &pstate);
+    /* The device (armvirt/devices/pl011.py Pl011.read/write for these registers). */
+    if (wnr) {
+        uint64_t v = 0;
+        if (srt != 31)
+            uc_reg_read(uc, xreg_id(srt), &v);
+        c->tx_buf[c->tx_len++] = (uint8_t)v;
+        c->dev_tx_written = 1;
+        c->dev_last_tx = t_dev;
+        c->dev_empty_reads = 0;
+    } else {
+        /* complete_read_value: SSE sign-extends to 32 or 64 bits (SF) */
+        uint64_t v = c->fr_value & ((1ull << (8 * size)) - 1);
+        if ((esr >> 21 & 1) && (v >> (8 * size - 1))) {
+            v -= 1ull << (8 * size);
+            if (!(esr >> 15 & 1))
+                v &= 0xFFFFFFFFull;
+        }
+        c->dev_empty_reads = c->fr_listening ? 0 : c->dev_empty_reads + 1;
+        if (srt != 31)
+            uc_reg_write(uc, xreg_id(srt), &v);
+    }
+    /* The access retires; time moves as the Python path moves it. */
+    c->insns = retired + 1;
+    c->block_start = c->block_end = 0;
+    c->charged += c->fm_c1[wnr] + c->fm_c2[wnr] - c->cpi;
+    c->fm_owner_deadline = deadline;
+    c->turn_deadline = turn;
+    c->fm_n[wnr]++;
+    c->fm_last_wnr = wnr;
+    c->fm_last_trap = t_trap;
+    c->fm_last_entry = t_entry;
+    c->fm_last_esr = esr;
+    c->fm_last_far = far;
+    c->fm_last_hpfar = hpfar;
+    c->fm_last_elr = pc;
+    c->fm_last_pstate = pstate;
+    pc += 4;
+    uc_reg_write(uc, UC_ARM64_REG_PC, &pc);
+    return 1;
+}
+
+/* Unicorn reports a synchronous exception (or an interrupt) with its number only; the
+ * syndrome is in the core's exception record (engine/excrecord.py). */
+void av_intr_hook(uc_engine *uc, uint32_t intno, void *ud)
+{
+    struct av_cpu *c = ud;
+    uc_context *ctx = (uc_context *)(uintptr_t)c->intr_ctx;
+    uc_context_save(uc, ctx);
+    const char *rec = (const char *)ctx + c->rec_off;
+    uint32_t syndrome = *(const uint32_t *)rec;
+    uint64_t vaddress = *(const uint64_t *)(rec + 8);
+    uint32_t target_el = *(const uint32_t *)(rec + 16);
+    if (intno == 4 && target_el == 2 && fast_mmio(uc, c, syndrome, vaddress))
+        return;
+    c->rec_syndrome = syndrome;
+    c->rec_vaddress = vaddress;
+    c->rec_target_el = target_el;
+    av_py_intr(uc, intno, ud);
+}

@@ -66,4 +66,46 @@ struct av_cpu {
     uint64_t dbg_resume_pc;    /*   its re-entry at dbg_resume_pc is that block going on */
     uint64_t dbg_resume_end;   /*   (it ended at dbg_resume_end) */
     uint64_t dbg_reshaped;     /* re-entries whose block ended elsewhere: boundaries moved */
+    /* Every exception reaches av_intr_hook first.  It reads the core's exception record
+     * (engine/excrecord.py: a uc_context at intr_ctx, the record at rec_off, the local
+     * exclusive monitor's address at excl_off) and either serves a hot PL011 access
+     * itself (engine/fastmmio.py) or hands the exception to Python with rec_*. */
+    uint64_t intr_ctx;
+    uint64_t rec_off;
+    uint64_t excl_off;
+    uint64_t rec_syndrome;
+    uint64_t rec_vaddress;
+    uint64_t rec_target_el;
+    /* A data abort on the PL011's IPA page served here: the whole exit (EL2 entry, world
+     * switch, highvisor, KVM_EXIT_MMIO to the VMM, device, KVM_RUN, entry) is charged
+     * fm_c1[WnR] cycles from the trap to the device access and fm_c2[WnR] from there to
+     * the guest's re-entry: what the Python path charged for that exit (learned from it,
+     * engine/fastmmio.py), served only while that path would do nothing else. */
+    uint64_t fm_tag;           /* which device and learned charges the fields below were set for */
+    uint64_t fm_armed;         /* the host scheduler's window below holds (cleared by any slow exit) */
+    uint64_t fm_quiet;         /* the vCPU's vGIC and timers have nothing to do on an exit */
+    uint64_t fm_check;         /* verify instead of serve: flag fm_would and decline */
+    uint64_t fm_clear_monitor; /* guest entry clears the local monitor: serve only if it is clear */
+    uint64_t fm_base, fm_size; /* the device's IPA range */
+    uint64_t fm_c1[2], fm_c2[2];   /* 0: not learned yet */
+    uint64_t fm_pick_bound;    /* the scheduler keeps this vCPU only if the access is before this */
+    uint64_t fm_vmm_at;        /* the VMM's next timed event */
+    uint64_t fm_multi;         /* more than one vCPU: the turn deadline follows the access time */
+    uint64_t fm_others_min;    /* the earliest other pCPU's running vCPU (NEVER: none) */
+    uint64_t fm_quantum;
+    uint64_t fm_lookahead;     /* the host's lookahead (armvirt/scheduler.py _sync_point) */
+    uint64_t fm_shared;        /* the pCPU carries several vCPUs: the turn's end is kept */
+    uint64_t fm_owner_deadline;
+    uint64_t fr_ok, fr_value, fr_listening;   /* UARTFR reads: served, their value, RX interrupts unmasked, */
+    uint64_t fr_limit;                        /*   the empty-read count they must stay below */
+    uint64_t dr_ok;                           /* UARTDR writes: served (the interrupt level stays) */
+    uint64_t dev_empty_reads, dev_last_tx, dev_tx_written;   /* the device state the served accesses move */
+    uint64_t fm_n[2];          /* exits served, per WnR */
+    uint64_t fm_last_wnr, fm_last_trap, fm_last_entry;
+    uint64_t fm_last_esr, fm_last_far, fm_last_hpfar, fm_last_elr, fm_last_pstate;
+    uint64_t fm_would;         /* an exit Python takes for the fast path to learn (1 + WnR) or */
+                               /* check (fm_check: 3 + WnR, fm_would_deadline set) */
+    uint64_t fm_would_trap, fm_would_deadline;
+    uint64_t tx_len;
+    uint8_t tx_buf[4096];      /* characters written, for the -serial backend in order */
 };

@@ -33,6 +33,8 @@ uint32_t av_mrs_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_sys_hook(void *uc, int reg, void *cp, void *ud);
 int av_clear_exclusive(void *uc, struct av_cpu *c, uint64_t stub_pa, uint32_t stub_pstate, uint64_t lines);
+void av_intr_hook(void *uc, uint32_t intno, void *ud);
+extern "Python+C" void av_py_intr(void *uc, uint32_t intno, void *ud);
 """)
 ffibuilder.set_source(
     "engine._fastpath", SOURCE,

@@ -81,6 +81,11 @@ class Vcpu:
             vm.vgic.map_hw(index, VTIMER_INTID, VTIMER_INTID)
         self.blocked_cycles = 0
         self.last_exit = None              # the Exit __kvm_vcpu_run returned last (for debuggers)
+        self.loads = 0                     # vcpu_load/put, preemptions, wake-ups: the pCPU's time moved
+        # host_kernel/fast_mmio.py: exits the engine serves (the VMM sets fast_mmio)
+        self.fast_mmio = None
+        self.fm_pushed = self.fm_moved = self.fm_entry_quiet = False
+        self.fm_learn = None
         self.ctx = self._reset_context()
         # host event sources standing in for hardware while the vCPU is out or blocked
         self.sgi = PhysicalSgi(self)       # a kick from another pCPU while this vCPU runs
@@ -304,6 +309,7 @@ class Vcpu:
             self.cpu.advance_idle(at - now)
             self.blocked_cycles += at - now
         self.blocked_until = None
+        self.loads += 1
         if self.woken_not_asleep:            # its pCPU never went idle: nothing wakes it
             self.woken_not_asleep = False
             self.ledger.note(HIGHVISOR, ipi.NOT_ASLEEP, 0)
@@ -333,7 +339,7 @@ class Vcpu:
     def run(self) -> KvmRun:
         led = self.ledger
         self.on_pending = False
-        self.lowvisor.clear_monitor = self.vm.host.shared
+        self.lowvisor.clear_monitor = self.cpu.st.fm_clear_monitor = self.vm.host.shared
         if self.paused:                     # the same guest continues on its pCPU
             self.paused = False
             self.kvm_run = KvmRun()
@@ -369,8 +375,14 @@ class Vcpu:
                 return self.kvm_run
 
     def _enter(self, resume: bool = False):
-        """__kvm_vcpu_run; afterwards, whether the guest reached user space in that run."""
+        """__kvm_vcpu_run; afterwards, the exits the engine served meanwhile, and whether
+        the guest reached user space in that run."""
+        fm = self.fast_mmio
+        if fm is not None:
+            fm.enter(self)
         ex = self.lowvisor.run(self.ctx, resume)
+        if fm is not None:
+            fm.exited(self, ex)
         first = self.cpu.take_first_el0()
         if first is not None:
             self.vm.note_first_el0(self, *first)
@@ -382,6 +394,7 @@ class Vcpu:
             return
         self.loaded = True
         self._fp_at_load = self.ctx.fp.snapshot()
+        self.loads += 1
         self.lowvisor.ws.vcpu_load()
 
     def vcpu_put(self) -> None:
@@ -389,6 +402,7 @@ class Vcpu:
         if not self.loaded:
             return
         self.loaded = False
+        self.loads += 1
         self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.snapshot() != self._fp_at_load)
 
     def preempt(self) -> None:
@@ -396,6 +410,7 @@ class Vcpu:
         mid-guest: the scheduler tick's IRQ exits it (charged: the exit, the host's IRQ
         handling, the switch out); it re-enters later by a full world switch."""
         self.paused = False
+        self.loads += 1
         self.cpu.st.host_deadline = 0            # the tick: a host interrupt is pending now
         self._handle(self.lowvisor.preempt(self.ctx))
         self.ledger.charge_named(HIGHVISOR, "need_resched: schedule() to another vCPU thread", "sched_switch")
@@ -409,9 +424,7 @@ class Vcpu:
 
     def _handle(self, ex) -> int:
         """After __kvm_vcpu_run returned: statistics, vGIC/timer sync, host IRQs, handle_exit."""
-        if self._pending_sample is not None:
-            name, t = self._pending_sample
-            self.stats.add(name, self.lowvisor.entered_at - t)
+        self.close_pending_sample()
         self.last_exit = ex
         self._sync()
         if ex.code == ARM_EXCEPTION_IRQ:          # the host takes it once it unmasks IRQs
@@ -424,6 +437,16 @@ class Vcpu:
                                     f"far={ex.far:#x} cycles={ex.t_trap}")
         self._pending_sample = (name, ex.t_trap) if name != "LIMIT" else None
         return handle_exit(self, ex, name)
+
+    def close_pending_sample(self) -> None:
+        """The last exit's sample ends at the entry that followed it."""
+        if self._pending_sample is not None:
+            name, t = self._pending_sample
+            self.stats.add(name, self.lowvisor.entered_at - t)
+            self._pending_sample = None
+
+    def open_sample(self, name: str, t_trap: int) -> None:
+        self._pending_sample = (name, t_trap)
 
     def finish(self) -> None:
         """Close the last exit's sample when the run ends (nothing re-enters the guest)."""

@@ -228,6 +228,28 @@ class Pl011:
             return self.regs[offset]
         raise DeviceError(f"PL011 read of offset {offset:#x}, which is no register")
 
+    # --- the registers the engine serves (host_kernel/fast_mmio.py) -------------------------
+    def fast_flags(self) -> tuple[bool, int, bool, int, bool]:
+        """(UARTFR reads may be served, the value they read, RX interrupts unmasked, the
+        count of empty reads a served one must stay below, UARTDR writes may be served),
+        while nothing else touches the device: a read of UARTFR then only counts an empty
+        read (or resets the count; the line may start at POLL_READS of them), and a write
+        of UARTDR sends the character, sets TXRIS and leaves the interrupt level as it is."""
+        imsc = self.regs[UARTIMSC]
+        listening = bool(imsc & (INT_RX | INT_RT))
+        limit = POLL_READS if not listening and self._can_send() else NEVER
+        dr_ok = bool((self.ris | INT_TX) & imsc) == self.level
+        return not self.fifo, self._flags(), listening, limit, dr_ok
+
+    def fast_fold(self, empty_reads: int, last_tx: int, tx_written: bool, sent: bytes) -> None:
+        """What the served accesses did: the characters, in order, then the state."""
+        for byte in sent:
+            self.console.put(byte)
+        self.empty_reads = empty_reads
+        if tx_written:
+            self.ris |= INT_TX
+            self.last_tx = last_tx
+
     def write(self, offset: int, size: int, value: int, now: int = 0) -> None:
         self.empty_reads = 0
         if offset == UARTDR:
