@@ -161,6 +161,10 @@ class PathSpec:
     peer: str | None = None   # a second VM on the same host (its image)
 
 
+# The bench-io paths: microbench.elf running only their three benchmarks (named in its
+# bootargs), one recording for the three.
+MICROBENCH_IO = (("smp", 2), ("append", "mmio_kernel io_out io_in"))
+
 PATHS = {
     "hypercall": PathSpec("hypercall", "hypercall.elf", last_tagged("hvc:0x4b000000"), "hypercall",
                           "guest HVC #0 of SMCCC function 0x4b000000, which no hypervisor implements: "
@@ -185,11 +189,11 @@ PATHS = {
     "mmio-kernel": PathSpec("mmio-kernel", "microbench.elf", last_tagged(f"mmio:{BENCH_IO_DOORBELL:#x}"),
                             "mmio_kernel", "guest write to the bench-io doorbell (an ioeventfd nobody waits "
                             "on): stage-2 fault, completed in the host kernel with no device model",
-                            (("smp", 2),)),
+                            MICROBENCH_IO),
     "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
-                       "I/O latency out: the guest's notify until the back end sees it", (("smp", 2),)),
+                       "I/O latency out: the guest's notify until the back end sees it", MICROBENCH_IO),
     "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
-                      "I/O latency in: a back-end event until the guest's handler runs", (("smp", 2),)),
+                      "I/O latency in: a back-end event until the guest's handler runs", MICROBENCH_IO),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),
