@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-OPERATIONS = ("hypercall", "gic_trap", "ipi", "eoi", "vm_switch", "io_out", "io_in",
+OPERATIONS = ("hypercall", "gic_trap", "ipi", "ipi_wfi", "eoi", "vm_switch", "io_out", "io_in",
               "mmio_user", "mmio_kernel", "ack_eoi")
 WORLD_SWITCH_GROUPS = ("GP registers", "FP/SIMD registers", "EL1 system registers",
                        "VGIC registers", "Timer registers", "EL2 configuration registers",

@@ -10,10 +10,13 @@ from importlib import resources
 
 from engine import layout
 from armvirt.console import Console
-from host_kernel.bench_io import BACKEND, REG_DOORBELL, REG_NOTIFY
+from host_kernel.bench_io import BACKEND_PCPU, RECEIVED, REG_DOORBELL, REG_NOTIFY
 from host_kernel.dom0 import BACKEND_SIDE
+from host_kernel import ipi
+from host_kernel.ipi import GIC
 
-BACK_END = (BACKEND, *BACKEND_SIDE)      # steps on the I/O back end's side (its own pCPU)
+# steps on the I/O back end's side (its own pCPU), and the SGIs between it and the vCPU's
+BACK_END = (*BACKEND_PCPU, *BACKEND_SIDE, GIC)
 from armvirt.machine import Machine, MachineConfig, RunResult, run_machines
 from armvirt.profile import CostProfile
 from engine.ledger import GUEST, HW, Segment
@@ -63,19 +66,49 @@ ACK_EOI_STEPS = (("GICV_IAR read", "GICV_EOIR write"), ("ICV read S3_0_C12_C12_0
 ACK_EOI_TRAPS = ((f"mmio:{GICC_IAR:#x}", f"mmio:{GICC_EOIR:#x}"), ("sys:ICC_IAR1_EL1", "sys:ICC_EOIR1_EL1"))
 
 
+SGI_DELIVERY = "GIC distributor: the SGI reaches"     # host_kernel/ipi.py send_steps
+
+
+def _kick(by_vcpu: list[list[Segment]], labels) -> tuple[list, int] | None:
+    """The sender's last segment whose SGI write carries one of `labels`, and the index of
+    its SGI's delivery (the ledgers of sender and receiver join there)."""
+    for seg in reversed(by_vcpu[0]):
+        w = next((i for i, st in enumerate(seg.steps)
+                  if "SGI to pCPU" in st.what and any(lb in st.what for lb in labels)), None)
+        if w is not None:
+            k = next((i for i in range(w, len(seg.steps)) if seg.steps[i].what.startswith(SGI_DELIVERY)), None)
+            if k is not None:
+                return seg.steps, k
+    return None
+
+
 def virtual_ipi(by_vcpu: list[list[Segment]]) -> list:
-    """vCPU0 sends an SGI (a trap) to vCPU1, asleep in WFI: the sender's path up to the
-    kick, then the receiver's from its wake-up to the first instruction of its handler."""
-    send = next((seg for seg in reversed(by_vcpu[0])
-                 if any(st.what == "kvm_vcpu_kick(vCPU1)" for st in seg.steps)), None)
+    """vCPU0 sends an SGI (a trap) to vCPU1, running (spinning with IRQs unmasked): the
+    sender's path up to its physical SGI reaching vCPU1's pCPU, then the receiver's IRQ
+    exit from that moment to the first instruction of its handler."""
+    send = _kick(by_vcpu, ipi.KICK.values())
     if send is None:
         return []
-    k = next(i for i, st in enumerate(send.steps) if st.what == "kvm_vcpu_kick(vCPU1)")
     for seg in reversed(by_vcpu[1]):
-        w = next((i for i, st in enumerate(seg.steps) if "vcpu_wake" in st.what), None)
+        cut = _virq_cut(seg.steps)
+        if seg.tag == "IRQ" and cut is not None and any(sgi in st.what for st in seg.steps
+                                                        for sgi in ipi.KICK_SGI.values()):
+            return send[0][:send[1] + 1] + seg.steps[:cut]
+    return []
+
+
+def virtual_ipi_wfi(by_vcpu: list[list[Segment]]) -> list:
+    """vCPU0 sends an SGI (a trap) to vCPU1, asleep in WFI: the sender's path up to its
+    physical SGI reaching vCPU1's idle pCPU, then the receiver's wake-up (out of WFI, its
+    scheduler, vcpu_load) to the first instruction of its handler."""
+    send = _kick(by_vcpu, ipi.WAKE.values())
+    if send is None:
+        return []
+    for seg in reversed(by_vcpu[1]):
+        w = next((i for i, st in enumerate(seg.steps) if "out of WFI" in st.what), None)
         cut = _virq_cut(seg.steps)
         if w is not None and cut is not None and cut > w:
-            return send.steps[:k + 1] + seg.steps[w:cut]
+            return send[0][:send[1] + 1] + seg.steps[w:cut]
     return []
 
 
@@ -130,23 +163,28 @@ def vm_switch(by_vcpu: list[list[Segment]]) -> list:
 
 
 def io_out(by_vcpu: list[list[Segment]]) -> list:
-    """The guest's notify (a store to bench-io NOTIFY) until the back end sees it."""
+    """The guest's notify (a store to bench-io NOTIFY) until the back end has it
+    (bench_io.RECEIVED: KVM's ioeventfd signalled, Xen's dom0 in its event-channel upcall)."""
     for seg in reversed(by_vcpu[0]):
         if seg.tag == f"mmio:{BENCH_IO_NOTIFY:#x}":
-            seen = max((i for i, st in enumerate(seg.steps) if st.where in BACK_END), default=None)
+            seen = next((i for i, st in enumerate(seg.steps) if RECEIVED in st.what), None)
             if seen is not None:
                 return seg.steps[:seen + 1]
     return []
 
 
 def io_in(by_vcpu: list[list[Segment]]) -> list:
-    """The back end sends an event until the first instruction of the guest's handler:
-    the back end's steps (on its own pCPU), then the vCPU's IRQ exit and re-entry."""
+    """The back end sends an event until the first instruction of the guest's handler,
+    the guest asleep in WFI: the back end's steps (on its own pCPU: the irqfd / event
+    channel and the wake-up of the vCPU's thread / unit), then the vCPU's idle pCPU out of
+    WFI, its scheduler, the entry and the vIRQ."""
     for seg in reversed(by_vcpu[0]):
         back = [st for st in seg.steps if st.where in BACK_END]
+        w = next((i for i, st in enumerate(seg.steps) if "out of WFI" in st.what and st.where not in BACK_END),
+                 None)
         cut = _virq_cut(seg.steps)
-        if seg.tag == "IRQ" and back and cut is not None:
-            return back + [st for st in seg.steps[:cut] if st.where not in BACK_END]
+        if seg.tag == "WFx" and back and w is not None and cut is not None and cut > w:
+            return back + [st for st in seg.steps[w:cut] if st.where not in BACK_END]
     return []
 
 
@@ -184,16 +222,29 @@ PATHS = {
                         "guest acknowledge + EOI of a pending interrupt (GICC_IAR then GICC_EOIR, or "
                         "ICC_IAR1_EL1 then ICC_EOIR1_EL1)"),
     "ipi": PathSpec("ipi", "ipi.elf", virtual_ipi, "ipi",
-                    "vCPU0 sends an SGI to vCPU1 asleep in WFI: trap, kick, wake-up, LR, vIRQ",
+                    "virtual IPI (ISCA'16): vCPU0 writes the SGI register, vCPU1 is running (spinning, "
+                    "IRQs unmasked) on another pCPU: trap, kick by a physical IPI, IRQ exit, LR, re-entry, vIRQ",
                     (("smp", 2),)),
+    "ipi-wfi": PathSpec("ipi-wfi", "ipi.elf", virtual_ipi_wfi, "ipi_wfi",
+                        "vCPU0 sends an SGI to vCPU1 asleep in WFI: trap, kick by a physical IPI to its idle "
+                        "pCPU, its scheduler, vcpu_load, LR, vIRQ",
+                        (("smp", 2),)),
     "mmio-kernel": PathSpec("mmio-kernel", "microbench.elf", last_tagged(f"mmio:{BENCH_IO_DOORBELL:#x}"),
                             "mmio_kernel", "guest write to the bench-io doorbell (an ioeventfd nobody waits "
                             "on): stage-2 fault, completed in the host kernel with no device model",
                             MICROBENCH_IO),
     "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
-                       "I/O latency out: the guest's notify until the back end sees it", MICROBENCH_IO),
+                       "I/O latency out (ISCA'16): the guest's notify (a store to bench-io NOTIFY) until the "
+                       "virtual device has the signal (the counter value it records); KVM: the host kernel's "
+                       "ioeventfd, signalled on the vCPU's own exit path; Xen: dom0, idle (its vCPU blocked), "
+                       "woken through Xen's scheduler, takes the event channel's virtual interrupt",
+                       MICROBENCH_IO),
     "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
-                      "I/O latency in: a back-end event until the guest's handler runs", MICROBENCH_IO),
+                      "I/O latency in (ISCA'16): the back end's notification until the guest's interrupt "
+                      "handler runs, the guest's vCPU asleep in WFI (waiting for its I/O): KVM: irqfd, "
+                      "kvm_vcpu_kick wakes the vCPU thread, an SGI to its idle pCPU, schedule(), entry, vIRQ; "
+                      "Xen: dom0's EVTCHNOP_send, vcpu_wake of the blocked domU vCPU, an SGI to its idle "
+                      "pCPU, schedule(), context switch, vIRQ", MICROBENCH_IO),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),

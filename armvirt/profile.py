@@ -18,7 +18,8 @@ REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_
             "gicc_mmio_write", "vgic_lr_populate", "vgic_lr_fold", "host_irq_entry", "timer_irq_handler",
             "maintenance_irq_handler", "host_event_handler", "vcpu_block", "vcpu_wakeup",
             "ich_sysreg_read", "ich_sysreg_write", "icv_sysreg_read", "icv_sysreg_write",
-            "ioeventfd_signal", "backend_wakeup", "irqfd_inject", "kick_ipi", "sched_switch",
+            "ioeventfd_signal", "irqfd_inject", "linux_ttwu", "backend_ring_read", "sched_switch",
+            "gicd_mmio_write", "gic_sgi_delivery", "icc_sysreg_read", "icc_sysreg_write",
             "ioeventfd_write")
 
 

@@ -31,6 +31,7 @@ class Scheduler:
         self.shared = {p: sum(1 for _, v in self.entries if self.pcpu_of[id(v)] == p) > 1
                        for p in range(len(host.pcpus))}
         self.turns = 0
+        self.lookahead = host.lookahead
         self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
 
     def _live(self):
@@ -49,17 +50,28 @@ class Scheduler:
         for m, v in self._live():
             t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
             p = self.pcpu_of[id(v)]
+            owner = self.owner.get(p)
+            if owner is not None and owner[0] is not v and owner[0].paused and self._in_turn(p, owner[0]):
+                continue                          # its pCPU's owner paused at a sync point, mid-turn
             key = (t, p, not self._in_turn(p, v), self.last_turn[id(v)], self.order[id(v)])
             if best_key is None or key < best_key:
                 best, best_key = (m, v), key
         return best, (best_key[0] if best_key else None)
 
+    def _others(self, vcpu) -> list[int]:
+        mine = self.pcpu_of[id(vcpu)]
+        return [v.cpu.cycles for _, v in self._live() if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
+
     def _turn_deadline(self, vcpu) -> int:
         """A quantum past the slowest other pCPU that still has a vCPU running."""
-        mine = self.pcpu_of[id(vcpu)]
-        others = [v.cpu.cycles for _, v in self._live()
-                  if self.pcpu_of[id(v)] != mine and v.blocked_until is None]
-        return min([vcpu.cpu.cycles] + others) + self.quantum
+        return min([vcpu.cpu.cycles] + self._others(vcpu)) + self.quantum
+
+    def _sync_point(self, vcpu) -> int:
+        """No more than the host's lookahead past the slowest other running pCPU, so that a
+        kick (a physical SGI) from it never arrives in this one's past (Host.lookahead).
+        The vCPU pauses there within its turn: no scheduler tick, no preemption."""
+        others = self._others(vcpu)
+        return min([vcpu.cpu.cycles] + others) + self.lookahead if others else NEVER
 
     def _vmm_next(self):
         """The earliest timed event of a VMM's user-space devices (UART line, RTC), or None."""
@@ -112,7 +124,7 @@ class Scheduler:
                 deadline = self._turn_deadline(vcpu)
                 if self.shared[p] and same_turn:
                     deadline = min(deadline, self.owner[p][1])   # the same turn goes on
-                vcpu.cpu.st.turn_deadline = min(deadline, vmm_at)
+                vcpu.cpu.st.turn_deadline = min(deadline, self._sync_point(vcpu), vmm_at)
                 self.owner[p] = (vcpu, deadline)
             else:                                 # ... or until the VMM's next event
                 vcpu.cpu.st.turn_deadline = vmm_at

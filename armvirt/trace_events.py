@@ -30,8 +30,9 @@ from engine.ledger import GUEST, Step
 from el2 import syndrome as syn
 from gic.lr import LR_STATE_PENDING, ListReg
 from gic.v3_hyp import lr_hw, lr_state, lr_vintid
-from host_kernel.bench_io import BACKEND
+from host_kernel.bench_io import BACKEND_PCPU
 from host_kernel.dom0 import BACKEND_SIDE
+from host_kernel.ipi import GIC
 
 
 @dataclass
@@ -347,12 +348,17 @@ class TraceWriter:
         dom0 = {}
 
         def worker_of(vcpu, where):
-            if where == BACKEND:
+            if where in BACKEND_PCPU:
                 key = id(vcpu.vm)
                 if key not in workers:
                     workers[key] = (Worker("the I/O back end"), vm_pid[key], "I/O back end (vhost, own pCPU)")
                 return workers[key][0]
-            if where in BACKEND_SIDE:
+            if where == GIC and vcpu.vm.host.design.name != "type1":   # an SGI between pCPUs
+                key = ("gic", id(vcpu.vm))
+                if key not in workers:
+                    workers[key] = (Worker("the GIC distributor"), vm_pid[id(vcpu.vm)], "GIC distributor (SGIs)")
+                return workers[key][0]
+            if where in BACKEND_SIDE or where == GIC:      # type 1: on dom0's side
                 if not dom0:
                     pid = self._process(f"{prefix}dom0", base + 99)
                     dom0["w"] = (Worker("dom0"), pid, "dom0 vCPU (own pCPU)")

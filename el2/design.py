@@ -156,7 +156,8 @@ XEN_PATHS = {
 }
 TYPE1_KEYS = tuple(sorted({k for k, _ in XEN_PATHS.values()} - {"vmm_mmio_dispatch", "user_mmio_device",
                                                                 "kvm_irq_line"}
-                          | {"xen_evtchn_send", "xen_ipi", "xen_dom0_upcall"}))
+                          | {"xen_evtchn_send", "xen_vgic_inject", "xen_sched_wake", "xen_runq_tickle",
+                             "xen_schedule", "evtchn_upcall"}))
 
 
 def configure_ledger(ledger, design: Design, dom0=None) -> None:

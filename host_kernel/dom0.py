@@ -1,8 +1,24 @@
 """The type-1 design's driver domain (dom0) on a pCPU of its own, as Xen
-deployments pin it: guest I/O reaches its back end or device model through an
-event channel, which makes Xen on dom0's pCPU switch from idle to dom0 - a VM
-switch whose register groups are the world switch's own declarations - and
-dom0 answers with a hypercall that sends an event back.
+deployments pin it, and guest I/O through event channels, step by step as Xen
+does it (xen/common/event_channel.c, xen/common/sched/core.c, xen/arch/arm):
+
+- a domU notify traps to Xen, which marks dom0's event-channel port pending
+  (evtchn_send -> evtchn_port_set_pending), queues the event-channel PPI for
+  dom0's vCPU (vcpu_mark_events_pending -> vgic_inject_irq) and, dom0's vCPU
+  being blocked, wakes it (vcpu_kick -> vcpu_unblock -> vcpu_wake); the
+  scheduler's run-queue tickle raises SCHEDULE_SOFTIRQ on dom0's pCPU: a
+  physical SGI (host_kernel/ipi.py);
+- dom0's pCPU, idle in WFI, takes the SGI (gic_interrupt, do_static_sgi),
+  runs the schedule softirq, context-switches from the idle vCPU to dom0's
+  (the world switch's register groups: dom0's state is what Xen restores),
+  writes the upcall into a list register (vgic_sync_to_lrs) and ERETs;
+- dom0's Linux takes the vIRQ (GICV acknowledge, xen_evtchn_do_upcall, the
+  port's handler wakes the back-end thread, GICV EOI), and switches to that
+  thread, which reads the ring.
+
+The other way, dom0's back end makes an EVTCHNOP_send hypercall; Xen marks the
+domU's port pending, injects and kicks the running domU vCPU with a physical
+SGI (its pCPU takes the IRQ exit: host_kernel/irq.py).
 
 Steps on dom0's pCPU run in parallel with the guest when the guest does not
 wait for them (a notify, an event it will take as an interrupt): they are
@@ -11,14 +27,45 @@ device model), they are charged to it, and its own pCPU idles meanwhile
 (vcpu_put, then vcpu_load when the reply arrives)."""
 from __future__ import annotations
 
-from engine.ledger import HW, Step
+from engine.ledger import Step
 from el2 import world_switch as W
+from host_kernel import ipi
+from host_kernel.bench_io import BACKEND, RECEIVED
 
 XEN_DOM0 = "Xen EL2 (dom0's pCPU)"
+DOM0_HW = "hardware (dom0's pCPU)"
 DOM0 = "dom0"
 DOM0_USER = "dom0 user space"
 XEN = "Xen EL2"
-BACKEND_SIDE = (XEN_DOM0, DOM0, DOM0_USER)
+BACKEND_SIDE = (XEN_DOM0, DOM0_HW, DOM0, DOM0_USER)
+EVTCHN_PPI = "PPI 31 (Xen event channel)"
+EVENT_CHECK = "SGI 0 (GIC_SGI_EVENT_CHECK)"
+# the guest's virtual CPU interface accesses: (acknowledge, EOI) cost names per GIC version
+GICV = {2: ("GICV_IAR read", "gicv_mmio_read", "GICV_EOIR write", "gicv_mmio_write"),
+        3: ("ICV_IAR1_EL1 read", "icv_sysreg_read", "ICV_EOIR1_EL1 write", "icv_sysreg_write")}
+
+
+def evtchn_to(c, gic: int, where: str, port_of: str, vcpu_of: str) -> list[Step]:
+    """Xen marks `port_of`'s event-channel port pending and queues its upcall."""
+    return [Step(where, f"evtchn_send -> evtchn_port_set_pending: {port_of}'s port", c["xen_evtchn_send"]),
+            Step(where, f"vcpu_mark_events_pending -> vgic_inject_irq({vcpu_of}, {EVTCHN_PPI})",
+                 c["xen_vgic_inject"])]
+
+
+def xen_idle_to(ws, c, gic: int, hw: str, where: str, vcpu_of: str) -> list[Step]:
+    """An idle pCPU of Xen's taken out of WFI by the tickle's SGI: the GIC loop, the schedule
+    softirq, the context switch from the idle vCPU to `vcpu_of` (its register groups)."""
+    gp = ws.cost[(W.GP, "restore", "guest")]
+    steps = ipi.idle_wakeup_steps(c, gic, where, "Xen EL2 idle loop", EVENT_CHECK,
+                                  [Step(where, "do_static_sgi: GIC_SGI_EVENT_CHECK, nothing to do "
+                                               "(softirqs run on the way out)", c["xen_softirq"])],
+                                  hw, ipi.XEN_IRQ_ENTRY)
+    return [*steps,
+            Step(where, "do_softirq(SCHEDULE_SOFTIRQ) -> schedule(): the scheduler picks "
+                        f"{vcpu_of} (xen/common/sched/core.c)", c["xen_schedule"]),
+            Step(where, f"context_switch(idle -> {vcpu_of}): ctxt_switch_to", c["xen_context_switch"]),
+            *ws.load_steps(where),
+            Step(where, f"restore {vcpu_of} GP registers", gp, W.GP, "restore")]
 
 
 class Dom0Paths:
@@ -27,23 +74,61 @@ class Dom0Paths:
 
     def __init__(self, ws):
         c = ws.ledger.costs
-        gp_save, gp_restore = ws.cost[(W.GP, "save", "guest")], ws.cost[(W.GP, "restore", "guest")]
-        self.ws = ws
-        self.schedule_in = [
-            Step(XEN_DOM0, "IPI: do_trap_irq for dom0's event channel", c["xen_irq_entry"]),
-            Step(XEN_DOM0, "vcpu_wake + schedule(): idle -> dom0", c["xen_vcpu_wake"]),
-            *ws.load_steps(XEN_DOM0),
-            Step(XEN_DOM0, "restore dom0 GP registers", gp_restore, W.GP, "restore"),
-            Step(XEN_DOM0, "ERET to dom0", c["eret"]),
-            Step(DOM0, "dom0 kernel: event channel upcall, the back end runs", c["xen_dom0_upcall"]),
+        gic = 3 if ws.v3 else 2
+        gp_save = ws.cost[(W.GP, "save", "guest")]
+        ack, ack_key, eoi, eoi_key = GICV[gic]
+        self.ws, self.gic = ws, gic
+        # the domU's pCPU (in its trap): mark dom0's port, wake dom0's vCPU, tickle its pCPU
+        write, delivery = ipi.send_steps(c, gic, XEN, "runq_tickle -> smp_send_event_check_mask", "dom0's pCPU")
+        self.notify_dom0 = [
+            *evtchn_to(c, gic, XEN, "dom0", "dom0's vCPU"),
+            Step(XEN, "vcpu_kick -> vcpu_unblock -> vcpu_wake: dom0's vCPU onto a run queue "
+                      "(xen/common/sched/core.c)", c["xen_sched_wake"]),
+            Step(XEN, "runq_tickle: dom0's pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)",
+                 c["xen_runq_tickle"]),
+            write]
+        # dom0's pCPU: from the SGI's arrival until dom0's Linux runs the event-channel handler
+        self.dom0_upcall = [
+            delivery,
+            *xen_idle_to(ws, c, gic, DOM0_HW, XEN_DOM0, "dom0's vCPU"),
+            Step(XEN_DOM0, f"leave_hypervisor_to_guest -> vgic_sync_to_lrs: {EVTCHN_PPI} into an LR",
+                 c["xen_lr_write"]),
+            Step(DOM0_HW, "ERET to dom0", c["eret"]),
+            Step(DOM0_HW, "vIRQ: exception entry to dom0's EL1 (VBAR_EL1 + 0x280)", c["exc_entry_el1"]),
+            Step(DOM0, "dom0 IRQ entry: el1_irq, irq_enter, gic_handle_irq", c["host_irq_entry"]),
+            Step(DOM0, f"dom0 gic_handle_irq: {ack}: acknowledge {EVTCHN_PPI}", c[ack_key]),
+            Step(DOM0, f"xen_evtchn_do_upcall: scan the pending words, the back end's port handler: {RECEIVED}",
+                 c["evtchn_upcall"]),
+            Step(DOM0, "the port's handler: wake_up(the thread waiting on it) -> try_to_wake_up",
+                 c["linux_ttwu"]),
+            Step(DOM0, f"dom0: {eoi}: EOI {EVTCHN_PPI}", c[eoi_key]),
+            Step(DOM0, f"dom0: {ack}: 1023, nothing more pending: the loop ends", c[ack_key]),
         ]
+        self.dom0_backend = [
+            Step(DOM0, "dom0 schedule(): idle -> the back-end thread (context switch)", c["sched_switch"]),
+            Step(BACKEND, "back end (dom0): reads the ring, sees the request", c["backend_ring_read"])]
+        # dom0's back end: EVTCHNOP_send for the domU's port, a kick of the domU's vCPU
+        write, delivery = ipi.send_steps(c, gic, XEN_DOM0, "vcpu_kick -> smp_send_event_check_mask",
+                                         "the domU vCPU's pCPU")
         self.send_event = [
-            Step(DOM0, "dom0 HVC (EVTCHNOP_send): exception entry to EL2", c["exc_entry_el2"]),
+            Step(BACKEND, "back end (dom0): notify_remote_via_evtchn -> HYPERVISOR_event_channel_op", 0),
+            Step(DOM0_HW, "dom0 HVC (EVTCHNOP_send): exception entry to EL2", c["exc_entry_el2"]),
             Step(XEN_DOM0, "EL2 vector, save dom0 GP registers", c["el2_vector_guest"] + gp_save, W.GP, "save"),
-            Step(XEN_DOM0, "do_trap_hypercall: mark the domU event pending, vgic_inject_irq",
-                 c["xen_trap_dispatch"] + c["xen_hypercall"]),
-            Step(XEN_DOM0, "IPI to the domU vCPU's pCPU", c["xen_ipi"]),
-        ]
+            Step(XEN_DOM0, "do_trap_hypercall -> do_event_channel_op", c["xen_trap_dispatch"] + c["xen_hypercall"]),
+            *evtchn_to(c, gic, XEN_DOM0, "the domU", "the domU's vCPU"),
+            write, delivery]
+        # ... or, the domU's vCPU blocked (in WFI, or waiting on an ioreq): wake it and tickle
+        # its idle pCPU (vcpu_kick -> vcpu_unblock, xen/common/sched/core.c)
+        write, delivery = ipi.send_steps(c, gic, XEN_DOM0, "runq_tickle -> smp_send_event_check_mask",
+                                         "the domU vCPU's pCPU")
+        self.wake_event = [
+            *self.send_event[:-2],
+            Step(XEN_DOM0, "vcpu_kick -> vcpu_unblock -> vcpu_wake: the domU's vCPU onto a run queue",
+                 c["xen_sched_wake"]),
+            Step(XEN_DOM0, "runq_tickle: the domU's pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)",
+                 c["xen_runq_tickle"]),
+            write, delivery]
+        self.wake_domu = [*self.wake_event[1:], *xen_idle_to(ws, c, gic, "hardware", XEN, "the domU's vCPU")]
 
     @staticmethod
     def _charge(led, steps) -> None:
@@ -53,44 +138,50 @@ class Dom0Paths:
         """domU's vCPU waits on an ioreq: it blocks (its pCPU idles), dom0 runs."""
         c = led.costs
         self._charge(led, [
-            Step(XEN, "ioreq to dom0: evtchn_send, IPI to dom0's pCPU", c["xen_evtchn_send"]),
+            Step(XEN, "ioreq to dom0's device model: send_ioreq", 0),
+            *self.notify_dom0,
             Step(XEN, "vcpu_block: the domU vCPU waits, its pCPU goes idle", c["xen_vcpu_block"]),
             *self.ws.put_steps(where=XEN),
-            *self.schedule_in,
+            *self.dom0_upcall,
             Step(DOM0, "dom0 kernel: wake the device model in user space", c["exit_to_user"]),
         ])
 
     def ioreq_done(self, led) -> None:
-        """The device model completes the ioreq: an event back, domU's vCPU wakes."""
+        """The device model completes the ioreq: an event back, domU's vCPU wakes on its idle pCPU."""
         c = led.costs
         self._charge(led, [
             Step(DOM0_USER, "device model: complete the ioreq (ioctl into dom0's kernel)", c["kvm_run_ioctl"]),
-            *self.send_event,
-            Step(XEN, "IPI: do_trap_irq on the domU vCPU's pCPU", c["xen_irq_entry"]),
-            Step(XEN, "vcpu_wake + schedule(): idle -> domU", c["xen_vcpu_wake"]),
-            *self.ws.load_steps(XEN),
+            *self.wake_domu,
         ])
 
 
 class Dom0IoBackend:
     """bench-io's back end in dom0: the notify is an event-channel send from Xen (on the
-    guest's pCPU); dom0 is scheduled in on its own pCPU and sees it.  The event back is
-    dom0's EVTCHNOP_send hypercall and an IPI to the guest's pCPU."""
+    guest's pCPU); dom0 is scheduled in on its own pCPU and its back-end thread sees it.
+    The event back is dom0's EVTCHNOP_send hypercall and an SGI to the guest's pCPU."""
 
     def notify(self, vcpu) -> int:
+        """Returns when dom0 has the notify: its upcall runs the port's handler (dom0, idle,
+        woken through Xen's scheduler first); its back-end thread is woken after that."""
         led = vcpu.ledger
-        led.charge_named(XEN, "event channel: notify dom0's back end", "xen_evtchn_send")
-        at = vcpu.cpu.cycles
-        for st in vcpu.lowvisor.dom0.schedule_in:
-            led.note(st.where, st.what, st.cycles, at=at)
-            at += st.cycles
-        return at
+        paths = vcpu.lowvisor.dom0
+        Dom0Paths._charge(led, paths.notify_dom0)
+        steps = paths.dom0_upcall + paths.dom0_backend
+        upto = next(i for i, st in enumerate(steps) if RECEIVED in st.what)
+        received = vcpu.cpu.cycles + sum(st.cycles for st in steps[:upto + 1])
+        ipi.place(led, steps, vcpu.cpu.cycles)
+        return received
+
+    @staticmethod
+    def _event_steps(vcpu) -> list[Step]:
+        """dom0's EVTCHNOP_send: a kick of the running domU vCPU, or the wake-up of a blocked one."""
+        paths = vcpu.lowvisor.dom0
+        return paths.wake_event if vcpu.asleep else paths.send_event
 
     def event_latency(self, vcpu) -> int:
-        return sum(st.cycles for st in vcpu.lowvisor.dom0.send_event)
+        return sum(st.cycles for st in self._event_steps(vcpu))
 
     def record_event(self, vcpu, at: int) -> None:
         """The steps of an event dom0 sent at cycle `at`."""
-        for st in vcpu.lowvisor.dom0.send_event:
-            vcpu.ledger.note(st.where, st.what, st.cycles, at=at)
-            at += st.cycles
+        ipi.place(vcpu.ledger, self._event_steps(vcpu), at)
+

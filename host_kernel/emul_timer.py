@@ -9,6 +9,8 @@ from timers import generic_timer as gt
 
 
 class EmulatedTimer:
+    kind = "timer"          # its host soft timer is an hrtimer: a timer PPI at the host's GIC
+
     def __init__(self, vcpu, name: str, intid: int, virtual: bool):
         self.vcpu, self.name, self.intid, self.virtual = vcpu, name, intid, virtual
         self.ctl = 0

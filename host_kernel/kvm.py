@@ -20,6 +20,7 @@ from gic.v2_port import GICV_SIZE, GicvPort
 from gic.v2_vcpuif import VirtualCpuInterface
 from gic.vgic import Vgic
 from host_kernel.bench_io import BenchIo, KvmIoBackend
+from host_kernel import ipi
 from host_kernel.dom0 import Dom0IoBackend, Dom0Paths
 from host_kernel.memslots import MemSlot, MemSlots
 from host_kernel.mmio import MmioBus
@@ -123,6 +124,18 @@ class Host:
         for cpu, low in zip(self.pcpus, self.lowvisors):
             loaded = low.engine_el2.loaded
             log.install(cpu, lambda pc, loaded=loaded: trace.symbol(loaded["vttbr"], pc))
+
+    @property
+    def lookahead(self) -> int:
+        """The least virtual time from a guest instruction on one pCPU to a physical SGI it
+        causes arriving at another: the exception to EL2, the vector, the registers every
+        exit saves first, the SGI write and its delivery (host_kernel/ipi.py).  No pCPU may
+        run further than this ahead of another running one, or a kick could arrive in its
+        past (conservative parallel simulation: the lookahead bounds the skew)."""
+        c, ws = self.costs, self.lowvisors[0].ws
+        sgi = ipi.ACCESS[self.gic_version]["sgi"][1]
+        return (c["exc_entry_el2"] + c["el2_vector_guest"] + ws.batches[("save", "guest")][0]
+                + c[sgi] + c["gic_sgi_delivery"])
 
     @property
     def shared(self) -> bool:
@@ -262,13 +275,48 @@ class Vm:
         v = self.vcpus[vcpu]
         if v is self.running:
             return                                # it re-enters through the vGIC flush itself
-        if self.running is not None:
-            self.running.ledger.note(HIGHVISOR, f"kvm_vcpu_kick(vCPU{vcpu})", 0)
+        sender = self.running
+        if sender is not None:
+            sender.ledger.note(HIGHVISOR, f"kvm_vcpu_kick(vCPU{vcpu})", 0)
         if v.blocked_until is not None:
-            if not v.baton_waiting:               # asleep in a hypercall, not in WFI
+            if v.baton_waiting:                   # asleep in a hypercall, not in WFI
+                return
+            if sender is not None and sender.cpu is not v.cpu and (v.woken_not_asleep
+                                                                   or sender.cpu.cycles < v.cpu.cycles):
+                # Its WFx exit blocked, but its pCPU goes idle only later than this kick: the
+                # thread has not slept yet, it continues at once (host_kernel/ipi.py WAKE_NOT_ASLEEP).
+                what, key = ipi.WAKE_NOT_ASLEEP[self.host.design.name]
+                sender.ledger.charge(sender.ledger.where_map.get(HIGHVISOR, HIGHVISOR),
+                                     what.format(n=v.index), sender.ledger.costs[key])
+                v.blocked_until, v.woken_not_asleep = v.cpu.cycles, True
+            elif sender is not None and sender.cpu is not v.cpu:
+                # Asleep in WFI, its pCPU idle: wake its thread, a physical SGI to that pCPU.
+                arrival = self._send_sgi(sender, v, wake=True)
+                if arrival < v.blocked_until:
+                    v.blocked_until = v.sgi_wake_at = arrival
+            else:
                 v.blocked_until = min(v.blocked_until, self.now() if at is None else at)
-        elif v.paused:
-            v.cpu.st.host_deadline = 0
+        elif v.paused and sender is not None:
+            # Running on its pCPU: a physical SGI (host_kernel/ipi.py) makes it exit when it arrives.
+            v.sgi.post(self._send_sgi(sender, v, wake=False))
+        elif v.paused:                            # the VMM's thread (no vCPU of this VM runs)
+            v.sgi.post(self.now() if at is None else at)
+
+    def _send_sgi(self, sender, v, wake: bool) -> int:
+        """The sender's side of a kick by physical SGI (host_kernel/ipi.py): for a vCPU asleep,
+        the wake-up of its thread first; then the SGI write (charged to the sender) and the
+        delivery (in parallel).  Returns when the SGI reaches `v`'s pCPU."""
+        led, design = sender.ledger, self.host.design.name
+        where = led.where_map.get(HIGHVISOR, HIGHVISOR)
+        if wake:
+            for what, key in ipi.WAKE_SENDER[design]:
+                led.charge(where, what.format(n=v.index), led.costs[key])
+        write, delivery = ipi.send_steps(led.costs, self.gic_version, where,
+                                         (ipi.WAKE if wake else ipi.KICK)[design], f"pCPU{v.cpu.index}")
+        led.charge_steps(write.cycles, (write,))
+        sent = sender.cpu.cycles
+        led.note(delivery.where, delivery.what, delivery.cycles, at=sent)
+        return sent + delivery.cycles
 
     def irq_line(self, intid: int, level: bool, at: int) -> None:
         """KVM_IRQ_LINE from user space (kvm_vm_ioctl_irq_line -> kvm_vgic_inject_irq):

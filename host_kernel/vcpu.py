@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine import aarch64
-from engine.ledger import GUEST, HIGHVISOR, USER
+from engine.ledger import GUEST, HIGHVISOR, USER, Step
 from el2.context import TrapConfig, VcpuContext
 from el2.hcr import CNTHCTL_EL1PCTEN, CNTHCTL_EL1TVT, HCR_GUEST_FLAGS, HCR_VI, MDCR_GUEST_FLAGS
 from el2.lowvisor import ARM_EXCEPTION_IRQ, EXIT_TURN, Lowvisor
@@ -15,6 +15,8 @@ from host_kernel.bench_io import BenchIoEvents
 from host_kernel.emul_timer import make_timers
 from host_kernel.handle_exit import exit_name, handle_exit
 from host_kernel.irq import handle_host_irq
+from host_kernel import ipi
+from host_kernel.ipi import PhysicalSgi
 from host_kernel.vgic_emul import EmulatedCpuInterface, EmulatedCpuInterfaceV3
 from timers.generic_timer import NEVER
 from host_kernel.mmio import MmioAccess, complete_read_value
@@ -81,7 +83,12 @@ class Vcpu:
         self.last_exit = None              # the Exit __kvm_vcpu_run returned last (for debuggers)
         self.ctx = self._reset_context()
         # host event sources standing in for hardware while the vCPU is out or blocked
-        self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io)]
+        self.sgi = PhysicalSgi(self)       # a kick from another pCPU while this vCPU runs
+        self.sgi_wake_at: int | None = None  # ... or while it sleeps: when its SGI arrives
+        self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
+        self.asleep = False                # blocked in WFI: a back end's event wakes its thread
+        self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
+        self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
             self.cpu.on_guest_exception = self._log_guest_exception
 
@@ -179,16 +186,23 @@ class Vcpu:
         self.update_timer_levels()
         if self.vm.vgic.has_pending(self.index):
             return 1
+        self.asleep = True                   # a back end's event now wakes a sleeping thread
         deadline = self.next_timer_deadline()
+        # a back end's event reaches the idle pCPU as a physical SGI (its soft timer is an hrtimer)
+        by_sgi = deadline != NEVER and any(t.kind == "sgi" and t.deadline_cycles() == deadline
+                                           for t in self.soft_timers)
         if self.vm.host.shared or self.vm.user_deadline(self) != NEVER:
             # Other vCPUs (or the VMM's timers) run meanwhile and may kick this one: the
             # scheduler decides when it wakes (its soft timer or a kick) and jumps its
             # pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
+            self.vcpu_put()                  # the thread schedules out (kvm_sched_out / ctxt_switch_from)
             self.blocked_until = deadline
+            self.sgi_wake_at = deadline if by_sgi else None
             self.kvm_run.exit_reason = EXIT_BLOCKED
             return 0
         if deadline == NEVER:
+            self.asleep = False
             self.kvm_run.exit_reason = KVM_EXIT_HALTED
             self.kvm_run.message = "vCPU blocked in WFI with no interrupt that could ever wake it"
             return 0
@@ -199,8 +213,12 @@ class Vcpu:
             self.blocked_cycles += deadline - now
             if self.trace.on("timer"):
                 self.trace.log("timer", f"{self.tag}: blocked in WFI for {deadline - now} cycles")
-        led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        if by_sgi:
+            self._woken_by_sgi()
+        else:
+            led.charge_named(HIGHVISOR, "soft timer expiry: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
         self.update_timer_levels()
+        self.asleep = False
         if not self.vm.vgic.has_pending(self.index):
             # the timer fired but its interrupt is not enabled at the GIC: nothing can wake us
             self.kvm_run.exit_reason = KVM_EXIT_HALTED
@@ -286,8 +304,31 @@ class Vcpu:
             self.cpu.advance_idle(at - now)
             self.blocked_cycles += at - now
         self.blocked_until = None
-        self.ledger.charge_named(HIGHVISOR, "soft timer / kick: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        if self.woken_not_asleep:            # its pCPU never went idle: nothing wakes it
+            self.woken_not_asleep = False
+            self.ledger.note(HIGHVISOR, ipi.NOT_ASLEEP, 0)
+        elif self.sgi_wake_at is not None and at == self.sgi_wake_at:
+            self._woken_by_sgi()
+        else:
+            self.ledger.charge_named(HIGHVISOR, "soft timer / kick: kvm_vcpu_wake_up, schedule in", "vcpu_wakeup")
+        self.sgi_wake_at = None
+        self.vcpu_load()                     # schedule in (kvm_sched_in / ctxt_switch_to)
         self.update_timer_levels()
+        self.asleep = False
+
+    def _woken_by_sgi(self) -> None:
+        """A kick's SGI takes this vCPU's idle pCPU out of WFI; its scheduler switches to it."""
+        led, design = self.ledger, self.vm.host.design.name
+        where = led.where_map.get(HIGHVISOR, HIGHVISOR)
+        entry = ("Xen EL2 idle loop" if design == "type1" else
+                 "host EL2 idle loop" if self.vm.host.design.host_at_el2 else "host EL1 idle loop")
+        handler = [Step(where, "scheduler_ipi / do_static_sgi: the woken vCPU is runnable",
+                        led.costs[led.key_map.get("host_event_handler", ("host_event_handler",))[0]])]
+        steps = ipi.idle_wakeup_steps(led.costs, self.vm.host.gic_version, where, entry,
+                                      ipi.KICK_SGI[design], handler,
+                                      entry_sw=ipi.XEN_IRQ_ENTRY if design == "type1" else None)
+        steps += [Step(where, what.format(n=self.index), led.costs[key]) for what, key in ipi.WAKE_RECEIVER[design]]
+        led.charge_steps(sum(st.cycles for st in steps), tuple(steps))
 
     def run(self) -> KvmRun:
         led = self.ledger
@@ -337,11 +378,17 @@ class Vcpu:
 
     def vcpu_load(self) -> None:
         """kvm_arch_vcpu_load: this vCPU gets its pCPU (state the design defers moves now)."""
+        if self.loaded:
+            return
+        self.loaded = True
         self._fp_at_load = self.ctx.fp.snapshot()
         self.lowvisor.ws.vcpu_load()
 
     def vcpu_put(self) -> None:
-        """kvm_arch_vcpu_put: another vCPU takes the pCPU."""
+        """kvm_arch_vcpu_put: another vCPU takes the pCPU, or its thread blocks."""
+        if not self.loaded:
+            return
+        self.loaded = False
         self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.snapshot() != self._fp_at_load)
 
     def preempt(self) -> None:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from armvirt import cli, compare, knobs, paths
+from armvirt.compare_report import OPERATIONS
 from el2.design import Design
 
 
@@ -95,7 +96,6 @@ def test_compare_json_has_the_documented_shape(tmp_path, table, shared_compare, 
     doc = json.loads(out)
     assert doc["rows"] == table.rows, f"expected the table's cycles {table.rows}, got {doc['rows']}"
     assert list(doc["rows"]["hypercall"]) == ["nvhe", "vhe", "type1"], f"got {doc['rows']['hypercall']}"
-    from armvirt.compare_report import OPERATIONS
     assert list(doc["rows"]) == list(OPERATIONS), f"expected {OPERATIONS}, got {list(doc['rows'])}"
     assert set(doc["definitions"]) == set(OPERATIONS), f"expected a definition per operation, got {doc['definitions']}"
     assert png.read_bytes()[:4] == b"\x89PNG", "expected a PNG plot"
@@ -142,8 +142,8 @@ def test_gicv3_era_profile_runs_every_design(tmp_path):
     r = armvirt("compare", "--profile", "gicv3-server", "--gic", "3", "--format", "csv")
     assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
     lines = r.stdout.strip().splitlines()
-    from armvirt.compare_report import OPERATIONS
-    assert lines[0] == "operation,nvhe,vhe,type1" and len(lines) == 1 + len(OPERATIONS), f"got {lines}"
+    assert lines[0] == "operation,nvhe,vhe,type1" and len(lines) == 1 + len(OPERATIONS), \
+        f"expected a header and {len(OPERATIONS)} operations, got {lines}"
     assert all(cell for line in lines[1:] for cell in line.split(",")), f"every cell measured: {lines}"
 
 

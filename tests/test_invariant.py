@@ -6,7 +6,7 @@ from armvirt import paths
 from tests.runs import path_key
 
 
-MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100}
+MIN_ITERATIONS = {"irq": 100, "vm-switch": 200, "io-out": 100, "io-in": 100, "ipi": 200, "ipi-wfi": 200}
 # timed as a loop of the operation minus a baseline loop: the guest sees the total exactly
 LOOP_TIMED = {"hypercall", "mmio-user", "gic-trap", "eoi", "mmio-kernel"}
 

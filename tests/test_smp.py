@@ -28,12 +28,16 @@ def test_spinlock_count_is_exact(boot, gic):
 
 @pytest.mark.parametrize("gic", [2, 3])
 def test_virtual_ipi_arrives_every_time(boot, gic):
+    """Both variants: cpu 1 spinning (ipi) and asleep in WFI (ipi_wfi), 10 + 200 SGIs each."""
     res = ok(boot("ipi.elf", smp=2, gic_version=gic), "ipi")
-    line = next(l for l in res.console.lines if l.startswith("ipi: sent="))
-    assert "sent=1010 received=1010 lost=0 spurious=0" in line, line
+    for name in ("ipi", "ipi_wfi"):
+        line = next(l for l in res.console.lines if l.startswith(f"{name}: sent="))
+        assert "sent=210 received=210 lost=0 spurious=0" in line, f"{name}: expected 210 SGIs received, got {line}"
     kind = "SYS64" if gic == 3 else "DABT_LOW"      # ICC_SGI1R_EL1 vs GICD_SGIR traps
     sends = sum(r["Samples"] for r in res.stats if r["vCPU"] == 0 and r["VM-EXIT"] == kind)
-    assert sends >= 1010, f"every SGI send traps ({kind}): {sends}"
+    assert sends >= 420, f"every SGI send traps ({kind}): expected >= 420, got {sends}"
+    irq_exits = sum(r["Samples"] for r in res.stats if r["vCPU"] == 1 and r["VM-EXIT"] == "IRQ")
+    assert irq_exits >= 210, f"every SGI to the spinning cpu 1 is a physical IPI exit: expected >= 210, got {irq_exits}"
 
 
 @pytest.mark.parametrize("gic", [2, 3])

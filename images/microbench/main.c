@@ -19,14 +19,19 @@
  *                ICC_EOIR1_EL1, loop minus baseline (eoi)
  *   ack_eoi      acknowledge + EOI of a pending SGI 1, IRQs masked, each pair
  *                timed minus a baseline pair (eoi)
- *   ipi          SGI 2 from cpu 0 to cpu 1 waiting in WFI, to cpu 1's vector
- *                (ipi); skipped with one CPU
+ *   ipi          SGI 2 from cpu 0 to cpu 1, both running: cpu 1 spins with
+ *                IRQs unmasked; t0 = CNTVCT before the SGI write, sample = cpu
+ *                1's vector entry - t0 (ISCA'16 "virtual IPI"; ipi); skipped
+ *                with one CPU
+ *   ipi_wfi      the same with cpu 1 waiting in WFI: the wake-up path (ipi)
  *   io_out       bench-io notify: t0 = CNTVCT (isb; mrs), str to NOTIFY, then
- *                sample = SEEN - t0, the counter value at which the back end
- *                saw the notify.  No baseline: the sample contains the
- *                isb/mrs and the str, as the model's path table does.
- *   io_in        bench-io event: EVENT_AT = CNTVCT + IO_DELAY, spin on one
- *                `b .`; sample = handler entry (x18, the IRQ vector's first
+ *                sample = SEEN - t0, the counter value at which the virtual
+ *                device had the notify (ISCA'16 I/O latency out).  No baseline:
+ *                the sample contains the isb/mrs and the str, as the model's
+ *                path table does.
+ *   io_in        bench-io event: EVENT_AT = CNTVCT + IO_DELAY, then wait in
+ *                `1: wfi; b 1b` (asleep, as a guest waiting for its I/O);
+ *                sample = handler entry (x18, the IRQ vector's first
  *                instruction) - SENT, the counter value at which the back end
  *                sent the event (as irq-latency does for the timer)
  *   vm_switch    hypercall 0x4b000010 with x1 = CNTVCT: the hypervisor
@@ -38,8 +43,8 @@
  *                pCPU waits in its call (not runnable) while they run.
  * Loop benchmarks: avg = round((loop - baseline) * cycles_per_tick / ITER)
  * (0 if negative); per-operation ones: avg = round(sum * cycles_per_tick / k).
- * A benchmark that cannot run prints `BENCH <name> skipped (<why>)`: ipi with
- * one CPU, mmio_kernel/io_out/io_in without the bench-io device (ID register
+ * A benchmark that cannot run prints `BENCH <name> skipped (<why>)`: ipi and
+ * ipi_wfi with one CPU, mmio_kernel/io_out/io_in without the bench-io device (ID register
  * != "AVB0"), vm_switch when its first call returns -1 (no peer VM).
  *
  * With the word `vm-peer` in /chosen/bootargs the image runs no benchmark: it
@@ -50,7 +55,7 @@
  * calls), and exits 0.
  *
  * Benchmark names in /chosen/bootargs (`-append "io_out io_in"`) run only those,
- * in the order below; with none named, all run.
+ * in the order below (`ipi` runs ipi and ipi_wfi); with none named, all run.
  *
  * Exits 0, or 1 after `microbench: ERROR:` lines if a check failed (a wrong
  * value read, a lost or unexpected interrupt, a spurious acknowledge, a
@@ -275,32 +280,41 @@ static void bench_ack_eoi(void)
 
 /* ------------------------------------------------------------------ ipi */
 
+/* one IPI benchmark: `name` with the target spinning or in WFI */
+static void bench_ipi_mode(const char *name, enum ipi_mode mode)
+{
+    struct ipi_result r;
+    if (!ipi_measure(IPI_TARGET, SGI_IPI, PRIO, WARMUP_IPI, ITER_IPI, mode, &r)) {
+        ERROR("%s: cpu %u did not come up (CPU_ON returned %ld %s)\n", name, IPI_TARGET, r.cpu_on,
+              psci_ret_name(r.cpu_on));
+        print("BENCH %s skipped (cpu %u did not come up)\n", name, IPI_TARGET);
+        return;
+    }
+    print("microbench: %s: sgi=%u cpu 0 -> cpu %u (%s) sent=%u received=%u lost=%u min_ticks=%ld "
+          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", name, SGI_IPI, IPI_TARGET,
+          mode == IPI_SPIN ? "spinning" : "in WFI", r.sent, r.received, r.lost, r.min, r.max, r.sum,
+          IPI_TARGET, r.target_aff == PSCI_AFF_OFF ? 1u : 0u);
+    if (r.lost || r.received != r.sent)
+        ERROR("%s: %u of %u SGIs did not arrive\n", name, r.sent - r.received, r.sent);
+    if (r.bad_source)
+        ERROR("%s: %u SGIs with a source CPU other than 0\n", name, r.bad_source);
+    if (r.negative)
+        ERROR("%s: %u handler entries before their send (CNTVCT skew between CPUs)\n", name,
+              r.negative);
+    if (r.target_aff != PSCI_AFF_OFF)
+        ERROR("%s: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", name, IPI_TARGET, r.target_aff);
+    bench(name, sum_avg(r.sum, r.counted), r.counted);
+}
+
 static void bench_ipi(void)
 {
-    unsigned n = smp_cpu_count();
-    if (n < 2) {
+    if (smp_cpu_count() < 2) {
         print("BENCH ipi skipped (needs 2 CPUs)\n");
+        print("BENCH ipi_wfi skipped (needs 2 CPUs)\n");
         return;
     }
-    struct ipi_result r;
-    if (!ipi_measure(IPI_TARGET, SGI_IPI, PRIO, WARMUP_IPI, ITER_IPI, &r)) {
-        ERROR("ipi: cpu %u did not come up (CPU_ON returned %ld %s)\n", IPI_TARGET, r.cpu_on,
-              psci_ret_name(r.cpu_on));
-        print("BENCH ipi skipped (cpu %u did not come up)\n", IPI_TARGET);
-        return;
-    }
-    print("microbench: ipi: sgi=%u cpu 0 -> cpu %u sent=%u received=%u lost=%u min_ticks=%ld "
-          "max_ticks=%ld sum_ticks=%lu cpu%u_off=%u\n", SGI_IPI, IPI_TARGET, r.sent, r.received,
-          r.lost, r.min, r.max, r.sum, IPI_TARGET, r.target_aff == PSCI_AFF_OFF ? 1u : 0u);
-    if (r.lost || r.received != r.sent)
-        ERROR("ipi: %u of %u SGIs did not arrive\n", r.sent - r.received, r.sent);
-    if (r.bad_source)
-        ERROR("ipi: %u SGIs with a source CPU other than 0\n", r.bad_source);
-    if (r.negative)
-        ERROR("ipi: %u handler entries before their send (CNTVCT skew between CPUs)\n", r.negative);
-    if (r.target_aff != PSCI_AFF_OFF)
-        ERROR("ipi: cpu %u did not turn off (AFFINITY_INFO=%ld)\n", IPI_TARGET, r.target_aff);
-    bench("ipi", sum_avg(r.sum, r.counted), r.counted);
+    bench_ipi_mode("ipi", IPI_SPIN);
+    bench_ipi_mode("ipi_wfi", IPI_WFI);
 }
 
 /* --------------------------------------------------------------- io_out */
@@ -363,10 +377,10 @@ static uint64_t io_sent(void)
     return hi << 32 | lo;
 }
 
-/* acknowledge, ACK the device (its line drops), EOI; ELR at the `b .`: record
- * the entry time (x18 of the vector) and return past it.  An event taken
- * anywhere else is not counted: re-arm IO_DELAY ticks later, and the `b .`
- * waits for that one. */
+/* acknowledge, ACK the device (its line drops), EOI; ELR at the `b 1b` after
+ * the WFI (the WFI completed: the event woke the CPU): record the entry time
+ * (x18 of the vector) and return past it.  An event taken anywhere else is not
+ * counted: re-arm IO_DELAY ticks later, and the WFI waits for that one. */
 static int io_irq(struct exc_frame *f)
 {
     uint32_t iar = gic_ack_wanted(io_intid);
@@ -387,14 +401,14 @@ static int io_irq(struct exc_frame *f)
     return 1;
 }
 
-/* EVENT_AT = CNTVCT + IO_DELAY (writing HI arms it), then one `b .` until the
- * handler moves ELR past it; returns EVENT_AT */
+/* EVENT_AT = CNTVCT + IO_DELAY (writing HI arms it), then WFI until the
+ * handler moves ELR past the loop's branch; returns EVENT_AT */
 static uint64_t io_in_one(void)
 {
     uint64_t at;
     io_fired = 0;
     __asm__ volatile(
-        "adr    x0, 1f\n\t"
+        "adr    x0, 2f\n\t"
         "str    x0, [%[pc]]\n\t"
         "isb\n\t"
         "mrs    %[at], cntvct_el0\n\t"
@@ -403,6 +417,8 @@ static uint64_t io_in_one(void)
         "lsr    x0, %[at], #32\n\t"
         "str    w0, [%[hi]]\n"
         "1:\n\t"
+        "wfi\n"
+        "2:\n\t"
         "b      1b\n"                   /* the handler returns to the next instruction */
         : [at] "=&r"(at)
         : [pc] "r"(&io_spin_pc), [delay] "r"((uint64_t)IO_DELAY),

@@ -233,6 +233,8 @@ uint64_t eoi_spurious_baseline_loop(uint64_t n)
 /* ------------------------------------------------------------------ ipi */
 
 static volatile uint32_t ipi_ready, ipi_stop, ipi_ack;
+static volatile uint64_t ipi_spins;             /* the spinning target's loop count */
+static enum ipi_mode ipi_mode;
 static volatile uint64_t ipi_entry;             /* the target's handler entry time */
 static volatile uint32_t ipi_received, ipi_bad_source;
 static unsigned ipi_sgi, ipi_prio;
@@ -262,8 +264,12 @@ static void ipi_target(unsigned cpu)
     smp_mb();
     ipi_ready = 1;
     local_irq_enable();
-    while (!ipi_stop)
-        __asm__ volatile("wfi" ::: "memory");
+    if (ipi_mode == IPI_SPIN)
+        while (!ipi_stop)
+            ipi_spins++;
+    else
+        while (!ipi_stop)
+            __asm__ volatile("wfi" ::: "memory");
     local_irq_disable();
 }
 
@@ -288,11 +294,14 @@ static uint64_t ipi_send(uint64_t val, uintptr_t sgir, int v3)
 }
 
 int ipi_measure(unsigned target, unsigned sgi, unsigned prio, unsigned warmup, unsigned iter,
-                struct ipi_result *r)
+                enum ipi_mode mode, struct ipi_result *r)
 {
     *r = (struct ipi_result){.min = INT64_MAX, .max = INT64_MIN};
     ipi_sgi = sgi;
     ipi_prio = prio;
+    ipi_mode = mode;
+    ipi_ready = ipi_stop = 0;
+    ipi_received = ipi_bad_source = 0;
     irq_handler = ipi_irq;
     secondary_main = ipi_target;
     r->cpu_on = smp_cpu_on(target);
@@ -319,12 +328,19 @@ int ipi_measure(unsigned target, unsigned sgi, unsigned prio, unsigned warmup, u
             continue;
         }
         smp_mb();
-        /* Let the target get back to sleep before the next SGI: after its ack it
-         * still returns from the handler and traps on WFI (and, without a vGIC,
-         * its EOI traps first).  An SGI sent meanwhile would also time that work,
-         * which the IPI path (to a sleeping target) does not include. */
-        for (uint64_t s = read_cntvct(); read_cntvct() - s < settle;)
-            ;
+        if (mode == IPI_SPIN) {
+            /* the next SGI once the target spins again: its loop count moves */
+            uint64_t spins = ipi_spins;
+            while (ipi_spins == spins && read_cntvct() - t0 < per_wait)
+                ;
+        } else {
+            /* Let the target get back to sleep before the next SGI: after its ack it
+             * still returns from the handler and traps on WFI (and, without a vGIC,
+             * its EOI traps first).  An SGI sent meanwhile would also time that work,
+             * which the IPI path (to a sleeping target) does not include. */
+            for (uint64_t s = read_cntvct(); read_cntvct() - s < settle;)
+                ;
+        }
         int64_t l = (int64_t)(ipi_entry - t0);
         if (i < warmup)
             continue;
@@ -338,11 +354,13 @@ int ipi_measure(unsigned target, unsigned sgi, unsigned prio, unsigned warmup, u
     r->bad_source = ipi_bad_source;
     r->counted = iter - (r->lost > iter ? iter : r->lost);
 
-    /* let the target leave its loop (CPU_OFF); not part of the result */
+    /* let the target leave its loop (CPU_OFF); not part of the result.  A spinning
+     * target sees the flag; one in WFI needs an SGI to look at it. */
     ipi_stop = 1;
     t = read_cntvct();
     do {
-        gic_send_sgi(target, sgi);
+        if (mode == IPI_WFI)
+            gic_send_sgi(target, sgi);
         for (uint64_t w = read_cntvct(); read_cntvct() - w < per_wait / 100;)
             ;
     } while (smp_affinity_info(target) != PSCI_AFF_OFF && read_cntvct() - t < limit);

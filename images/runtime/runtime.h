@@ -372,11 +372,13 @@ int eoi_measure(unsigned sgi, unsigned prio, unsigned warmup, unsigned iter, str
  * and the same loop with the write replaced (v2: a str to RAM, v3: a nop). */
 uint64_t eoi_spurious_loop(uint64_t n);
 uint64_t eoi_spurious_baseline_loop(uint64_t n);
-/* SGI latency from this CPU to `target` asleep in WFI: CPU_ON target (its
- * handler stores irq_entry_ticks()), then warmup + iter times: t0 = CNTVCT and
- * at once the SGI write; wait for the ack; wait 20 us for the target to sleep
- * again; sample = entry - t0.  Then stops the target (CPU_OFF).  Installs its
- * own irq_handler and secondary_main.  0 if the target did not come up. */
+/* SGI latency from this CPU to `target`, spinning with IRQs unmasked (IPI_SPIN)
+ * or asleep in WFI (IPI_WFI): CPU_ON target (its handler stores
+ * irq_entry_ticks()), then warmup + iter times: t0 = CNTVCT and at once the SGI
+ * write; wait for the ack; then wait until the target spins again (its loop
+ * count moves) or, for IPI_WFI, 20 us for it to sleep again; sample = entry -
+ * t0.  Then stops the target (CPU_OFF).  Installs its own irq_handler and
+ * secondary_main.  0 if the target did not come up. */
 #define IPI_TIMEOUT_SEC 2
 struct ipi_result {
     int64_t cpu_on;             /* PSCI CPU_ON's return */
@@ -385,8 +387,11 @@ struct ipi_result {
     int64_t min, max;
     int64_t target_aff;         /* AFFINITY_INFO after the stop: 1 = OFF */
 };
+/* IPI_SPIN: the target spins with IRQs unmasked (ISCA'16 "virtual IPI": both vCPUs
+ * running); IPI_WFI: it waits in WFI (the wake-up path) */
+enum ipi_mode { IPI_SPIN, IPI_WFI };
 int ipi_measure(unsigned target, unsigned sgi, unsigned prio, unsigned warmup, unsigned iter,
-                struct ipi_result *r);
+                enum ipi_mode mode, struct ipi_result *r);
 /* HVC 0x4b000010 with x1 = CNTVCT (isb; mrs): returns x0, the peer VM's value
  * (or -1), and *t1 = CNTVCT right after the call (isb; mrs) */
 uint64_t vm_switch_call(uint64_t *t1);
