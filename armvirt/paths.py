@@ -199,6 +199,10 @@ class PathSpec:
     peer: str | None = None   # a second VM on the same host (its image)
 
 
+# The bench-io paths: microbench.elf running only their three benchmarks (named in its
+# bootargs), one recording for the three.
+MICROBENCH_IO = (("smp", 2), ("append", "mmio_kernel io_out io_in"))
+
 PATHS = {
     "hypercall": PathSpec("hypercall", "hypercall.elf", last_tagged("hvc:0x4b000000"), "hypercall",
                           "guest HVC #0 of SMCCC function 0x4b000000, which no hypervisor implements: "
@@ -228,19 +232,19 @@ PATHS = {
     "mmio-kernel": PathSpec("mmio-kernel", "microbench.elf", last_tagged(f"mmio:{BENCH_IO_DOORBELL:#x}"),
                             "mmio_kernel", "guest write to the bench-io doorbell (an ioeventfd nobody waits "
                             "on): stage-2 fault, completed in the host kernel with no device model",
-                            (("smp", 2),)),
+                            MICROBENCH_IO),
     "io-out": PathSpec("io-out", "microbench.elf", io_out, "io_out",
                        "I/O latency out (ISCA'16): the guest's notify (a store to bench-io NOTIFY) until the "
                        "virtual device has the signal (the counter value it records); KVM: the host kernel's "
                        "ioeventfd, signalled on the vCPU's own exit path; Xen: dom0, idle (its vCPU blocked), "
                        "woken through Xen's scheduler, takes the event channel's virtual interrupt",
-                       (("smp", 2),)),
+                       MICROBENCH_IO),
     "io-in": PathSpec("io-in", "microbench.elf", io_in, "io_in",
                       "I/O latency in (ISCA'16): the back end's notification until the guest's interrupt "
                       "handler runs, the guest's vCPU asleep in WFI (waiting for its I/O): KVM: irqfd, "
                       "kvm_vcpu_kick wakes the vCPU thread, an SGI to its idle pCPU, schedule(), entry, vIRQ; "
                       "Xen: dom0's EVTCHNOP_send, vcpu_wake of the blocked domU vCPU, an SGI to its idle "
-                      "pCPU, schedule(), context switch, vIRQ", (("smp", 2),)),
+                      "pCPU, schedule(), context switch, vIRQ", MICROBENCH_IO),
     "vm-switch": PathSpec("vm-switch", "vmswitch.elf", vm_switch, "vm_switch",
                           "two VMs share one pCPU and hand a timestamp over by HVC 0x4b000010: "
                           "exit one VM, switch, enter the other", peer="vmswitch.elf"),

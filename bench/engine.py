@@ -22,7 +22,6 @@ import gc
 import json
 import os
 import re
-import struct
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, ROOT)   # run from a source tree as well as from an install
 from elftools.elf.elffile import ELFFile  # noqa: E402
 from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc  # noqa: E402
 
+from armvirt import knobs  # noqa: E402
 from armvirt.console import Console  # noqa: E402
 from armvirt.machine import Machine, MachineConfig  # noqa: E402
 from armvirt.profile import load as load_profile  # noqa: E402
@@ -48,18 +48,7 @@ STORM_S, QUICK_STORM_S = 1.0, 0.3  # minimum total wall time of the hypercall st
 
 def patched_compute(rounds: int, tmpdir: str, image: str = "compute.elf") -> str:
     """Copy `image` with the 32-bit `compute_rounds` (.data) set to `rounds`."""
-    src = os.path.join(IMAGES, image)
-    with open(src, "rb") as f:
-        data = bytearray(f.read())
-        elf = ELFFile(f)
-        addr = elf.get_section_by_name(".symtab").get_symbol_by_name("compute_rounds")[0]["st_value"]
-        off = next(s["p_offset"] + addr - s["p_vaddr"] for s in elf.iter_segments()
-                   if s["p_type"] == "PT_LOAD" and s["p_vaddr"] <= addr < s["p_vaddr"] + s["p_filesz"])
-    struct.pack_into("<I", data, off, rounds)
-    path = os.path.join(tmpdir, f"{image[:-4]}-{rounds}.elf")
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
+    return knobs.patched(os.path.join(IMAGES, image), rounds, tmpdir)
 
 
 def run_armvirt(path: str, profile):

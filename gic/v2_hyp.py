@@ -71,11 +71,14 @@ class GichV2:
 
     @property
     def misr(self) -> int:
-        """Maintenance interrupt status (IHI 0048B 5.3.4), each condition gated by HCR."""
+        return self._misr(self.eisr)
+
+    def _misr(self, eisr: int) -> int:
+        """Maintenance interrupt status (IHI 0048B 5.3.4) given GICH_EISR, each condition gated by HCR."""
         if not any(self.lr):               # the common case: nothing in flight
             return (MISR_U if self.hcr & HCR_UIE else 0) | (MISR_NP if self.hcr & HCR_NPIE else 0) | (
                 MISR_LRENP if self.hcr & HCR_LRENPIE and self.hcr >> 27 else 0)
-        m = MISR_EOI if self.eisr else 0   # EOI is the one condition no HCR bit gates
+        m = MISR_EOI if eisr else 0        # EOI is the one condition no HCR bit gates
         if not self.hcr:
             return m
         valid = [v for v in self.lr if (v >> 28) & 3]
@@ -102,7 +105,8 @@ class GichV2:
     def snapshot(self) -> tuple[int, int, int, int, int, list]:
         """What the world switch reads, each derived register computed once:
         (VMCR, MISR, EISR, ELRSR, APR, LRs) - the same values as the individual reads."""
-        return self.vmcr, self.misr, self.eisr, self.elrsr, self.apr, list(self.lr)
+        eisr = self.eisr
+        return self.vmcr, self._misr(eisr), eisr, self.elrsr, self.apr, list(self.lr)
 
     def write(self, offset: int, value: int, notify: bool = True) -> None:
         """32-bit MMIO write; `notify=False` when a batch of writes ends with notify()."""
@@ -130,6 +134,7 @@ class GichV2:
         self.lr = [cpu_if.lr[i] if i < cpu_if.used_lrs else 0 for i in range(self.nr_lr)]
 
     def store(self, cpu_if: "VgicV2CpuIf") -> None:
-        cpu_if.vmcr, cpu_if.apr, cpu_if.misr = self.vmcr, self.apr, self.misr
-        cpu_if.eisr, cpu_if.elrsr = self.eisr, self.elrsr
+        eisr = self.eisr
+        cpu_if.vmcr, cpu_if.apr, cpu_if.misr = self.vmcr, self.apr, self._misr(eisr)
+        cpu_if.eisr, cpu_if.elrsr = eisr, self.elrsr
         cpu_if.lr[:] = self.lr[:len(cpu_if.lr)]

@@ -212,11 +212,12 @@ class IchV3:
 
     # The derived registers are read on every world switch and after every write (the
     # maintenance line follows them): one plain pass over the LRs.
+    # A zero LR (most of them) is empty and needs no maintenance: skip the predicate.
     @property
     def elrsr(self) -> int:
         m = 0
         for i, v in enumerate(self.lr):
-            if lr_empty(v):
+            if not v or lr_empty(v):
                 m |= 1 << i
         return m
 
@@ -224,15 +225,18 @@ class IchV3:
     def eisr(self) -> int:
         m = 0
         for i, v in enumerate(self.lr):
-            if lr_eoi_maintenance(v):
+            if v and lr_eoi_maintenance(v):
                 m |= 1 << i
         return m
 
     @property
     def misr(self) -> int:
-        """ICH_MISR_EL2: EOI is ungated, every other condition has its HCR enable."""
+        return self._misr(self.eisr)
+
+    def _misr(self, eisr: int) -> int:
+        """ICH_MISR_EL2 given ICH_EISR_EL2: EOI is ungated, every other condition has its HCR enable."""
         hcr, vmcr = self.hcr, self.vmcr
-        m = MISR_EOI if self.eisr else 0
+        m = MISR_EOI if eisr else 0
         if hcr & HCR_UIE and sum(1 for v in self.lr if v & _LR_STATE_BITS) <= 1:
             m |= MISR_U
         if hcr & HCR_LRENPIE and hcr & HCR_EOICOUNT_MASK:
@@ -301,7 +305,8 @@ class IchV3:
     def snapshot(self) -> tuple[int, int, int, int, tuple, tuple, list]:
         """What the world switch reads, each derived register computed once:
         (VMCR, MISR, EISR, ELRSR, AP0R[0..3], AP1R[0..3], LRs)."""
-        return self.vmcr, self.misr, self.eisr, self.elrsr, tuple(self.ap0r), tuple(self.ap1r), list(self.lr)
+        eisr = self.eisr
+        return self.vmcr, self._misr(eisr), eisr, self.elrsr, tuple(self.ap0r), tuple(self.ap1r), list(self.lr)
 
     def load(self, cpu_if: VgicV3CpuIf) -> None:
         """Copy a saved state in without cost (a software interface, not the world switch)."""
@@ -311,7 +316,8 @@ class IchV3:
         self.lr = [cpu_if.lr[i] & LR_WRITABLE if i < cpu_if.used_lrs else 0 for i in range(self.nr_lr)]
 
     def store(self, cpu_if: VgicV3CpuIf) -> None:
-        cpu_if.vmcr, cpu_if.misr, cpu_if.eisr, cpu_if.elrsr = self.vmcr, self.misr, self.eisr, self.elrsr
+        eisr = self.eisr
+        cpu_if.vmcr, cpu_if.misr, cpu_if.eisr, cpu_if.elrsr = self.vmcr, self._misr(eisr), eisr, self.elrsr
         cpu_if.ap0r[:], cpu_if.ap1r[:] = self.ap0r, self.ap1r
         n = min(len(cpu_if.lr), self.nr_lr)
         cpu_if.lr[:n] = self.lr[:n]

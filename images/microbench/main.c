@@ -54,6 +54,9 @@
  * the last call too (so n = the other VM's WARMUP_VM_SWITCH + ITER_VM_SWITCH
  * calls), and exits 0.
  *
+ * Benchmark names in /chosen/bootargs (`-append "io_out io_in"`) run only those,
+ * in the order below (`ipi` runs ipi and ipi_wfi); with none named, all run.
+ *
  * Exits 0, or 1 after `microbench: ERROR:` lines if a check failed (a wrong
  * value read, a lost or unexpected interrupt, a spurious acknowledge, a
  * negative sample, the peer VM leaving before the end).
@@ -538,6 +541,17 @@ static int vm_peer(void)
 
 /* ------------------------------------------------------------------ main */
 
+static const struct {
+    const char *name;
+    void (*run)(void);
+} benches[] = {
+    {"hypercall", bench_hypercall}, {"mmio_kernel", bench_mmio_kernel}, {"mmio_user", bench_mmio_user},
+    {"gic_trap", bench_gic_trap},   {"eoi", bench_eoi},                 {"ack_eoi", bench_ack_eoi},
+    {"ipi", bench_ipi},             {"io_out", bench_io_out},           {"io_in", bench_io_in},
+    {"vm_switch", bench_vm_switch},
+};
+#define NR_BENCHES (sizeof(benches) / sizeof(benches[0]))
+
 int main(void)
 {
     sync_handler = sync;
@@ -556,16 +570,19 @@ int main(void)
           (unsigned)ITER_IO, (unsigned)ITER_VM_SWITCH);
     io_detect();
 
-    bench_hypercall();
-    bench_mmio_kernel();
-    bench_mmio_user();
-    bench_gic_trap();
-    bench_eoi();
-    bench_ack_eoi();
-    bench_ipi();
-    bench_io_out();
-    bench_io_in();
-    bench_vm_switch();
+    unsigned named = 0;
+    for (unsigned i = 0; i < NR_BENCHES; i++)
+        named += fdt_bootargs_has(benches[i].name);
+    if (named) {
+        print("microbench: running");
+        for (unsigned i = 0; i < NR_BENCHES; i++)
+            if (fdt_bootargs_has(benches[i].name))
+                print(" %s", benches[i].name);
+        print(" (bootargs)\n");
+    }
+    for (unsigned i = 0; i < NR_BENCHES; i++)
+        if (!named || fdt_bootargs_has(benches[i].name))
+            benches[i].run();
 
     print("microbench: interrupts spurious=%u unexpected=%u (last INTID %u)\n",
           irq_tally.spurious, irq_tally.unexpected, irq_tally.last_unexpected);
