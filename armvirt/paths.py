@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 from engine import layout
@@ -284,6 +284,7 @@ class PathRun:
     result: RunResult
     guest_avg: int | None
     iterations: int | None
+    recording: list = field(default_factory=list, repr=False)   # every vCPU's segments, whole
 
     @property
     def total(self) -> int:
@@ -332,7 +333,8 @@ def select_path(spec: PathSpec, result: RunResult, by_vcpu: list[list[Segment]])
     if not steps:
         raise PathError(f"{spec.image} never took the {spec.name} path")
     bench = bench_lines(result.console).get(spec.bench)
-    return PathRun(spec, Segment(steps, spec.name), result, bench[0] if bench else None, bench[1] if bench else None)
+    return PathRun(spec, Segment(steps, spec.name), result, bench[0] if bench else None,
+                   bench[1] if bench else None, by_vcpu)
 
 
 def run_path(name: str, profile: CostProfile, cfg_overrides: dict | None = None,

@@ -45,6 +45,10 @@ def _group_node_id(item, group: str) -> None:
         item._id = NodeId.parse(f"{item.nodeid}@{group}")
 
 
+# Session fixtures too dear to make on every worker: their users form one group.
+SHARED_SESSION_FIXTURES = {"xgene_table"}
+
+
 def _shared(item) -> list[str]:
     """What an item reads that is made once per worker: its share_run key, and each
     module-scoped fixture of its test module (with the fixture's parameter)."""
@@ -54,6 +58,8 @@ def _shared(item) -> list[str]:
     if mark is not None:
         out.append(str(mark.args[0](**params) if params else mark.args[0]()))
     info = getattr(item, "_fixtureinfo", None)       # a test function's (not a doctest's)
+    for name in SHARED_SESSION_FIXTURES & set(info.names_closure if info else ()):
+        out.append(name)
     for name, defs in (info.name2fixturedefs.items() if info else ()):
         fd = defs[-1]
         if fd.scope in ("module", "class") and (fd.baseid.endswith(".py") or ".py::" in fd.baseid):
@@ -128,6 +134,12 @@ def compare_run():
     """compare.run_compare(designs, profile, features) for tests that only read the
     table: one run per designs, profile and machine config (tests.runs.Comparisons)."""
     return Comparisons()
+
+
+@pytest.fixture(scope="session")
+def xgene_table(xgene, compare_run):
+    """`armvirt compare`'s default table (nvhe, vhe, type1 on xgene, GICv2)."""
+    return compare_run(["nvhe", "vhe", "type1"], xgene, {})
 
 
 @pytest.fixture

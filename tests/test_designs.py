@@ -14,9 +14,9 @@ from armvirt.compare_report import OPERATIONS
 from el2.design import Design
 
 
-@pytest.fixture(scope="module")
-def table(xgene, compare_run):
-    return compare_run(["nvhe", "vhe", "type1"], xgene, {})
+@pytest.fixture
+def table(xgene_table):
+    return xgene_table
 
 
 def test_every_design_runs_the_microbenchmark_to_the_end(table):

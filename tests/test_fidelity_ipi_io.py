@@ -3,27 +3,21 @@ items 1-3 and 5 for ipi, ipi_wfi, vm_switch, io_out, io_in), on xgene, GICv2: th
 mechanisms step by step, and the papers' relations where the mechanisms produce them."""
 import pytest
 
-from armvirt import compare, paths
+from armvirt import paths
 from host_kernel import bench_io, ipi
 
 
-@pytest.fixture(scope="module")
-def table(xgene):
-    return compare.run_compare(["nvhe", "vhe", "type1"], xgene, {})
+@pytest.fixture
+def table(xgene_table):
+    return xgene_table
 
 
-@pytest.fixture(scope="module")
-def path(xgene):
-    cache = {}
-
+@pytest.fixture(scope="session")
+def path(xgene, path_run):
+    """path(name, design, **machine settings): the path's run (tests.runs.PathRuns), its
+    whole recording in .recording."""
     def run(name, design="nvhe", **cfg):
-        key = (name, design, tuple(sorted(cfg.items())))
-        if key not in cache:
-            spec = paths.PATHS[name]
-            result, by_vcpu = paths.record_path(spec, xgene, paths.path_config(spec, {"hyp_mode": design, **cfg}))
-            cache[key] = paths.select_path(spec, result, by_vcpu)
-            cache[key].recording = by_vcpu
-        return cache[key]
+        return path_run(name, {"hyp_mode": design, **cfg})
     return run
 
 
