@@ -46,34 +46,48 @@ class Scheduler:
         owner = self.owner.get(p)
         return owner is not None and owner[0] is v and v.cpu.cycles < owner[1]
 
-    def _pick(self, live):
+    def _clocks(self) -> list[int]:
+        """Every pCPU's virtual time, read once for a step (a vCPU's time is its pCPU's)."""
+        return [cpu.cycles for cpu in self.host.pcpus]
+
+    def _pick(self, live, clocks: list[int]):
         best, best_key = None, None
+        owner_get, pcpu_of, last_turn, order = self.owner.get, self.pcpu_of, self.last_turn, self.order
         for m, v in live:
-            t = v.cpu.cycles if v.blocked_until is None else v.blocked_until
-            p = self.pcpu_of[id(v)]
-            owner = self.owner.get(p)
-            if owner is not None and owner[0] is not v and owner[0].paused and self._in_turn(p, owner[0]):
-                continue                          # its pCPU's owner paused at a sync point, mid-turn
-            key = (t, p, not self._in_turn(p, v), self.last_turn[id(v)], self.order[id(v)])
+            p = pcpu_of[id(v)]
+            now = clocks[p]
+            t = now if v.blocked_until is None else v.blocked_until
+            owner = owner_get(p)
+            if owner is not None:
+                o = owner[0]
+                if o is not v and o.paused and now < owner[1]:
+                    continue                      # its pCPU's owner paused at a sync point, mid-turn
+                in_turn = o is v and now < owner[1]
+            else:
+                in_turn = False
+            key = (t, p, not in_turn, last_turn[id(v)], order[id(v)])
             if best_key is None or key < best_key:
                 best, best_key = (m, v), key
         return best, (best_key[0] if best_key else None)
 
-    def _others(self, live, vcpu) -> tuple[int, int]:
+    def _others(self, live, vcpu, clocks: list[int]) -> tuple[int, int]:
         """(the earliest time of another live vCPU, blocked ones at their wake-up; the
         earliest time of a running vCPU on another pCPU), NEVER where there is none."""
-        mine = self.pcpu_of[id(vcpu)]
+        pcpu_of = self.pcpu_of
+        mine = pcpu_of[id(vcpu)]
         pick_bound, others_min = NEVER, NEVER
         for _, v in live:
             if v is vcpu:
                 continue
             if v.blocked_until is None:
-                c = v.cpu.cycles
-                pick_bound = min(pick_bound, c)
-                if self.pcpu_of[id(v)] != mine:
-                    others_min = min(others_min, c)
-            else:
-                pick_bound = min(pick_bound, v.blocked_until)
+                p = pcpu_of[id(v)]
+                c = clocks[p]
+                if c < pick_bound:
+                    pick_bound = c
+                if p != mine and c < others_min:
+                    others_min = c
+            elif v.blocked_until < pick_bound:
+                pick_bound = v.blocked_until
         return pick_bound, others_min
 
     def _turn_deadline(self, vcpu, others_min: int) -> int:
@@ -99,7 +113,8 @@ class Scheduler:
     def run(self) -> None:
         while True:
             live = list(self._live())
-            pick, t = self._pick(live)
+            clocks = self._clocks()
+            pick, t = self._pick(live, clocks)
             if pick is None:
                 break
             ev = self._vmm_next()
@@ -137,7 +152,8 @@ class Scheduler:
                 self.last_turn[id(vcpu)] = self.turns
             vmm_at = NEVER if ev is None else ev[0]
             deadline = NEVER
-            pick_bound, others_min = self._others(live, vcpu)
+            clocks[p] = vcpu.cpu.cycles           # only this pCPU's clock moved since the pick
+            pick_bound, others_min = self._others(live, vcpu, clocks)
             if len(self.entries) > 1:             # a lone vCPU runs until it exits
                 deadline = self._turn_deadline(vcpu, others_min)
                 if self.shared[p] and same_turn:
