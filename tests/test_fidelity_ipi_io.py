@@ -59,18 +59,20 @@ def run_segments(path, name, design="nvhe"):
 
 # --- item 5: the relations -------------------------------------------------------------
 NOT_PRODUCED = {
-    "io_in": "the guest asleep in WFI, both designs wake it through their schedulers, and Xen's way is "
-             "the shorter with the profile's estimates: KVM (xgene, GICv2) 5,822 - the irqfd, "
-             "kvm_vcpu_kick -> try_to_wake_up and its SGI, the host's IRQ entry and GIC loop, schedule() "
-             "idle -> vCPU thread (sched_switch 1,500, estimate), the run loop and the split-mode world "
-             "switch in - against Xen 5,212 - dom0's EVTCHNOP_send, vcpu_wake, runq_tickle, the SGI, "
-             "the idle pCPU's GIC loop, schedule (500) + context_switch (800, estimates) and vcpu_load of "
-             "the domU's register groups.  See README Fidelity: io_in.",
-    "wfi": "the running receiver's IRQ exit pays the split-mode world switch out (GICv2 vGIC save: 11 "
-           "GICH reads x 290); the sleeping one paid its exit before the send, and its wake-up (an SGI to "
-           "an idle pCPU, schedule()) costs less.  KVM of the era (Linux 4.0 arm.c) moves nothing in "
-           "kvm_arch_vcpu_load/put (vcpu->cpu, the running-vCPU pointer): the preempt notifiers around "
-           "the block add no cost to charge.  See README Fidelity: ipi_wfi.",
+    "io_in": "reviewed step by step against Linux 4.0 KVM/ARM (with 4.1's ARM irqfd) and Xen 4.5 "
+             "(README Fidelity: io_in), the guest asleep in WFI: KVM (xgene, GICv2) 8,304 - the irqfd "
+             "defers an SPI to a kworker (schedule_work, a context switch on the back end's pCPU), "
+             "kvm_vcpu_kick's try_to_wake_up and SGI, the idle pCPU's el1_irq with NO_HZ_IDLE's tick "
+             "code, schedule() idle -> vCPU thread (sched_switch 1,500, estimate), the run loop and the "
+             "split-mode world switch in - against Xen 5,616 - dom0's EVTCHNOP_send (copy_from_guest), "
+             "vcpu_wake, __runq_tickle, the SGI, the idle pCPU's GIC loop, schedule (500) + set_timer + "
+             "context_switch (800, estimates) and the domU's register groups.",
+    "wfi": "reviewed against Linux 4.0 (README Fidelity: ipi_wfi): the running receiver's IRQ exit pays "
+           "the split-mode world switch out (GICv2 vGIC save: 11 GICH reads x 290), 13,114; the sleeping "
+           "one paid its exit before the send, and its wake-up (an SGI to an idle pCPU, el1_irq, "
+           "tick_nohz_idle_exit, schedule(), kvm_vcpu_block's return) costs less: 10,848.  Linux 4.0 "
+           "moves nothing in kvm_arch_vcpu_load/put (vcpu->cpu, the running-vCPU pointer), has "
+           "halt_poll_ns 0, and the idle task had borrowed the vCPU thread's mm (no switch_mm).",
 }
 # (cheaper operation, its design, dearer operation, its design, why not produced or None)
 RELATIONS = [
