@@ -65,7 +65,7 @@ class WorldSwitch:
         if design.name == "type1":
             frame = "x0-x30, ELR/SPSR_EL2, SPSR/SP/ELR_EL1, SP_EL0"
             self.labels[(GP, "save", "guest")] = f"entry.S: save the trap frame ({frame})"
-            self.labels[(GP, "restore", "guest")] = "return_from_trap: restore the trap frame"
+            self.labels[(GP, "restore", "guest")] = "return_to_guest (exit hyp=0): restore the trap frame"
         self.nregs = {(GP, "guest"): len(gp_x) + len(gp_special),
                       (GP, "host"): len(C.HOST_GP_X) + len(C.GP_SPECIAL),
                       (FP, "guest"): len(C.FP_Q) + len(C.FP_CTRL), (FP, "host"): len(C.FP_Q) + len(C.FP_CTRL),

@@ -53,11 +53,12 @@ def _named(led, key: str, what: str) -> tuple[str, int]:
 
 
 def linux_wakes_thread(c, gic: int, where: str, hw: str, entry: str, thread: str, intid: str,
-                       handler: str, then: str) -> list[Step]:
+                       handler: str, then: str, design) -> list[Step]:
     """Linux on an idle (v)CPU woken by an interrupt to run a kernel thread: the IRQ out of
     WFI and the GIC driver's loop around `handler` (host_kernel/ipi.py), then schedule()
     switches from the idle task to the thread, which does `then`."""
-    steps = ipi.idle_wakeup_steps(c, gic, where, entry, intid, [Step(where, handler, c["host_event_handler"])], hw)
+    steps = ipi.idle_wakeup_steps(c, gic, where, entry, intid, [Step(where, handler, c["host_event_handler"])], hw,
+                                  split_eoi=ipi.SPLIT_EOI[design.name], host_el=2 if design.host_at_el2 else 1)
     return [*steps, Step(where, f"schedule(): idle -> {thread} (context switch)", c["sched_switch"]),
             Step(BACKEND, then, c["backend_ring_read"])]
 
@@ -86,7 +87,7 @@ class KvmIoBackend:
         steps = [delivery, *linux_wakes_thread(
             c, gic, BACKEND_KERNEL, BACKEND_HW, entry, "the vhost worker", "SGI 0 (IPI_RESCHEDULE)",
             "handle_IPI(IPI_RESCHEDULE): scheduler_ipi, the worker is runnable",
-            "vhost worker: handle_kick reads the ring, sees the request")]
+            "vhost worker: handle_kick reads the ring, sees the request", vcpu.vm.host.design)]
         ipi.place(led, steps, vcpu.cpu.cycles)
         return received
 
@@ -100,9 +101,17 @@ class KvmIoBackend:
                 for what, key in ipi.WAKE_SENDER[design]] if vcpu.asleep else []
         write, delivery = ipi.send_steps(c, gic, BACKEND_KERNEL, (ipi.WAKE if vcpu.asleep else ipi.KICK)[design],
                                          "the vCPU's pCPU")
+        # irqfd_wakeup runs under the eventfd's wait-queue lock: an SPI is not injected there
+        # (Linux 4.1's ARM irqfd injects only MSIs in place; kvm_arch_set_irq_inatomic, later,
+        # returns -EWOULDBLOCK for an SPI) but deferred to a kworker: schedule_work on this CPU
+        # wakes it, and it runs once the vhost worker gives the CPU up (virt/kvm/eventfd.c).
         return [Step(BACKEND, "vhost_signal: eventfd_signal(call) -> irqfd_wakeup", c["ioeventfd_signal"]),
-                Step(BACKEND_KERNEL, "irqfd_wakeup -> kvm_set_irq -> vgic_queue_irq_unlock: the SPI "
-                                     "pending for the vCPU (virt/kvm/eventfd.c)", c["irqfd_inject"]),
+                Step(BACKEND_KERNEL, "irqfd_wakeup: an SPI, no in-atomic injection -> schedule_work(irqfd->inject)"
+                                     " -> try_to_wake_up(kworker), this CPU", c["linux_ttwu"]),
+                Step(BACKEND_KERNEL, "schedule(): the vhost worker -> the kworker (context switch)", c["sched_switch"]),
+                Step(BACKEND_KERNEL, "irqfd_inject -> kvm_set_irq(1), kvm_set_irq(0) -> kvm_vgic_inject_irq: "
+                                     "the SPI pending for the vCPU, vgic_kick_vcpus (virt/kvm/eventfd.c)",
+                     c["irqfd_inject"]),
                 *wake, write, delivery]
 
     def event_latency(self, vcpu) -> int:

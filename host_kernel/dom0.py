@@ -1,6 +1,6 @@
 """The type-1 design's driver domain (dom0) on a pCPU of its own, as Xen
 deployments pin it, and guest I/O through event channels, step by step as Xen
-does it (xen/common/event_channel.c, xen/common/sched/core.c, xen/arch/arm):
+does it (xen/common/event_channel.c, xen/common/schedule.c, xen/arch/arm):
 
 - a domU notify traps to Xen, which marks dom0's event-channel port pending
   (evtchn_send -> evtchn_port_set_pending), queues the event-channel PPI for
@@ -8,10 +8,10 @@ does it (xen/common/event_channel.c, xen/common/sched/core.c, xen/arch/arm):
   being blocked, wakes it (vcpu_kick -> vcpu_unblock -> vcpu_wake); the
   scheduler's run-queue tickle raises SCHEDULE_SOFTIRQ on dom0's pCPU: a
   physical SGI (host_kernel/ipi.py);
-- dom0's pCPU, idle in WFI, takes the SGI (gic_interrupt, do_static_sgi),
+- dom0's pCPU, idle in WFI, takes the SGI (gic_interrupt, do_sgi),
   runs the schedule softirq, context-switches from the idle vCPU to dom0's
   (the world switch's register groups: dom0's state is what Xen restores),
-  writes the upcall into a list register (vgic_sync_to_lrs) and ERETs;
+  writes the upcall into a list register (gic_inject) and ERETs;
 - dom0's Linux takes the vIRQ (GICV acknowledge, xen_evtchn_do_upcall, the
   port's handler wakes the back-end thread, GICV EOI), and switches to that
   thread, which reads the ring.
@@ -48,7 +48,7 @@ GICV = {2: ("GICV_IAR read", "gicv_mmio_read", "GICV_EOIR write", "gicv_mmio_wri
 def evtchn_to(c, gic: int, where: str, port_of: str, vcpu_of: str) -> list[Step]:
     """Xen marks `port_of`'s event-channel port pending and queues its upcall."""
     return [Step(where, f"evtchn_send -> evtchn_port_set_pending: {port_of}'s port", c["xen_evtchn_send"]),
-            Step(where, f"vcpu_mark_events_pending -> vgic_inject_irq({vcpu_of}, {EVTCHN_PPI})",
+            Step(where, f"vcpu_mark_events_pending -> vgic_vcpu_inject_irq({vcpu_of}, {EVTCHN_PPI})",
                  c["xen_vgic_inject"])]
 
 
@@ -57,13 +57,11 @@ def xen_idle_to(ws, c, gic: int, hw: str, where: str, vcpu_of: str) -> list[Step
     softirq, the context switch from the idle vCPU to `vcpu_of` (its register groups)."""
     gp = ws.cost[(W.GP, "restore", "guest")]
     steps = ipi.idle_wakeup_steps(c, gic, where, "Xen EL2 idle loop", EVENT_CHECK,
-                                  [Step(where, "do_static_sgi: GIC_SGI_EVENT_CHECK, nothing to do "
+                                  [Step(where, "do_sgi: GIC_SGI_EVENT_CHECK, nothing to do "
                                                "(softirqs run on the way out)", c["xen_softirq"])],
                                   hw, ipi.XEN_IRQ_ENTRY)
     return [*steps,
-            Step(where, "do_softirq(SCHEDULE_SOFTIRQ) -> schedule(): the scheduler picks "
-                        f"{vcpu_of} (xen/common/sched/core.c)", c["xen_schedule"]),
-            Step(where, f"context_switch(idle -> {vcpu_of}): ctxt_switch_to", c["xen_context_switch"]),
+            *ipi.receiver_steps(c, "type1", where, vcpu_of),
             *ws.load_steps(where),
             Step(where, f"restore {vcpu_of} GP registers", gp, W.GP, "restore")]
 
@@ -79,19 +77,19 @@ class Dom0Paths:
         ack, ack_key, eoi, eoi_key = GICV[gic]
         self.ws, self.gic = ws, gic
         # the domU's pCPU (in its trap): mark dom0's port, wake dom0's vCPU, tickle its pCPU
-        write, delivery = ipi.send_steps(c, gic, XEN, "runq_tickle -> smp_send_event_check_mask", "dom0's pCPU")
+        write, delivery = ipi.send_steps(c, gic, XEN, "__runq_tickle -> smp_send_event_check_mask", "dom0's pCPU")
         self.notify_dom0 = [
             *evtchn_to(c, gic, XEN, "dom0", "dom0's vCPU"),
-            Step(XEN, "vcpu_kick -> vcpu_unblock -> vcpu_wake: dom0's vCPU onto a run queue "
-                      "(xen/common/sched/core.c)", c["xen_sched_wake"]),
-            Step(XEN, "runq_tickle: dom0's pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)",
+            Step(XEN, "vgic_vcpu_inject_irq -> vcpu_unblock -> vcpu_wake: dom0's vCPU onto a run queue "
+                      "(xen/common/schedule.c)", c["xen_sched_wake"]),
+            Step(XEN, "__runq_tickle: dom0's pCPU is idle, cpumask_raise_softirq(SCHEDULE_SOFTIRQ)",
                  c["xen_runq_tickle"]),
             write]
         # dom0's pCPU: from the SGI's arrival until dom0's Linux runs the event-channel handler
         self.dom0_upcall = [
             delivery,
             *xen_idle_to(ws, c, gic, DOM0_HW, XEN_DOM0, "dom0's vCPU"),
-            Step(XEN_DOM0, f"leave_hypervisor_to_guest -> vgic_sync_to_lrs: {EVTCHN_PPI} into an LR",
+            Step(XEN_DOM0, f"leave_hypervisor_tail -> gic_inject: {EVTCHN_PPI} into an LR",
                  c["xen_lr_write"]),
             Step(DOM0_HW, "ERET to dom0", c["eret"]),
             Step(DOM0_HW, "vIRQ: exception entry to dom0's EL1 (VBAR_EL1 + 0x280)", c["exc_entry_el1"]),
@@ -115,17 +113,21 @@ class Dom0Paths:
             Step(DOM0_HW, "dom0 HVC (EVTCHNOP_send): exception entry to EL2", c["exc_entry_el2"]),
             Step(XEN_DOM0, "EL2 vector, save dom0 GP registers", c["el2_vector_guest"] + gp_save, W.GP, "save"),
             Step(XEN_DOM0, "do_trap_hypercall -> do_event_channel_op", c["xen_trap_dispatch"] + c["xen_hypercall"]),
+            # its argument (evtchn_send_t) is in dom0's memory at a guest VA: copy_from_guest ->
+            # gvirt_to_maddr translates it with AT S12E1R, PAR_EL1 saved, read and restored
+            Step(XEN_DOM0, "copy_from_guest(evtchn_send_t): gvirt_to_maddr: AT S12E1R, PAR_EL1 read x2, write",
+                 c["xen_at_translate"] + 2 * c["el1_sysreg_save"] + c["el1_sysreg_restore"]),
             *evtchn_to(c, gic, XEN_DOM0, "the domU", "the domU's vCPU"),
             write, delivery]
         # ... or, the domU's vCPU blocked (in WFI, or waiting on an ioreq): wake it and tickle
-        # its idle pCPU (vcpu_kick -> vcpu_unblock, xen/common/sched/core.c)
-        write, delivery = ipi.send_steps(c, gic, XEN_DOM0, "runq_tickle -> smp_send_event_check_mask",
+        # its idle pCPU (vgic_vcpu_inject_irq -> vcpu_unblock, xen/common/schedule.c)
+        write, delivery = ipi.send_steps(c, gic, XEN_DOM0, "__runq_tickle -> smp_send_event_check_mask",
                                          "the domU vCPU's pCPU")
         self.wake_event = [
             *self.send_event[:-2],
-            Step(XEN_DOM0, "vcpu_kick -> vcpu_unblock -> vcpu_wake: the domU's vCPU onto a run queue",
+            Step(XEN_DOM0, "vgic_vcpu_inject_irq -> vcpu_unblock -> vcpu_wake: the domU's vCPU onto a run queue",
                  c["xen_sched_wake"]),
-            Step(XEN_DOM0, "runq_tickle: the domU's pCPU is idle, cpu_raise_softirq(SCHEDULE_SOFTIRQ)",
+            Step(XEN_DOM0, "__runq_tickle: the domU's pCPU is idle, cpumask_raise_softirq(SCHEDULE_SOFTIRQ)",
                  c["xen_runq_tickle"]),
             write, delivery]
         self.wake_domu = [*self.wake_event[1:], *xen_idle_to(ws, c, gic, "hardware", XEN, "the domU's vCPU")]

@@ -2,10 +2,11 @@
 (HCR_EL2.IMO routed it to EL2, the lowvisor switched back): the host takes it
 through its own GIC when it re-enables interrupts after __kvm_vcpu_run (KVM
 arm.c), in its GIC driver's loop (host_kernel/ipi.py: acknowledge, priority
-drop, handler, deactivate, and the IAR read of 1023 that ends the loop)."""
+drop, handler, deactivate where the driver splits EOI, and the IAR read of 1023
+that ends the loop), then returns from el1_irq into the run loop."""
 from __future__ import annotations
 
-from engine.ledger import HIGHVISOR
+from engine.ledger import HIGHVISOR, HW
 from gic.v2_hyp import HCR_EN
 from host_kernel import ipi
 
@@ -53,7 +54,8 @@ def handle_host_irq(vcpu) -> None:
     for kind, source in sources:
         intid, what, key, deactivate = HANDLERS[kind]
         intid = intid or ipi.KICK_SGI[vcpu.vm.host.design.name]
-        before, after = ipi.around_handler(led.costs, gic, where, intid, deactivate)
+        before, after = ipi.around_handler(led.costs, gic, where, intid,
+                                           deactivate and ipi.SPLIT_EOI[vcpu.vm.host.design.name])
         for step in before:
             led.charge(step.where, step.what, step.cycles)
         if kind == "vtimer":
@@ -74,3 +76,8 @@ def handle_host_irq(vcpu) -> None:
             t.update_level()
     end = ipi.loop_end(led.costs, gic, where)
     led.charge(end.where, end.what, end.cycles)
+    if vcpu.vm.host.design.name != "type1":
+        # Linux took the IRQ in the run loop (local_irq_enable after __kvm_vcpu_run): el1_irq
+        # returns into it.  Xen took it from the guest: it returns through leave_hypervisor_tail.
+        for step in ipi.irq_return_steps(led.costs, where, HW, "linux", "the run loop"):
+            led.charge(step.where, step.what, step.cycles)

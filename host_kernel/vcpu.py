@@ -328,12 +328,15 @@ class Vcpu:
         where = led.where_map.get(HIGHVISOR, HIGHVISOR)
         entry = ("Xen EL2 idle loop" if design == "type1" else
                  "host EL2 idle loop" if self.vm.host.design.host_at_el2 else "host EL1 idle loop")
-        handler = [Step(where, "scheduler_ipi / do_static_sgi: the woken vCPU is runnable",
+        handler = [Step(where, "do_sgi: GIC_SGI_EVENT_CHECK, nothing to do (softirqs run on the way out)"
+                        if design == "type1" else "handle_IPI(IPI_RESCHEDULE): scheduler_ipi, the woken thread is runnable",
                         led.costs[led.key_map.get("host_event_handler", ("host_event_handler",))[0]])]
         steps = ipi.idle_wakeup_steps(led.costs, self.vm.host.gic_version, where, entry,
                                       ipi.KICK_SGI[design], handler,
-                                      entry_sw=ipi.XEN_IRQ_ENTRY if design == "type1" else None)
-        steps += [Step(where, what.format(n=self.index), led.costs[key]) for what, key in ipi.WAKE_RECEIVER[design]]
+                                      entry_sw=ipi.XEN_IRQ_ENTRY if design == "type1" else None,
+                                      split_eoi=ipi.SPLIT_EOI[design],
+                                      host_el=2 if self.vm.host.design.host_at_el2 else 1)
+        steps += ipi.receiver_steps(led.costs, design, where, f"vCPU{self.index}")
         led.charge_steps(sum(st.cycles for st in steps), tuple(steps))
 
     def run(self) -> KvmRun:
