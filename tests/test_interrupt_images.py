@@ -30,7 +30,11 @@ def test_timer_takes_100_interrupts_at_the_interval(boot, mode):
     res = run(boot, "timer.elf", mode)
     assert line(res, "timer: interrupts=") == "timer: interrupts=100 intervals_ok=1"
     f = fields(line(res, "timer: interval").split(";")[0])
-    assert int(f["min"]) >= 10000 - 1 and int(f["max"]) <= 10000 + 1, f"intervals {f}"
+    # An interrupt is taken at the end of the translated block it falls due in (up to
+    # ~63 cycles later here, more than one 48-cycle tick): two handler entries one
+    # interval apart are the interval +- 2 ticks.
+    assert int(f["min"]) >= 10000 - 2 and int(f["max"]) <= 10000 + 2, \
+        f"expected intervals of 10000 +- 2 ticks, got min {f['min']} max {f['max']}"
     assert fields(line(res, "timer: istatus_in_handler"))["istatus_in_handler"] == "100"
 
 
