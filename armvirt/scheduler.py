@@ -12,6 +12,7 @@ scheduler tick before another vCPU takes the pCPU: the exit and the switch
 are charged like any other (vcpu.preempt)."""
 from __future__ import annotations
 
+from armvirt.engine_resumes import EngineResumes
 from host_kernel import vm_switch
 from host_kernel.vcpu import (EXIT_BLOCKED, EXIT_POWER_OFF, EXIT_PREEMPTED, KVM_EXIT_HALTED,
                               KVM_EXIT_INSN_LIMIT, KVM_EXIT_MMIO, KVM_EXIT_SYSTEM_EVENT)
@@ -34,6 +35,7 @@ class Scheduler:
         self.lookahead = host.lookahead
         self.timeline = host.trace.timeline     # --trace-out: who has each pCPU, when
         self._last_run, self._vmm_ran = None, False   # for the exits the engine serves
+        self._resumes = EngineResumes(self) if EngineResumes.usable(self) else None
 
     def _live(self):
         for m, v in self.entries:
@@ -131,6 +133,13 @@ class Scheduler:
                         mm.finish("halted", "every vCPU is blocked with nothing that could wake it")
                 break
             p = self.pcpu_of[id(vcpu)]
+            if self._resumes is not None and self._resumes.may_resume(self, p, vcpu):
+                done = self._resumes.run(live, ev)     # resumes in C, until one is the host's
+                if done is not None:
+                    m, vcpu = done
+                    m.vm.running = vcpu
+                    self._ran(m, vcpu, vcpu.run_resumed_in_engine())
+                continue
             other = self.loaded.get(p)
             direct = self._last_run is vcpu and not self._vmm_ran and other is vcpu and vcpu.blocked_until is None
             if other is not vcpu:                 # the pCPU changes hands
@@ -172,21 +181,25 @@ class Scheduler:
                        others_min=others_min, quantum=self.quantum, lookahead=self.lookahead, shared=self.shared[p], owner_deadline=deadline,
                        direct=direct and (same_turn or len(self.entries) == 1))
             m.vm.running = vcpu
-            run = vcpu.run()
-            m.vm.running = None
-            self._last_run, self._vmm_ran = vcpu, False
-            if fm is not None:
-                moved = fm.pull(vcpu)
-                if moved is not None and len(self.entries) > 1:
-                    self.owner[p] = (vcpu, moved)
-            self._after(m, vcpu, run)
-            if m.cfg.stop_at_init and m.vm.first_el0 is not None and not m.vm.finished:
-                m.finish("init", "the guest reached user space")
-            if m.vm.finished or not vcpu.powered_on:
-                vm_switch.release_orphans(self.host, vcpu.cpu.cycles)
+            self._ran(m, vcpu, vcpu.run())
         for m in self.machines:
             if not m.vm.finished:
                 m.finish("all-off")
+
+    def _ran(self, m, vcpu, run) -> None:
+        """The step after vcpu.run returned."""
+        m.vm.running = None
+        self._last_run, self._vmm_ran = vcpu, False
+        fm = vcpu.fast_mmio
+        if fm is not None:
+            moved = fm.pull(vcpu)
+            if moved is not None and len(self.entries) > 1:
+                self.owner[self.pcpu_of[id(vcpu)]] = (vcpu, moved)
+        self._after(m, vcpu, run)
+        if m.cfg.stop_at_init and m.vm.first_el0 is not None and not m.vm.finished:
+            m.finish("init", "the guest reached user space")
+        if m.vm.finished or not vcpu.powered_on:
+            vm_switch.release_orphans(self.host, vcpu.cpu.cycles)
 
     def _after(self, m, vcpu, run) -> None:
         r = run.exit_reason

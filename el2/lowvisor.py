@@ -105,6 +105,12 @@ class Lowvisor:
     def run(self, ctx: VcpuContext, resume: bool = False) -> Exit:
         """__kvm_vcpu_run: called from the highvisor by HVC; returns the next exit.
         `resume`: continue a guest whose turn ended (it never left the pCPU)."""
+        self.cpu.run(self._enter_guest(ctx, resume))
+        return self.guest_stopped(ctx)
+
+    def _enter_guest(self, ctx: VcpuContext, resume: bool) -> int:
+        """Up to the engine's run: the PC it starts from.  (A resume's steps are also
+        armvirt/engine_resumes.py's C loop.)"""
         led = self.ledger
         st = self.cpu.st
         if resume:
@@ -133,7 +139,11 @@ class Lowvisor:
             # another vCPU's store of the same value (ABA).  Only when vCPUs share
             # memory and turns: it costs a host round trip.
             self.cpu.clear_exclusive()
-        self.cpu.run(pc)
+        return pc
+
+    def guest_stopped(self, ctx: VcpuContext) -> Exit:
+        """The engine stopped: the exit it took, or EXIT_TURN."""
+        st = self.cpu.st
         m = self.cpu.take_maintenance()
         if m and self.broadcast is not None:      # HCR_EL2.FB: TLBI and IC reach every pCPU
             self.broadcast(self.cpu, m)

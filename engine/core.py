@@ -54,6 +54,8 @@ def av_py_intr(_uc, intno, ud):
     """av_intr_hook's way into Python for the exceptions it does not serve.  A Python
     exception stops the engine and is raised by emu_start, as the binding's own hooks do."""
     cpu = _INTR[int(ffi.cast("uintptr_t", ud))]
+    if cpu.running_as is not None:          # the scheduler's C loop runs this pCPU's vCPU
+        cpu.running_as[0].running = cpu.running_as[1]
     try:
         cpu._on_intr(intno)
     except BaseException as e:
@@ -113,7 +115,7 @@ class PhysicalCpu:
         self.idle_cycles = 0
         self.precise_traps = False
         self._stub: Optional[mmap.mmap] = None
-        self._in_stub = False
+        self.running_as = None                 # (vm, vcpu) while armvirt/engine_resumes.py runs it in C
         self.fault: Optional[EngineFault] = None
         self._insns_at_exception = -1
         self._uc_ptr = ffi.cast("void *", ctypes.cast(self.uch, ctypes.c_void_p).value)
@@ -139,7 +141,7 @@ class PhysicalCpu:
         self._pcs.read(self.uch)
         pc, pstate = self._pcs[0], self._pcs[1]
         self.retire_before(pc)
-        if self._in_stub:
+        if st.in_stub:
             self.fault = EngineFault(f"exception {EXCP_NAMES.get(intno, intno)} in the CLREX stub "
                                      f"at pc={pc:#x} (ESR {syndrome:#x})")
             self.uc.emu_stop()
@@ -408,11 +410,12 @@ class PhysicalCpu:
         if self._stub is None:
             self._stub = self.map_memory(STUB_PA, 0x1000)
             self._stub[0:12] = b"".join(w.to_bytes(4, "little") for w in (CLREX, WFI, B_SELF))
-        self._in_stub, self.fault = True, None
-        try:
-            err = lib.av_clear_exclusive(self._uc_ptr, self.st, STUB_PA, STUB_PSTATE, HCR_VIRTUAL_LINES)
-        finally:
-            self._in_stub = False
+        self.fault = None
+        err = lib.av_clear_exclusive(self._uc_ptr, self.st, STUB_PA, STUB_PSTATE, HCR_VIRTUAL_LINES)
+        self.check_stub(err)
+
+    def check_stub(self, err: int) -> None:
+        """After av_clear_exclusive (here or in the scheduler's C loop)."""
         if err:
             raise EngineFault(f"the CLREX stub did not run: {unicorn.UcError(err)}")
         if self.fault is not None:
@@ -437,10 +440,24 @@ class PhysicalCpu:
         try:
             self.uc.emu_start(pc, 0)
         except unicorn.UcError as e:
-            self._pcs.read(self.uch)
-            raise EngineFault(f"engine stopped: {e} at pc={self._pcs[0]:#x}") from None
+            self.engine_stopped(e)
         if self.fault is not None:
             raise self.fault
+
+    def emulated(self, err: int) -> None:
+        """After a run the scheduler's C loop started (uc_emu_start's result): what
+        emu_start and emulate() raise."""
+        if err:
+            self.engine_stopped(unicorn.UcError(err))
+        e, self.uc._hook_exception = self.uc._hook_exception, None
+        if e is not None:
+            raise e
+        if self.fault is not None:
+            raise self.fault
+
+    def engine_stopped(self, e: unicorn.UcError) -> None:
+        self._pcs.read(self.uch)
+        raise EngineFault(f"engine stopped: {e} at pc={self._pcs[0]:#x}") from None
 
     def stop(self) -> None:
         self.uc.emu_stop()

@@ -108,4 +108,36 @@ struct av_cpu {
     uint64_t fm_would_trap, fm_would_deadline;
     uint64_t tx_len;
     uint8_t tx_buf[4096];      /* characters written, for the -serial backend in order */
+    uint64_t py_intrs;         /* exceptions handed to Python (av_py_intr): the host looked */
+    uint64_t in_stub;          /* av_clear_exclusive's stub is running (an exception there is a bug) */
+};
+
+#define SLOT_NONE 0        /* no live vCPU on this pCPU */
+#define SLOT_PAUSED 1      /* paused mid-guest at a turn end or a sync point: C may resume it */
+#define SLOT_BLOCKED 2     /* blocked in WFI until `wake` */
+#define SLOT_HOST 3        /* runnable, but only the host's own path may run it */
+
+/* The host scheduler's resumes of paused vCPUs, in C (av_sched_loop; armvirt/engine_turns.py).
+ * One slot per pCPU, in pCPU order; each pCPU carries at most one vCPU. */
+struct av_slot {
+    struct av_cpu *c;
+    void *uc;
+    uint64_t kind;             /* SLOT_*: what the pCPU's vCPU is doing */
+    uint64_t wake;             /* SLOT_BLOCKED: when it wakes */
+    uint64_t owned, owner_deadline;   /* Scheduler.owner[p]: this vCPU's turn and its end */
+    int64_t last_turn;         /* Scheduler.last_turn (-1: none yet) */
+    uint64_t fm;               /* host_kernel/fast_mmio.py serves its exits: arm the window */
+    uint64_t quiet;            /* FastMmio.enter's fm_quiet for this vCPU */
+};
+
+struct av_sched {
+    uint64_t n;                /* slots */
+    uint64_t turns;            /* Scheduler.turns */
+    uint64_t quantum, lookahead, vmm_at;
+    uint64_t clear_monitor, stub_pa, stub_pstate, lines;   /* av_clear_exclusive's arguments */
+    uint64_t runs;             /* resumes that ended paused again, as they began */
+    uint64_t last;             /* the slot that ran last (UINT64_MAX: none) */
+    uint64_t ran;              /* the slot whose run ended otherwise: the host takes it on */
+    uint64_t stage;            /* 1: in the monitor clear, 2: in the guest's run */
+    int64_t err;               /* uc_err of that stage */
 };

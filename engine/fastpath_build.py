@@ -34,6 +34,7 @@ uint32_t av_msr_hook(void *uc, int reg, void *cp, void *ud);
 uint32_t av_sys_hook(void *uc, int reg, void *cp, void *ud);
 int av_clear_exclusive(void *uc, struct av_cpu *c, uint64_t stub_pa, uint32_t stub_pstate, uint64_t lines);
 void av_intr_hook(void *uc, uint32_t intno, void *ud);
+int av_sched_loop(struct av_sched *s, struct av_slot *slots);
 extern "Python+C" void av_py_intr(void *uc, uint32_t intno, void *ud);
 """)
 ffibuilder.set_source(

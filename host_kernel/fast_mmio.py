@@ -73,9 +73,19 @@ class FastMmio:
         st = vcpu.cpu.st
         if vcpu.fm_learn is not None:
             self._verify_scheduled(vcpu, direct)
+        if not self.arm_fixed(vcpu, multi=multi, quantum=quantum, lookahead=lookahead, shared=shared):
+            return
+        st.fm_pick_bound, st.fm_vmm_at, st.fm_others_min, st.fm_owner_deadline = (
+            pick_bound, vmm_at, others_min, owner_deadline)
+        st.fm_armed = 1
+
+    def arm_fixed(self, vcpu, *, multi: bool, quantum: int, lookahead: int, shared: bool) -> bool:
+        """What arm() sets that no step of the scheduler moves (armvirt/engine_resumes.py's
+        C loop sets the window for each run itself): False if no exit may be served."""
+        st = vcpu.cpu.st
         if self.mode == "off" or not self._usable(vcpu):
             st.fm_armed = 0
-            return
+            return False
         tag = id(self) << 2 | len(self.memo)          # what this pCPU's struct was last set up for
         if st.fm_tag != tag:
             st.fm_tag = tag
@@ -84,12 +94,10 @@ class FastMmio:
             for wnr in (0, 1):
                 st.fm_c1[wnr], st.fm_c2[wnr] = self.memo.get(wnr, (0, 0))
             st.fm_multi, st.fm_quantum, st.fm_lookahead, st.fm_shared = multi, quantum, lookahead, shared
-        st.fm_pick_bound, st.fm_vmm_at, st.fm_others_min, st.fm_owner_deadline = (
-            pick_bound, vmm_at, others_min, owner_deadline)
         st.fr_ok, st.fr_value, st.fr_listening, st.fr_limit, st.dr_ok = self.device.fast_flags()
         st.dev_empty_reads = self.device.empty_reads
-        st.fm_armed = 1
         vcpu.fm_pushed = True
+        return True
 
     def pull(self, vcpu) -> int | None:
         """After vcpu.run: what the served accesses did to the device, before anyone looks;
@@ -116,14 +124,20 @@ class FastMmio:
     # --- the vCPU: around each __kvm_vcpu_run ---------------------------------------------
     def enter(self, vcpu) -> None:
         """Just before the guest runs: may an exit be served?  (The vGIC was flushed.)"""
-        st, v = vcpu.cpu.st, vcpu.ctx.vgic
+        quiet = self.entry_quiet(vcpu, vcpu.paused)
+        vcpu.cpu.st.fm_quiet = int(quiet)
+        vcpu.fm_entry_quiet = quiet
+
+    def entry_quiet(self, vcpu, paused: bool) -> bool:
+        """fm_quiet for an entry; `paused`: vcpu.paused then (Vcpu.run clears it before a
+        resumed turn enters, so the ap_list term does not apply to resumes today)."""
+        v = vcpu.ctx.vgic
         # (the virtual IRQ line and the timer PPI's mask are checked live by the hook)
         quiet = (v.used_lrs == 0 and v.hcr & ~HCR_EN == 0 and not vcpu.arch_timer.level
                  and not any(t.level for t in vcpu.soft_timers))
-        if quiet and vcpu.paused:         # a resumed turn: others ran meanwhile, no flush
+        if quiet and paused:              # a resumed turn: others ran meanwhile, no flush
             quiet = not self.vm.vgic.ap_list[vcpu.index]
-        st.fm_quiet = int(quiet)
-        vcpu.fm_entry_quiet = quiet
+        return quiet
 
     def exited(self, vcpu, ex) -> None:
         """The guest stopped: fold the exits served meanwhile, note what to learn from."""

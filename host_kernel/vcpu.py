@@ -346,12 +346,7 @@ class Vcpu:
         if self.paused:                     # the same guest continues on its pCPU
             self.paused = False
             self.kvm_run = KvmRun()
-            ex = self._enter(resume=True)
-            if ex.code == EXIT_TURN:
-                self.paused = True
-                self.kvm_run = KvmRun(EXIT_PREEMPTED)
-                return self.kvm_run
-            return self._after_exit(ex)
+            return self._resumed(self._enter(resume=True))
         if self._mmio is not None:          # kvm_handle_mmio_return
             led.charge_named(USER, "ioctl(KVM_RUN): re-enter the kernel", "kvm_run_ioctl")
             design = self.lowvisor.design
@@ -377,13 +372,30 @@ class Vcpu:
             if self._handle(ex) <= 0:
                 return self.kvm_run
 
+    def _resumed(self, ex) -> KvmRun:
+        if ex.code == EXIT_TURN:
+            self.paused = True
+            self.kvm_run = KvmRun(EXIT_PREEMPTED)
+            return self.kvm_run
+        return self._after_exit(ex)
+
+    def run_resumed_in_engine(self) -> KvmRun:
+        """The rest of run() for a resume that armvirt/engine_resumes.py's C loop started
+        (it did the steps up to the engine's run, as run() and _enter() do them)."""
+        self.paused = False
+        self.kvm_run = KvmRun()
+        return self._resumed(self._entered(self.lowvisor.guest_stopped(self.ctx)))
+
     def _enter(self, resume: bool = False):
         """__kvm_vcpu_run; afterwards, the exits the engine served meanwhile, and whether
         the guest reached user space in that run."""
         fm = self.fast_mmio
         if fm is not None:
             fm.enter(self)
-        ex = self.lowvisor.run(self.ctx, resume)
+        return self._entered(self.lowvisor.run(self.ctx, resume))
+
+    def _entered(self, ex):
+        fm = self.fast_mmio
         if fm is not None:
             fm.exited(self, ex)
         first = self.cpu.take_first_el0()
