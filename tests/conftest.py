@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-from armvirt import compare, profile
+from armvirt import compare, paths, profile
+from engine.trace import NULL
 from tests.runs import BootRuns, Comparisons, PathRuns
 
 
@@ -147,6 +148,20 @@ def shared_compare(monkeypatch, compare_run):
     """The CLI in process reads compare_run's tables instead of running them again."""
     monkeypatch.setattr(compare, "run_compare", compare_run)
     return compare_run
+
+
+@pytest.fixture
+def shared_paths(monkeypatch, path_run):
+    """The CLI in process reads path_run's recordings (xgene, no trace) instead of
+    running the path again."""
+    real = paths.run_path
+
+    def run_path(name, profile, cfg_overrides=None, trace=NULL):
+        if trace is NULL and profile == path_run.profile:
+            return path_run(name, cfg_overrides)
+        return real(name, profile, cfg_overrides, trace)
+    monkeypatch.setattr(paths, "run_path", run_path)
+    return path_run
 
 
 @pytest.fixture

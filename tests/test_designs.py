@@ -36,15 +36,15 @@ def test_vhe_saves_at_least_70_percent_of_the_split_mode_hypercall(table):
     assert h["vhe"] <= 0.3 * h["nvhe"], f"expected vhe <= 30% of nvhe ({0.3 * h['nvhe']:.0f}), got {h}"
 
 
-def test_eoi_with_a_vgic_is_under_5_percent_of_eoi_without(xgene):
-    with_vgic = paths.run_path("eoi", xgene).total
-    without = paths.run_path("eoi", xgene, {"vgic": False}).total
+def test_eoi_with_a_vgic_is_under_5_percent_of_eoi_without(path_run):
+    with_vgic = path_run("eoi").total
+    without = path_run("eoi", {"vgic": False}).total
     assert with_vgic < 0.05 * without, f"expected {with_vgic} < 5% of {without}"
 
 
-def test_gicv3_vgic_save_costs_less_than_gicv2(xgene):
+def test_gicv3_vgic_save_costs_less_than_gicv2(path_run):
     def vgic_save(gic):
-        run = paths.run_path("hypercall", xgene, {"gic_version": gic})
+        run = path_run("hypercall", {"gic_version": gic})
         return next(r["save"] for r in paths.world_switch_rows(run.segment) if r["group"] == "VGIC registers")
     v2, v3 = vgic_save(2), vgic_save(3)
     assert v3 < v2, f"expected GICv3 vGIC save < GICv2, got {v3} vs {v2}"
@@ -69,10 +69,10 @@ def test_world_switch_groups_follow_the_design(table):
     assert nonzero == {"GP registers"}, f"Xen touches only GP registers on a hypercall, got {nonzero}"
 
 
-def test_eager_switching_costs_vhe_its_advantage(xgene):
-    lazy = paths.run_path("hypercall", xgene, {"hyp_mode": "vhe"}).total
-    eager = paths.run_path("hypercall", xgene, {"hyp_mode": "vhe", "lazy": False}).total
-    nvhe = paths.run_path("hypercall", xgene).total
+def test_eager_switching_costs_vhe_its_advantage(path_run):
+    lazy = path_run("hypercall", {"hyp_mode": "vhe"}).total
+    eager = path_run("hypercall", {"hyp_mode": "vhe", "lazy": False}).total
+    nvhe = path_run("hypercall").total
     assert lazy < eager < nvhe, f"expected lazy VHE < eager VHE < split mode, got {lazy}, {eager}, {nvhe}"
 
 
@@ -101,12 +101,12 @@ def test_compare_json_has_the_documented_shape(tmp_path, table, shared_compare, 
     assert png.read_bytes()[:4] == b"\x89PNG", "expected a PNG plot"
 
 
-def test_compare_breakdown_totals_match_the_trap_paths(xgene):
+def test_compare_breakdown_totals_match_the_trap_paths(path_run):
     r = armvirt("compare", "--breakdown", "hypercall", "--designs", "kvm-split,type1", "--format", "json")
     assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
     doc = json.loads(r.stdout)
     for d in ("nvhe", "type1"):
-        want = paths.run_path("hypercall", xgene, {"hyp_mode": d}).total
+        want = path_run("hypercall", {"hyp_mode": d}).total
         got = doc["designs"][d]["total"]
         assert got == want, f"{d}: expected {want}, got {got}"
 
@@ -121,17 +121,17 @@ def test_compare_rejects_bad_options(args, needle):
 
 @pytest.mark.parametrize("design,fp,expect_fp_steps", [
     ("nvhe", None, 4), ("nvhe", True, 0), ("vhe", None, 0), ("vhe", False, 4), ("type1", False, 0)])
-def test_fp_switching_follows_the_fp_switch(xgene, design, fp, expect_fp_steps):
+def test_fp_switching_follows_the_fp_switch(path_run, design, fp, expect_fp_steps):
     """Eager FP/SIMD moves guest and host registers on every trap; lazy, only when the
     guest uses them (these guests never do); Xen never on a trap."""
-    run = paths.run_path("hypercall", xgene, {"hyp_mode": design, "lazy_fp": fp})
+    run = path_run("hypercall", {"hyp_mode": design, "lazy_fp": fp})
     fp_steps = [s.what for s in run.segment.steps if s.group == "FP/SIMD registers"]
     assert len(fp_steps) == expect_fp_steps, f"{design} fp={fp}: expected {expect_fp_steps} FP steps, got {fp_steps}"
     assert run.guest_avg == run.total, f"{design} fp={fp}: guest {run.guest_avg} != table {run.total}"
 
 
-def test_type1_vm_switch_moves_every_group_at_put_and_load(xgene):
-    run = paths.run_path("vm-switch", xgene, {"hyp_mode": "type1", "lazy": False})
+def test_type1_vm_switch_moves_every_group_at_put_and_load(path_run):
+    run = path_run("vm-switch", {"hyp_mode": "type1", "lazy": False})
     moved = {(s.group, s.kind) for s in run.segment.steps if "vcpu_" in s.what}
     want = {(g, k) for g in ("FP/SIMD registers", "EL1 system registers", "VGIC registers", "Timer registers",
                              "EL2 virtual memory registers") for k in ("save", "restore")}
@@ -216,35 +216,35 @@ def test_vhe_below_split_mode_for_every_trap(table, op):
 
 
 @pytest.mark.parametrize("design", ["nvhe", "vhe", "type1"])
-def test_eoi_with_a_vgic_is_under_100_cycles_and_never_exits(table, xgene, design):
+def test_eoi_with_a_vgic_is_under_100_cycles_and_never_exits(table, path_run, design):
     cycles = table.rows["eoi"][design]
     assert cycles is not None and cycles < 100, f"{design}: expected eoi < 100 cycles, got {cycles}"
-    run = paths.run_path("eoi", xgene, {"hyp_mode": design})
+    run = path_run("eoi", {"hyp_mode": design})
     where = {s.where for s in run.segment.steps}
     assert where == {"guest EL1"} and len(run.segment.steps) == 1, \
         f"{design}: expected one EOI access by the guest, no exit, got {run.segment.steps}"
 
 
-def test_mmio_kernel_has_no_device_model(table, xgene):
+def test_mmio_kernel_has_no_device_model(table, path_run):
     """I/O kernel: the trap completes in the host kernel (an ioeventfd), so it costs less than
     the GICD_IIDR read that the vGIC distributor emulates, and no step is a device's."""
     r, g = table.rows["mmio_kernel"], table.rows["gic_trap"]
     assert all(r[d] < g[d] for d in r), f"expected mmio_kernel < gic_trap in every design, got {r} {g}"
-    steps = [s.what for s in paths.run_path("mmio-kernel", xgene).segment.steps]
+    steps = [s.what for s in path_run("mmio-kernel").segment.steps]
     assert any(w.startswith("ioeventfd_write") for w in steps), f"expected the ioeventfd step, got {steps}"
     assert not any("in-kernel device" in w for w in steps), f"expected no device model, got {steps}"
 
 
 # --- issue 10 item 4: VHE and Xen checked against their mechanisms -------------------------------
 
-def _steps(xgene, path, **cfg):
-    return paths.run_path(path, xgene, cfg).segment.steps
+def _steps(path_run, path, **cfg):
+    return path_run(path, cfg).segment.steps
 
 
-def test_vhe_user_exit_puts_and_loads_the_deferred_state(xgene):
+def test_vhe_user_exit_puts_and_loads_the_deferred_state(path_run):
     """ATC'17: a user-space exit ends KVM_RUN, so kvm_arch_vcpu_put / kvm_arch_vcpu_load move
     the lazily switched state (kvm_vcpu_put_sysregs_vhe / kvm_vcpu_load_sysregs_vhe)."""
-    steps = _steps(xgene, "mmio-user", hyp_mode="vhe")
+    steps = _steps(path_run, "mmio-user", hyp_mode="vhe")
     what = [s.what for s in steps]
     out = what.index("return to user space (KVM_EXIT_MMIO)")
     back = what.index("ioctl(KVM_RUN): re-enter the kernel")
@@ -256,23 +256,23 @@ def test_vhe_user_exit_puts_and_loads_the_deferred_state(xgene):
         f"expected vcpu_load to restore the guest's EL1 registers, got {[s.what for s in load]}"
     assert {s.group for s in put} >= {"VGIC registers", "Timer registers"}, \
         f"expected the deferred vGIC and timer state at put, got {[s.what for s in put]}"
-    hvc = [s.what for s in _steps(xgene, "hypercall", hyp_mode="vhe")]
+    hvc = [s.what for s in _steps(path_run, "hypercall", hyp_mode="vhe")]
     assert not any("vcpu_put" in w or "vcpu_load" in w for w in hvc), \
         f"a hypercall stays inside KVM_RUN: no put/load expected, got {hvc}"
 
 
-def test_split_mode_user_exit_defers_nothing(xgene):
+def test_split_mode_user_exit_defers_nothing(path_run):
     """Linux 4.0's split mode switches everything on each trap: vcpu_put has nothing to move."""
-    what = [s.what for s in _steps(xgene, "mmio-user")]
+    what = [s.what for s in _steps(path_run, "mmio-user")]
     assert not any("vcpu_put" in w or "vcpu_load" in w for w in what), \
         f"expected no deferred state under eager nvhe, got {what}"
 
 
-def test_xen_hypercall_touches_only_its_trap_frame(xgene):
+def test_xen_hypercall_touches_only_its_trap_frame(path_run):
     """A Xen no-op hypercall saves and restores the trap frame of entry.S (GPRs, ELR/SPSR_EL2,
     SPSR/SP/ELR_EL1, SP_EL0), switches no EL1 system register, and calls the hypercall table."""
     from el2.context import XEN_FRAME_SPECIAL, XEN_FRAME_X
-    steps = _steps(xgene, "hypercall", hyp_mode="type1")
+    steps = _steps(path_run, "hypercall", hyp_mode="type1")
     groups = {s.group for s in steps if s.group}
     assert groups == {"GP registers"}, f"expected only the GP trap frame, got {groups}"
     frame = [s for s in steps if s.group]
@@ -284,9 +284,8 @@ def test_xen_hypercall_touches_only_its_trap_frame(xgene):
 
 @pytest.mark.parametrize("path,words", [("eoi", "1023"), ("gic-trap", "GICD_IIDR"), ("mmio-user", "DeviceID"),
                                         ("mmio-kernel", "no device model"), ("ack-eoi", "acknowledge")])
-def test_trap_path_title_prints_the_definition(path, words):
-    r = subprocess.run([sys.executable, "-m", "armvirt", "trap-path", path], capture_output=True, text=True,
-                       timeout=600)
+def test_trap_path_title_prints_the_definition(path, words, cli_run, shared_paths):
+    r = cli_run("trap-path", path)
     assert r.returncode == 0, f"trap-path {path} failed: {r.stderr}"
     title = r.stdout.splitlines()[0]
     assert paths.PATHS[path].description in title and words in title, \
