@@ -60,7 +60,10 @@ NOT_PRODUCED = {
              "code, schedule() idle -> vCPU thread (sched_switch 1,500, estimate), the run loop and the "
              "split-mode world switch in - against Xen 5,616 - dom0's EVTCHNOP_send (copy_from_guest), "
              "vcpu_wake, __runq_tickle, the SGI, the idle pCPU's GIC loop, schedule (500) + set_timer + "
-             "context_switch (800, estimates) and the domU's register groups.",
+             "context_switch (800, estimates) and the domU's register groups.  Columbia's Xen I/O "
+             "measurement code (simplefront/simpleback) has the same sleeping receivers and end points "
+             "(README Fidelity: checked against the measurement code): the order rests on the wake-up "
+             "estimates, which no source here measures.",
     "wfi": "reviewed against Linux 4.0 (README Fidelity: ipi_wfi): the running receiver's IRQ exit pays "
            "the split-mode world switch out (GICv2 vGIC save: 11 GICH reads x 290), 13,114; the sleeping "
            "one paid its exit before the send, and its wake-up (an SGI to an idle pCPU, el1_irq, "
