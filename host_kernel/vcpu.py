@@ -95,18 +95,14 @@ class Vcpu:
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
-            self.cpu.on_guest_exception = self._log_guest_exception
+            # one hook per pCPU, and vCPUs may share a pCPU (--pcpus): it names the vCPU that
+            # runs there when the exception is taken, not the last one built on it
+            self.cpu.on_guest_exception = _GuestExceptionLog(vm.host, self.cpu)
 
     @property
     def tag(self) -> str:
         """How logs name this vCPU: with its VM's name once the host runs several."""
         return f"{self.vm.name}/vcpu{self.index}" if len(self.vm.host.vms) > 1 else f"vcpu{self.index}"
-
-    def _log_guest_exception(self, intno: int, esr: int, far: int, pc: int) -> None:
-        far_text = f" FAR {far:#x}" if intno in (3, 4) else ""      # only aborts set FAR_EL1
-        if self.trace.on("int"):
-            self.trace.log("int", f"{self.tag}: exception taken to EL1: ESR_EL1 {esr:#010x} "
-                              f"(EC {esr >> 26:#x}){far_text} ELR {pc:#x}")
 
     # --- state --------------------------------------------------------------------
     def _reset_context(self) -> VcpuContext:
@@ -469,3 +465,19 @@ class Vcpu:
             name, t = self._pending_sample
             self.stats.add(name, self.cpu.cycles - t)
             self._pending_sample = None
+
+
+class _GuestExceptionLog:
+    """`-d int`'s line for an exception the core takes to the guest's EL1 on `cpu`."""
+
+    def __init__(self, host, cpu):
+        self.host, self.cpu = host, cpu
+
+    def __call__(self, intno: int, esr: int, far: int, pc: int) -> None:
+        vcpu = next((vm.running for vm in self.host.vms
+                     if vm.running is not None and vm.running.cpu is self.cpu), None)
+        if vcpu is None:
+            return
+        far_text = f" FAR {far:#x}" if intno in (3, 4) else ""      # only aborts set FAR_EL1
+        vcpu.trace.log("int", f"{vcpu.tag}: exception taken to EL1: ESR_EL1 {esr:#010x} "
+                              f"(EC {esr >> 26:#x}){far_text} ELR {pc:#x}")

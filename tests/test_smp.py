@@ -206,3 +206,15 @@ def test_cpu_on_starts_the_target_at_the_callers_time(xgene):
     assert psci.call(v0, psci.PSCI_CPU_ON64) == psci.SUCCESS
     assert v1.cpu.cycles == v0.cpu.cycles == 5_000_000, \
         f"expected vCPU1 to start at the caller's 5000000 cycles, got {v1.cpu.cycles} (caller {v0.cpu.cycles})"
+
+
+def test_d_int_names_the_vcpu_that_took_the_exception_on_a_shared_pcpu(cli_run, tmp_path):
+    """el0 takes its SVC, page fault and UNDEF on vCPU 0; with both vCPUs on one pCPU the
+    `-d int` lines must still name vCPU 0 (the pCPU's hook once named the last vCPU built)."""
+    log = tmp_path / "int.log"
+    r = cli_run("run", "-smp", 2, "--pcpus", 1, "-d", "int", "-D", log, "el0")
+    assert r.returncode == 0, f"expected exit 0, got {r.returncode}: {r.stderr}"
+    taken = [l for l in log.read_text().splitlines() if "exception taken to EL1" in l]
+    named = sorted({l.split()[1] for l in taken})
+    assert len(taken) == 6 and named == ["vcpu0:"], \
+        f"expected 6 lines, all naming vcpu0; observed {len(taken)} naming {named}"
