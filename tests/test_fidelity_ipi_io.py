@@ -65,7 +65,7 @@ NOT_PRODUCED = {
              "(README Fidelity: checked against the measurement code): the order rests on the wake-up "
              "estimates, which no source here measures.",
     "wfi": "reviewed against Linux 4.0 (README Fidelity: ipi_wfi): the running receiver's IRQ exit pays "
-           "the split-mode world switch out (GICv2 vGIC save: 11 GICH reads x 290), 13,114; the sleeping "
+           "the split-mode world switch out (GICv2 vGIC save: 11 GICH reads x 290), 13,113; the sleeping "
            "one paid its exit before the send, and its wake-up (an SGI to an idle pCPU, el1_irq, "
            "tick_nohz_idle_exit, schedule(), kvm_vcpu_block's return) costs less: 10,848.  Linux 4.0 "
            "moves nothing in kvm_arch_vcpu_load/put (vcpu->cpu, the running-vCPU pointer), has "
