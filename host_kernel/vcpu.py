@@ -93,6 +93,9 @@ class Vcpu:
         self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
         self.asleep = False                # blocked in WFI: a back end's event wakes its thread
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
+        # Blocked in WFI, its thread schedules out (vcpu_put) only when its pCPU switches away
+        # from it: a kick before then finds it still current and nothing is put or loaded.
+        self.put_pending = False
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
             # one hook per pCPU, and vCPUs may share a pCPU (--pcpus): it names the vCPU that
@@ -197,7 +200,9 @@ class Vcpu:
             # scheduler decides when it wakes (its soft timer or a kick) and jumps its
             # pCPU's time to then.
             led.charge_named(HIGHVISOR, "kvm_vcpu_block: arm the soft timer, schedule out", "vcpu_block")
-            self.vcpu_put()                  # the thread schedules out (kvm_sched_out / ctxt_switch_from)
+            # the thread schedules out (kvm_sched_out / ctxt_switch_from) when schedule() switches
+            # away from it: charged then (wake_up, or the pCPU's next vCPU), unless a kick came first
+            self.put_pending = True
             self.blocked_until = deadline
             self.sgi_wake_at = deadline if by_sgi else None
             self.kvm_run.exit_reason = EXIT_BLOCKED
@@ -300,6 +305,10 @@ class Vcpu:
     # --- KVM_RUN -------------------------------------------------------------------------
     def wake_up(self, at: int) -> None:
         """The scheduler wakes a blocked vCPU at virtual time `at` (soft timer or kick)."""
+        if self.woken_not_asleep:            # schedule() picked the same thread: no switch at all
+            self.put_pending = False
+        elif self.put_pending:               # it did schedule out, at the time it blocked
+            self.vcpu_put()
         now = self.cpu.cycles
         if at > now and at != NEVER:
             self.cpu.advance_idle(at - now)
@@ -410,6 +419,7 @@ class Vcpu:
 
     def vcpu_put(self) -> None:
         """kvm_arch_vcpu_put: another vCPU takes the pCPU, or its thread blocks."""
+        self.put_pending = False
         if not self.loaded:
             return
         self.loaded = False

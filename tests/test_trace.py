@@ -186,6 +186,28 @@ def test_smp_ipi_trace(boot, ipi):
     assert {e["args"]["vcpu1"] for e in counter} >= {0, 1}, f"LRs in use should go 1 and 0, got {counter[:4]}"
 
 
+@pytest.mark.parametrize("design", ["vhe", "type1"])
+def test_a_vcpu_kicked_before_it_slept_is_neither_put_nor_loaded(xgene, design):
+    """smp-mmu on 4 vCPUs: a kick lands after a vCPU's WFx exit decided to block but before
+    its pCPU switched away from it.  Its thread never left the CPU (Linux: schedule() picks
+    it again, no kvm_sched_out/in; Xen: vcpu_wake of a running unit, no context switch), so
+    none of the state VHE defers or Xen's ctxt_switch_from/to moves is saved or restored."""
+    (res,), doc = traced(xgene, [("smp-mmu.elf", {"smp": 4, "hyp_mode": design})])
+    assert res.status == 0, f"expected smp-mmu to pass under {design}: {res.reason} {res.message}"
+    t = valid(doc)
+    racy = []
+    for n in range(4):
+        v = t[("VM vm0", f"vcpu{n}")]
+        tree = tf.children(v)
+        for e in slices(v, "WFx"):
+            steps = [c["name"] for c in inside(v, e, tree)]
+            if NOT_ASLEEP in steps:
+                racy.append((n, [s for s in steps if "vcpu_put" in s or "vcpu_load" in s]))
+    assert racy, f"expected smp-mmu -smp 4 under {design} to kick a vCPU before it slept"
+    moved = [r for r in racy if r[1]]
+    assert moved == [], f"expected no vcpu_put/vcpu_load in a WFx exit woken before it slept, got {moved}"
+
+
 def test_two_vms_trace(xgene):
     (a, b), doc = traced(xgene, [("vmswitch.elf", {}), ("vmswitch.elf", {"name": "peer"})])
     t = valid(doc)
