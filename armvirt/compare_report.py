@@ -20,7 +20,7 @@ OPERATIONS = ("hypercall", "gic_trap", "ipi", "ipi_wfi", "eoi", "vm_switch", "io
 WORLD_SWITCH_GROUPS = ("GP registers", "FP/SIMD registers", "EL1 system registers",
                        "VGIC registers", "Timer registers", "EL2 configuration registers",
                        "EL2 virtual memory registers")
-FORMATS = ("simple", "github", "latex", "csv", "json")
+FORMATS = ("simple", "github", "latex", "csv", "json", "plain", "grid", "pipe")   # as armvirt/report.py
 PLOT_FORMATS = {".png": "png", ".svg": "svg"}
 LOG_RATIO = 100  # a bar chart whose largest/smallest value exceeds this uses a log y axis
 MISSING = "-"

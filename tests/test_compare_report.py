@@ -243,8 +243,16 @@ def test_plot_rejects_unknown_extension(tmp_path, name):
 
 
 def test_formats_constant_matches_the_cli_choices():
-    want = ("simple", "github", "latex", "csv", "json")
-    assert FORMATS == want, f"expected {want}, got {FORMATS}"
+    """compare takes the table formats every other table command takes (armvirt/report.py)."""
+    from armvirt import report
+    want = ("simple", "github", "latex", "csv", "json", "plain", "grid", "pipe")
+    assert FORMATS == want == report.FORMATS, f"expected {want} (report: {report.FORMATS}), got {FORMATS}"
+
+
+@pytest.mark.parametrize("fmt", ["plain", "grid", "pipe"])
+def test_table_formats_of_tabulate_render_the_rows(fmt):
+    text = format_table(ROWS, DESIGNS, fmt)
+    assert all(op in text for op in ROWS), f"expected every operation in the {fmt} table:\n{text}"
 
 
 # -- definitions ----------------------------------------------------------------------------------
