@@ -76,6 +76,14 @@ class RunResult:
     vcpu_stats: list = field(default_factory=list)     # ExitStats per vCPU, by vCPU index
 
 
+def _size_text(n: int) -> str:
+    """A byte count as -m spells it: the largest of G, M, K that divides it, else bytes."""
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n}B"
+
+
 def validate(cfg: MachineConfig) -> None:
     if not 1 <= cfg.smp <= MAX_SMP:
         raise ConfigError(f"-smp {cfg.smp}: must be between 1 and {MAX_SMP}")
@@ -84,9 +92,9 @@ def validate(cfg: MachineConfig) -> None:
     if not 1_000 <= cfg.quantum <= 100_000_000:
         raise ConfigError(f"--quantum {cfg.quantum}: must be 1000 to 100000000 cycles")
     if cfg.ram_size < 16 * 1024 * 1024 or cfg.ram_size % 4096:
-        raise ConfigError(f"-m {cfg.ram_size}: RAM must be a multiple of 4 KiB and at least 16M")
+        raise ConfigError(f"-m {_size_text(cfg.ram_size)}: RAM must be a multiple of 4 KiB and at least 16M")
     if cfg.ram_size > 16 * 1024**3:
-        raise ConfigError(f"-m {cfg.ram_size >> 20}M: at most 16G of guest RAM")
+        raise ConfigError(f"-m {_size_text(cfg.ram_size)}: at most 16G of guest RAM")
     if cfg.gic_version not in (2, 3):
         raise ConfigError(f"gic-version={cfg.gic_version}: must be 2 or 3")
     if not 1 <= cfg.nr_lr <= 16:

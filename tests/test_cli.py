@@ -37,6 +37,13 @@ def test_bad_images(tmp_path, name, content, needle, cli_run):
     assert needle.lower() in r.stderr.lower(), f"expected {needle!r} in {r.stderr!r}"
 
 
+@pytest.mark.parametrize("size, shown", [("4K", "-m 4K:"), ("16385K", "-m 16385K:"), ("99999G", "-m 99999G:"),
+                                         ("16000000", "-m 15625G:")])
+def test_a_bad_ram_size_is_named_as_m_spells_it(cli_run, size, shown):
+    r = cli_run("run", "-m", size, "hello")
+    assert r.returncode == 2 and shown in r.stderr, f"-m {size}: expected exit 2 naming {shown!r}, got {r.returncode}: {r.stderr!r}"
+
+
 @pytest.mark.parametrize("args", [
     ["run", "/nonexistent/guest.elf"],
     ["run", "-m", "abc", paths.image_path("hello.elf")],
