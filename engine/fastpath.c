@@ -9,6 +9,7 @@
  *   time is cycles = insns * cpi + charged (DESIGN.md section 6).
  */
 #include <stdint.h>
+#include <string.h>
 #include <unicorn/unicorn.h>
 
 #include "fastpath.h"
@@ -381,11 +382,23 @@ static inline uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 /* A data abort (EC 0x24, ISV = 1, stage-2 translation fault) on the PL011's page, for
  * UARTFR read or UARTDR write, while the Python path would only do that access:
  * served here (engine/fastmmio.py says when, and what it costs).  Returns 1 if served. */
+/* Q0-Q31, FPCR, FPSR in el2/context.py fp_bank's layout: 16 bytes each, a 32-bit control
+ * register zero-extended (the bank's RegBank.snapshot compares the same bytes). */
+static void read_fp(uc_engine *uc, uint8_t *out)
+{
+    memset(out, 0, FP_REGS * 16);
+    for (int i = 0; i < 32; i++)
+        uc_reg_read(uc, UC_ARM64_REG_Q0 + i, out + 16 * i);
+    uc_reg_read(uc, UC_ARM64_REG_FPCR, out + 16 * 32);
+    uc_reg_read(uc, UC_ARM64_REG_FPSR, out + 16 * 33);
+}
+
 static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far)
 {
     uint64_t pc = 0, hpfar, ipa, off, t_trap, t_dev, t_entry, retired;
     uint32_t pstate = 0;
-    unsigned wnr, size, srt;
+    unsigned wnr, size, srt, key;
+    uint8_t fp[FP_REGS * 16];
     if (!c->fm_armed || !c->fm_quiet || c->dbg_active || c->el0_seen || c->maint || c->vi_asserted
         || c->timer_masked)
         return 0;
@@ -412,13 +425,19 @@ static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far
     uc_reg_read(uc, UC_ARM64_REG_PC, &pc);
     retired = retired_before(c, pc);
     t_trap = retired * c->cpi + c->charged;
-    if (!c->fm_c1[wnr]) {                          /* not learned yet: Python takes it, and learns */
-        c->fm_would = 1 + wnr;
+    key = wnr;
+    if (c->fm_fp_lazy) {                           /* did the guest change FP/SIMD since its load? */
+        read_fp(uc, fp);
+        if (memcmp(fp, c->fm_fp_at_load, sizeof fp))
+            key |= 2;
+    }
+    if (!c->fm_c1[key]) {                          /* not learned yet: Python takes it, and learns */
+        c->fm_would = 1 + key;
         c->fm_would_trap = t_trap;
         return 0;
     }
-    t_dev = t_trap + c->fm_c1[wnr];
-    t_entry = t_dev + c->fm_c2[wnr];
+    t_dev = t_trap + c->fm_c1[key];
+    t_entry = t_dev + c->fm_c2[key];
     if (t_dev >= c->fm_pick_bound || t_dev >= c->turn_deadline || t_dev >= c->fm_vmm_at ||
         t_entry >= c->timer_deadline || t_entry >= c->host_deadline)
         return 0;                                  /* the scheduler, a timer or the VMM acts in between */
@@ -433,7 +452,7 @@ static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far
             turn = min_u64(turn, min_u64(t_dev, c->fm_others_min) + c->fm_lookahead);
     }
     if (c->fm_check) {
-        c->fm_would = 3 + wnr;
+        c->fm_would = 5 + key;
         c->fm_would_trap = t_trap;
         c->fm_would_deadline = turn;
         return 0;
@@ -463,11 +482,13 @@ static int fast_mmio(uc_engine *uc, struct av_cpu *c, uint32_t esr, uint64_t far
     /* The access retires; time moves as the Python path moves it. */
     c->insns = retired + 1;
     c->block_start = c->block_end = 0;
-    c->charged += c->fm_c1[wnr] + c->fm_c2[wnr] - c->cpi;
+    c->charged += c->fm_c1[key] + c->fm_c2[key] - c->cpi;
     c->fm_owner_deadline = deadline;
     c->turn_deadline = turn;
-    c->fm_n[wnr]++;
-    c->fm_last_wnr = wnr;
+    c->fm_n[key]++;
+    c->fm_last_key = key;
+    if (c->fm_fp_lazy)                             /* the re-entry's vcpu_load sees these */
+        memcpy(c->fm_fp_at_load, fp, sizeof fp);
     c->fm_last_trap = t_trap;
     c->fm_last_entry = t_entry;
     c->fm_last_esr = esr;
@@ -514,7 +535,7 @@ static int resumed_as_paused(const struct av_cpu *c, uint64_t intrs)
 {
     /* Lowvisor.run's EXIT_TURN, and nothing the host's step would look at after it */
     return c->turn_over && !c->trap_esr && !c->irq_pending && !c->limit_hit && !c->maint
-           && !c->fm_n[0] && !c->fm_n[1] && !c->fm_would && !c->el0_seen && c->py_intrs == intrs;
+           && !c->fm_n[0] && !c->fm_n[1] && !c->fm_n[2] && !c->fm_n[3] && !c->fm_would && !c->el0_seen && c->py_intrs == intrs;
 }
 
 int av_sched_loop(struct av_sched *s, struct av_slot *slots)

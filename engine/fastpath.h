@@ -1,4 +1,6 @@
 /* Shared between fastpath.c and the cffi cdef in fastpath_build.py. */
+#define FP_REGS 34         /* Q0-Q31, FPCR, FPSR */
+
 struct av_cpu {
     uint64_t insns;        /* guest instructions, whole blocks counted on entry */
     uint64_t block_start;  /* the block entered last */
@@ -78,16 +80,21 @@ struct av_cpu {
     uint64_t rec_target_el;
     /* A data abort on the PL011's IPA page served here: the whole exit (EL2 entry, world
      * switch, highvisor, KVM_EXIT_MMIO to the VMM, device, KVM_RUN, entry) is charged
-     * fm_c1[WnR] cycles from the trap to the device access and fm_c2[WnR] from there to
+     * fm_c1[key] cycles from the trap to the device access and fm_c2[key] from there to
      * the guest's re-entry: what the Python path charged for that exit (learned from it,
-     * engine/fastmmio.py), served only while that path would do nothing else. */
+     * engine/fastmmio.py), served only while that path would do nothing else.  key: WnR,
+     * plus 2 when the design switches FP/SIMD lazily and the guest changed its FP/SIMD
+     * registers since the vCPU was last loaded (vcpu_put then charges the lazy switch). */
     uint64_t fm_tag;           /* which device and learned charges the fields below were set for */
     uint64_t fm_armed;         /* the host scheduler's window below holds (cleared by any slow exit) */
     uint64_t fm_quiet;         /* the vCPU's vGIC and timers have nothing to do on an exit */
     uint64_t fm_check;         /* verify instead of serve: flag fm_would and decline */
     uint64_t fm_clear_monitor; /* guest entry clears the local monitor: serve only if it is clear */
     uint64_t fm_base, fm_size; /* the device's IPA range */
-    uint64_t fm_c1[2], fm_c2[2];   /* 0: not learned yet */
+    uint64_t fm_c1[4], fm_c2[4];   /* per key; 0: not learned yet */
+    uint64_t fm_fp_lazy;       /* the design's vcpu_put charges FP/SIMD only if the guest changed it */
+    uint8_t fm_fp_at_load[FP_REGS * 16];   /* Q0-Q31, FPCR, FPSR at the last vcpu_load, 16 bytes */
+                                           /* each (el2/context.py fp_bank's layout) */
     uint64_t fm_pick_bound;    /* the scheduler keeps this vCPU only if the access is before this */
     uint64_t fm_vmm_at;        /* the VMM's next timed event */
     uint64_t fm_multi;         /* more than one vCPU: the turn deadline follows the access time */
@@ -100,11 +107,11 @@ struct av_cpu {
     uint64_t fr_limit;                        /*   the empty-read count they must stay below */
     uint64_t dr_ok;                           /* UARTDR writes: served (the interrupt level stays) */
     uint64_t dev_empty_reads, dev_last_tx, dev_tx_written;   /* the device state the served accesses move */
-    uint64_t fm_n[2];          /* exits served, per WnR */
-    uint64_t fm_last_wnr, fm_last_trap, fm_last_entry;
+    uint64_t fm_n[4];          /* exits served, per key */
+    uint64_t fm_last_key, fm_last_trap, fm_last_entry;
     uint64_t fm_last_esr, fm_last_far, fm_last_hpfar, fm_last_elr, fm_last_pstate;
-    uint64_t fm_would;         /* an exit Python takes for the fast path to learn (1 + WnR) or */
-                               /* check (fm_check: 3 + WnR, fm_would_deadline set) */
+    uint64_t fm_would;         /* an exit Python takes for the fast path to learn (1 + key) or */
+                               /* check (fm_check: 5 + key, fm_would_deadline set) */
     uint64_t fm_would_trap, fm_would_deadline;
     uint64_t tx_len;
     uint8_t tx_buf[4096];      /* characters written, for the -serial backend in order */

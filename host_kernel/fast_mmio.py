@@ -21,8 +21,13 @@ path's own exits under the same conditions, never written down twice.
   maintenance is pending, the first user-space instruction has not been seen;
 - the device allows it (Pl011.fast_flags): the interrupt level stays as it is;
 - no one watches exits one by one: no -d exits/mmio/int, no trace, no recording of
-  trap paths, no debugger; a design whose user exit moves state the guest may have
-  changed meanwhile (lazy FP/SIMD at vcpu_put) or that has no user exit (type 1).
+  trap paths, no debugger; not a design that has no user exit (type 1).
+
+Where the user exit's vcpu_put charges FP/SIMD lazily (VHE's default), what it charges
+depends on whether the guest changed its FP/SIMD registers since the vCPU was last
+loaded: the engine compares them with the registers at that load (kept in fm_fp_at_load,
+the bytes of the context's fp bank) and learns and charges each case apart (key = WnR,
++2 when they changed).
 
 Served exits still count: per vCPU and reason in the exit statistics, with the time
 each takes, folded in when Python next runs; the characters reach the console in
@@ -32,8 +37,10 @@ left the scheduler where the engine would have (a FastMmioDrift error otherwise)
 """
 from __future__ import annotations
 
+import ctypes
 import os
 
+from el2.context import fp_bank
 from engine.fastpath import ffi
 from gic.vgic import HCR_EN
 from el2.lowvisor import ARM_EXCEPTION_TRAP, Exit
@@ -41,6 +48,15 @@ from host_kernel.handle_exit import exit_name
 
 NEVER = 2**64 - 1
 MODES = ("on", "off", "check")
+KEYS = (0, 1, 2, 3)          # WnR, +2: the guest changed FP/SIMD since the load (lazy FP/SIMD)
+FP_BYTES = 34 * 16           # fm_fp_at_load: Q0-Q31, FPCR, FPSR as el2/context.py fp_bank keeps them
+
+
+def fp_snapshot(regs: bytes) -> bytes:
+    """The fp bank's snapshot (RegBank.snapshot) of these register bytes."""
+    bank = fp_bank()
+    ctypes.memmove(bank._plain, regs, FP_BYTES)
+    return bank.snapshot()
 
 
 class FastMmioDrift(RuntimeError):
@@ -58,11 +74,12 @@ class FastMmio:
     def __init__(self, vm, base: int, size: int, device, mode: str | None = None):
         self.vm, self.base, self.size, self.device = vm, base, size, device
         self.mode = mode_from_env() if mode is None else mode
-        self.memo: dict[int, tuple[int, int]] = {}     # WnR -> (trap to access, access to entry)
+        self.memo: dict[int, tuple[int, int]] = {}     # key -> (trap to access, access to entry)
         self.served = 0
         self.checked = 0
         d = vm.host.design
-        self._design_ok = (d.puts_on_user_exit and not d.fp_lazy and vm.vgic_hw
+        self.fp_lazy = bool(d.fp_lazy)
+        self._design_ok = (d.puts_on_user_exit and vm.vgic_hw
                            and not any(vm.trace.on(c) for c in ("exits", "mmio", "int", "in_asm", "exec")))
 
     # --- the host scheduler: before and after vcpu.run -----------------------------------
@@ -86,14 +103,20 @@ class FastMmio:
         if self.mode == "off" or not self._usable(vcpu):
             st.fm_armed = 0
             return False
-        tag = id(self) << 2 | len(self.memo)          # what this pCPU's struct was last set up for
+        tag = id(self) << 3 | len(self.memo)          # what this pCPU's struct was last set up for
         if st.fm_tag != tag:
             st.fm_tag = tag
             st.fm_check = self.mode == "check"
             st.fm_base, st.fm_size = self.base, self.size
-            for wnr in (0, 1):
-                st.fm_c1[wnr], st.fm_c2[wnr] = self.memo.get(wnr, (0, 0))
+            for key in KEYS:
+                st.fm_c1[key], st.fm_c2[key] = self.memo.get(key, (0, 0))
             st.fm_multi, st.fm_quantum, st.fm_lookahead, st.fm_shared = multi, quantum, lookahead, shared
+            st.fm_fp_lazy = self.fp_lazy
+        if self.fp_lazy:                              # the FP/SIMD registers at the vCPU's last load
+            if vcpu._fp_at_load is None:
+                st.fm_armed = 0
+                return False
+            ffi.memmove(st.fm_fp_at_load, vcpu._fp_at_load, FP_BYTES)
         st.fr_ok, st.fr_value, st.fr_listening, st.fr_limit, st.dr_ok = self.device.fast_flags()
         st.dev_empty_reads = self.device.empty_reads
         vcpu.fm_pushed = True
@@ -127,6 +150,8 @@ class FastMmio:
         quiet = self.entry_quiet(vcpu, vcpu.paused)
         vcpu.cpu.st.fm_quiet = int(quiet)
         vcpu.fm_entry_quiet = quiet
+        if self.fp_lazy and vcpu._fp_at_load is not None:   # KVM_RUN's vcpu_load may have just moved it
+            ffi.memmove(vcpu.cpu.st.fm_fp_at_load, vcpu._fp_at_load, FP_BYTES)
 
     def entry_quiet(self, vcpu, paused: bool) -> bool:
         """fm_quiet for an entry; `paused`: vcpu.paused then (Vcpu.run clears it before a
@@ -144,30 +169,34 @@ class FastMmio:
         st = vcpu.cpu.st
         st.fm_armed = 0
         entered_at = vcpu.lowvisor.entered_at          # this run's entry (a fold moves it on)
-        n0, n1 = st.fm_n[0], st.fm_n[1]
-        if n0 or n1:
+        counts = [st.fm_n[key] for key in KEYS]
+        if any(counts):
             vcpu.fm_moved = True
-            self._fold(vcpu, n0, n1)
+            self._fold(vcpu, counts)
         learn = vcpu.fm_learn
         if learn is not None and learn[3] is not None:       # the re-entry after a learned access
             vcpu.fm_learn = None
-            wnr, t_trap, _, t_dev, loads = learn
+            key, t_trap, _, t_dev, loads = learn
             if vcpu.fm_entry_quiet and vcpu.loads == loads:
-                self._learned(wnr, t_dev - t_trap, entered_at - t_dev)
+                self._learned(key, t_dev - t_trap, entered_at - t_dev)
             elif self.mode == "check" and learn[2] is not None:
                 raise FastMmioDrift(f"vcpu{vcpu.index}: an exit the engine would have served was followed by "
                                     f"a different entry (quiet {vcpu.fm_entry_quiet}, loads {loads} -> {vcpu.loads})")
-        if st.fm_would:                                      # 1 + WnR: learn; 3 + WnR: check
-            deadline = st.fm_would_deadline if st.fm_would >= 3 else None
-            vcpu.fm_learn = [(st.fm_would - 1) & 1, st.fm_would_trap, deadline, None, vcpu.loads]
+        if st.fm_would:                                      # 1 + key: learn; 5 + key: check
+            deadline = st.fm_would_deadline if st.fm_would >= 5 else None
+            vcpu.fm_learn = [(st.fm_would - 1) & 3, st.fm_would_trap, deadline, None, vcpu.loads]
             st.fm_would = 0
 
     def accessed(self, vcpu, acc, now: int) -> None:
         """The VMM did the access of the exit noted in exited(): its time."""
         learn = vcpu.fm_learn
         if learn is not None and learn[3] is None:
-            if learn[0] != int(acc.is_write):
-                raise FastMmioDrift(f"vcpu{vcpu.index}: the engine saw WnR={learn[0]}, the VMM {acc!r}")
+            if learn[0] & 1 != int(acc.is_write):
+                raise FastMmioDrift(f"vcpu{vcpu.index}: the engine saw WnR={learn[0] & 1}, the VMM {acc!r}")
+            if self.fp_lazy and bool(learn[0] & 2) != vcpu.put_fp_used:
+                raise FastMmioDrift(f"vcpu{vcpu.index}: the engine saw the FP/SIMD registers "
+                                    f"{'changed' if learn[0] & 2 else 'unchanged'} since the load, "
+                                    f"vcpu_put saw them {'changed' if vcpu.put_fp_used else 'unchanged'}")
             learn[3] = now
 
     def _verify_scheduled(self, vcpu, direct: bool) -> None:
@@ -182,13 +211,14 @@ class FastMmio:
                                 f"{'set the turn deadline ' + str(got) + ' instead of ' + str(learn[2]) if direct else 'ran something else first'}")
         self.checked += 1
 
-    def _learned(self, wnr: int, c1: int, c2: int) -> None:
-        known = self.memo.setdefault(wnr, (c1, c2))
+    def _learned(self, key: int, c1: int, c2: int) -> None:
+        known = self.memo.setdefault(key, (c1, c2))
         if known != (c1, c2):
-            raise FastMmioDrift(f"a {'write' if wnr else 'read'} exit on {self.device.name} cost {c1}+{c2} cycles "
-                                f"in Python, the engine charges {known[0]}+{known[1]}")
+            raise FastMmioDrift(f"a {'write' if key & 1 else 'read'} exit on {self.device.name}"
+                                f"{' (FP/SIMD changed since the load)' if key & 2 else ''} cost {c1}+{c2} "
+                                f"cycles in Python, the engine charges {known[0]}+{known[1]}")
 
-    def _fold(self, vcpu, n0: int, n1: int) -> None:
+    def _fold(self, vcpu, counts: list[int]) -> None:
         """The served exits into the vCPU's statistics and exit records, as if Python had
         taken them: each one's sample (trap to re-entry) is closed by the next exit."""
         st, low = vcpu.cpu.st, vcpu.lowvisor
@@ -196,14 +226,17 @@ class FastMmio:
                     st.fm_last_trap)
         name = exit_name(last)
         vcpu.close_pending_sample()
-        for wnr, n in ((0, n0), (1, n1)):
-            n -= wnr == st.fm_last_wnr               # the last one's sample stays open
+        for key, n in zip(KEYS, counts):
+            n -= key == st.fm_last_key               # the last one's sample stays open
             if n:
-                vcpu.stats.add_many(name, sum(self.memo[wnr]), n)
+                vcpu.stats.add_many(name, sum(self.memo[key]), n)
         vcpu.open_sample(name, st.fm_last_trap)
         low.entered_at = st.fm_last_entry
         e = low.el2
         e.esr, e.far, e.elr, e.spsr, e.hpfar = last.esr, last.far, last.elr, st.fm_last_pstate, last.hpfar
         vcpu.last_exit = last
-        self.served += n0 + n1
-        st.fm_n[0] = st.fm_n[1] = 0
+        self.served += sum(counts)
+        for key in KEYS:
+            st.fm_n[key] = 0
+        if self.fp_lazy:                              # the last served exit's re-entry loaded these
+            vcpu._fp_at_load = fp_snapshot(bytes(ffi.buffer(st.fm_fp_at_load, FP_BYTES)))

@@ -70,6 +70,7 @@ class Vcpu:
         self.blocked_until: int | None = None
         self.paused = False                # its turn ended mid-guest: resume without a world switch
         self._fp_at_load = None
+        self.put_fp_used = False           # the last user exit's vcpu_put found FP/SIMD changed
         self.baton_waiting = False         # asleep in the VM-switch hypercall (host_kernel/vm_switch.py)
         self._pending_sample: tuple[str, int] | None = None
         self._mmio: MmioAccess | None = None
@@ -282,7 +283,8 @@ class Vcpu:
         self.ledger.charge_named(HIGHVISOR, "return to user space (KVM_EXIT_MMIO)", "exit_to_user")
         design = self.lowvisor.design
         if design.puts_on_user_exit:    # kvm_vcpu_ioctl: vcpu_put once KVM_RUN returns
-            self.lowvisor.ws.vcpu_put(fp_used=self.ctx.fp.snapshot() != self._fp_at_load, where=design.where)
+            self.put_fp_used = self.ctx.fp.snapshot() != self._fp_at_load
+            self.lowvisor.ws.vcpu_put(fp_used=self.put_fp_used, where=design.where)
 
     def stalled_exit(self) -> int:
         """An injected exception retired nothing since the previous one: stop at the

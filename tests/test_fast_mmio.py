@@ -22,6 +22,8 @@ CASES = {
     "eoi: interrupts between the lines": (dict(kernel="eoi.elf"), False),
     "irq-latency gicv3": (dict(kernel="irq-latency.elf", gic_version=3), False),
     "el0 vhe eager": (dict(kernel="el0.elf", hyp_mode="vhe", lazy=False), False),
+    "fp-serial vhe lazy FP/SIMD": (dict(kernel="fp-serial.elf", hyp_mode="vhe"), False),
+    "smp-hello x4 vhe": (dict(kernel="smp-hello.elf", smp=4, hyp_mode="vhe"), False),
     "serial-in polled and by interrupt": (dict(kernel="serial-in.elf", initrd="serial-in/env.txt"), True),
 }
 
@@ -55,12 +57,25 @@ def test_same_run_served_or_not(xgene, case):
     assert fm_check.checked > 0, f"{case}: expected exits checked in check mode, got {fm_check.checked}"
 
 
-def test_type1_and_lazy_fp_are_never_served(xgene):
-    """Type 1 has no user-space exit (dom0 does the I/O); lazy FP/SIMD makes vcpu_put's
-    cost depend on what the guest did since the last load: Python takes those exits."""
-    for cfg in (dict(kernel="hello.elf", hyp_mode="type1"), dict(kernel="hello.elf", hyp_mode="vhe")):
-        _, fm = run(xgene, cfg, False, "on")
-        assert fm.served == 0, f"{cfg}: expected no exit served, got {fm.served}"
+def test_type1_is_never_served(xgene):
+    """Type 1 has no user-space exit (dom0 does the I/O): Python takes those exits."""
+    _, fm = run(xgene, dict(kernel="hello.elf", hyp_mode="type1"), False, "on")
+    assert fm.served == 0, f"type1: expected no exit served, got {fm.served}"
+
+
+def test_lazy_fp_learns_and_charges_the_changed_and_unchanged_cases_apart(xgene):
+    """Under VHE's lazy FP/SIMD, vcpu_put at the user exit charges the first-use trap and
+    the FP/SIMD switch only if the guest changed those registers since its last load:
+    fp-serial changes them before two lines in three, so both cases are learned (key WnR,
+    +2 when changed), the changed one dearer by exactly what put_steps adds for it."""
+    _, fm = run(xgene, dict(kernel="fp-serial.elf", hyp_mode="vhe"), False, "on")
+    assert {1, 3} <= set(fm.memo), f"expected UARTDR writes learned with FP/SIMD unchanged (1) and changed (3), got {fm.memo}"
+    ws = fm.vm.vcpus[0].lowvisor.ws
+    extra = sum(st.cycles for st in ws.put_steps(True)) - sum(st.cycles for st in ws.put_steps(False))
+    (u1, u2), (c1, c2) = fm.memo[1], fm.memo[3]
+    assert (c1 - u1, c2 - u2) == (extra, 0), \
+        f"expected the changed case to cost {extra} more before the access and the same after, got {c1 - u1}, {c2 - u2}"
+    assert fm.served > 0, f"expected served exits, got {fm.served}"
 
 
 def test_a_changed_charge_is_a_drift_error(xgene):
