@@ -233,3 +233,22 @@ def test_each_path_title_prints_its_definition(name):
 def test_every_kick_and_sgi_cost_is_in_the_profile(xgene):
     missing = [k for k in ipi.KEYS if k not in xgene.costs or not xgene.sources.get(k)]
     assert not missing, f"expected costs with sources for {ipi.KEYS}, missing {missing}"
+
+
+def test_the_readme_design_table_is_what_the_model_prints(table):
+    """README "Designs" publishes armvirt compare's default table: every figure in it must be
+    the one the model computes now (a figure typed in and left behind is a wrong figure)."""
+    import os
+    import re
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+    block = readme[readme.index("| operation | nvhe | vhe | type1 |"):]
+    published = {}
+    for line in block.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        op, *cells = [c.strip() for c in line.strip("|").split("|")]
+        published[op] = [int(re.sub(",", "", c)) for c in cells]
+    model = {op: [table.rows[op][d] for d in ("nvhe", "vhe", "type1")] for op in published}
+    assert published and published == model, \
+        f"README's design table differs from the model: " \
+        f"{ {op: (published[op], model[op]) for op in published if published[op] != model[op]} }"
