@@ -92,6 +92,7 @@ class Vcpu:
         self.sgi_wake_at: int | None = None  # ... or while it sleeps: when its SGI arrives
         self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
         self.asleep = False                # blocked in WFI: a back end's event wakes its thread
+        self.debug_logged: set[str] = set()   # unmodeled debug features already logged (host_kernel/debug.py)
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
         self.soft_timers = make_timers(self) + [BenchIoEvents(self, vm.bench_io), self.sgi]
         if self.trace.on("int"):
