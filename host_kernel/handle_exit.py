@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.ledger import HIGHVISOR
 from el2 import syndrome as syn
 from el2.lowvisor import ARM_EXCEPTION_IRQ, ARM_EXCEPTION_TRAP, EXIT_INSN_LIMIT, Exit
-from host_kernel import inject, psci, sys_regs, vm_switch
+from host_kernel import debug, inject, psci, sys_regs, vm_switch
 from host_kernel.mmu import EXIT_TO_USER, RESUME, handle_guest_abort, inject_fault
 
 
@@ -93,6 +93,7 @@ def exit_name(ex: Exit) -> str:
 def handle_exit(vcpu, ex: Exit, name: str | None = None) -> int:
     """> 0: resume the guest; 0: return to user space (KVM's convention)."""
     name = name or exit_name(ex)
+    debug.check_guest_debug(vcpu)
     if ex.code == EXIT_INSN_LIMIT:
         vcpu.kvm_run.insn_limit()
         return EXIT_TO_USER

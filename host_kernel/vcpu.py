@@ -93,6 +93,7 @@ class Vcpu:
         self.sgi_wake_at: int | None = None  # ... or while it sleeps: when its SGI arrives
         self.woken_not_asleep = False      # ... or kicked before its pCPU went idle (no SGI)
         self.asleep = False                # blocked in WFI: a back end's event wakes its thread
+        self.debug_logged: set[str] = set()   # unmodeled debug features already logged (host_kernel/debug.py)
         self.loaded = False                # vcpu_load'ed on its pCPU (not put since)
         # Blocked in WFI, its thread schedules out (vcpu_put) only when its pCPU switches away
         # from it: a kick before then finds it still current and nothing is put or loaded.
