@@ -165,11 +165,12 @@ class Machine:
         self.console = console or Console()
         # Load before building anything: a bad image must fail fast with one line.
         self.plan = boot_plan(cfg, profile)
+        flash_images = flash.load_images(cfg.bios, cfg.pflash)
         if self.plan.image is None and not self.plan.firmware:
-            raise ConfigError(f"{cfg.name}: no kernel image")
+            raise ConfigError(f"{cfg.name}: no kernel image (give -kernel, or firmware with -bios or "
+                              f"-drive if=pflash,unit=0)")
         self.image: KernelImage | None = self.plan.image       # None: a firmware boot
         self.dtb, self.dtb_addr = self.plan.dtb, self.plan.dtb_addr
-        flash_images = flash.load_images(cfg.bios, cfg.pflash)
         self.host = host or make_host(cfg, profile, trace)
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
