@@ -14,7 +14,12 @@ Placement in RAM (QEMU's for a Linux boot, applied to every kind of image):
     dtb = align_up(initrd end, 2 MiB)   the DTB (Linux maps it in a 2 MiB block)
 
 so neither the initrd nor the DTB can be overwritten by an image that relocates
-itself or puts its bss and stack past its file.  QEMU loads an initrd only for
+itself or puts its bss and stack past its file.
+
+A firmware boot (`-bios`, `-drive if=pflash`: QEMU's arm_setup_firmware_boot) loads no
+kernel: the DTB goes at RAM base, where the firmware looks for it (U-Boot's qemu-arm
+board, EDK2's ArmVirtQemu), and the boot CPU starts at the flash's first byte, 0x0,
+with every general-purpose register 0 (QEMU writes no boot stub and passes nothing).  QEMU loads an initrd only for
 Linux-style images; armvirt loads it for an ELF too, so bare-metal programs can
 read one (an environment, a disk image) through /chosen.
 """
@@ -31,6 +36,7 @@ MIB = 1 << 20
 PAGE = 0x1000
 INITRD_FLOOR = 128 * MIB          # QEMU: initrd at min(RAM / 2, 128 MiB) above RAM base at least
 DTB_ALIGN = 2 * MIB               # QEMU for AArch64: early kernels map the DTB's 2 MiB block
+FIRMWARE_ENTRY = 0x0              # the flash's first byte (the CPU's reset address)
 
 
 class BootError(Exception):
@@ -44,6 +50,16 @@ class BootPlan:
     initrd_start: int
     dtb: bytes
     dtb_addr: int
+    firmware: bool = False          # -bios / pflash: enter the flash at 0x0, x0 = 0
+
+    @property
+    def entry(self) -> int:
+        return FIRMWARE_ENTRY if self.firmware else self.image.entry
+
+    @property
+    def x0(self) -> int:
+        """x0 at entry: the DTB for a kernel (booting.rst), nothing for firmware."""
+        return 0 if self.firmware else self.dtb_addr
 
     @property
     def initrd_range(self) -> tuple[int, int] | None:
@@ -54,7 +70,8 @@ class BootPlan:
     def blobs(self) -> list[tuple[int, bytes, int]]:
         """(address, bytes, zeros after them) to write into RAM on power-on and reset,
         image first (a segment's bss is its zeros: not concatenated, the image is ~33 MB)."""
-        out = [(s.addr, s.data, s.memsz - len(s.data)) for s in self.image.segments]
+        out = [] if self.image is None else [(s.addr, s.data, s.memsz - len(s.data))
+                                             for s in self.image.segments]
         if self.initrd:
             out.append((self.initrd_start, self.initrd, 0))
         out.append((self.dtb_addr, self.dtb, 0))
@@ -79,9 +96,23 @@ def initrd_address(ram_base: int, ram_size: int, image: KernelImage | None) -> i
 
 
 def prepare(cfg: DtbConfig, kernel: str | None, initrd: str | None = None,
-            dtb: str | None = None) -> BootPlan:
+            dtb: str | None = None, firmware: bool = False) -> BootPlan:
     """Load the kernel, place the initrd and the DTB above it, and build the DTB (or
-    patch the user's `dtb` file as QEMU does: /memory, /chosen, /psci)."""
+    patch the user's `dtb` file as QEMU does: /memory, /chosen, /psci).  `firmware`:
+    no kernel, the DTB at RAM base for the firmware in the flash."""
+    if firmware:
+        if kernel:
+            raise BootError("-kernel with -bios/-drive if=pflash: QEMU hands the kernel to the firmware "
+                            "through fw_cfg, which armvirt's board does not have (give one or the other)")
+        if initrd:
+            raise BootError("-initrd only allowed with -kernel option")
+        if cfg.bootargs:
+            raise BootError("-append only allowed with -kernel option")
+        try:
+            blob = dtbmod.patch_dtb(read_file(dtb, "-dtb"), cfg) if dtb else dtbmod.build_dtb(cfg)
+        except dtbmod.DtbError as e:
+            raise BootError(f"-dtb {dtb}: {e}" if dtb else str(e)) from None
+        return BootPlan(None, None, 0, blob, cfg.ram_base, firmware=True)
     ram_base, ram_size = cfg.ram_base, cfg.ram_size
     ram_end = ram_base + ram_size
     image = load_kernel(kernel, ram_base, ram_size) if kernel else None

@@ -18,8 +18,8 @@ from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make
 from armvirt.serial import SerialQuit, stdin_input
 from armvirt.trace_events import TraceWriter, tracing
 from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
-                               parse_gdb, parse_icount, parse_machine, parse_name, parse_serial, parse_size,
-                               parse_smp, unknown_option)
+                               parse_drives, parse_gdb, parse_icount, parse_machine, parse_name, parse_serial,
+                               parse_size, parse_smp, unknown_option)
 from el2.design import Design
 from engine.trace import CATEGORIES, HELP as LOG_HELP, Timeline, Tracer
 
@@ -58,6 +58,14 @@ def _opt(p: argparse.ArgumentParser, *names: str, **kw) -> None:
         bare = n.lstrip("-")
         spellings += [f"-{bare}", f"--{bare}"]
     p.add_argument(*spellings, **kw)
+
+
+class _InOrder(argparse.Action):
+    """-drive and -pflash into one list, in command-line order: (option, value)."""
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, self.dest) or [])
+        items.append(("-" + option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, items)
 
 
 def _add_trace_out(p: argparse.ArgumentParser) -> None:
@@ -152,6 +160,12 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
          help="load FILE into RAM above the kernel (its range in /chosen linux,initrd-start/-end)")
     _opt(r, "-dtb", dest="dtb", default=None, metavar="FILE",
          help="the device tree to give the guest (bootargs, initrd, /memory and /psci patched in, as QEMU)")
+    _opt(r, "-bios", dest="bios", default=None, metavar="FILE",
+         help="firmware for flash bank 0 (a firmware boot: the DTB at RAM base, entered at 0x0)")
+    _opt(r, "-drive", dest="drives", action=_InOrder, default=[],
+         metavar="if=pflash,format=raw,file=F[,unit=N][,readonly=on]",
+         help="a 64 MiB image for flash bank N (unit 0: a firmware boot); writes go back to F")
+    _opt(r, "-pflash", dest="drives", action=_InOrder, metavar="FILE", help="-drive if=pflash,format=raw,file=FILE")
     _opt(r, "-M", "-machine", dest="machine", action="append", default=[],
          metavar="virt[,gic-version=2|3|max][,dumpdtb=FILE]",
          help="machine type and properties, repeatable and merged as in QEMU (-M help, -M virt,help)")
@@ -289,19 +303,26 @@ def _host_options(a) -> dict:
     return {"machine": machine, "debug": cats, "gdb": gdb, "notes": notes, "dumpdtb": dumpdtb}
 
 
+def _firmware(a) -> dict:
+    """-bios and -drive if=pflash / -pflash: the flash banks' images (MachineConfig fields)."""
+    return {"bios": a.bios, "pflash": parse_drives(a.drives)}
+
+
 def _run_configs(a, host: dict) -> list[MachineConfig]:
     image = a.kernel or a.image
     if a.kernel and a.image:
         raise UsageError("run: give the image either as IMAGE or with -kernel, not both")
-    if not image and not a.vm:
-        raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE or --vm 'IMAGE ...')")
-    if not image and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial or a.initrd or a.dtb):
+    fw = _firmware(a)
+    booted = image or fw["bios"] is not None or fw["pflash"]
+    if not booted and not a.vm:
+        raise UsageError("run: no guest image (give IMAGE, -kernel IMAGE, -bios FILE or --vm 'IMAGE ...')")
+    if not booted and (a.smp != "1" or a.mem != "128M" or a.append or a.name or a.serial or a.initrd or a.dtb):
         raise UsageError("run: -smp, -m, -append, -initrd, -dtb, -name and -serial describe IMAGE; "
                          "with only --vm, give them inside each --vm")
     specs = []
-    if image:
-        specs.append({"kernel": _image(image), "ram_size": parse_size(a.mem), "smp": parse_smp(a.smp),
-                      "append": a.append, "initrd": a.initrd, "dtb": a.dtb,
+    if booted:
+        specs.append({"kernel": _image(image) if image else None, "ram_size": parse_size(a.mem),
+                      "smp": parse_smp(a.smp), "append": a.append, "initrd": a.initrd, "dtb": a.dtb, **fw,
                       "name": parse_name(a.name) if a.name else "vm0",
                       "serial": parse_serial(a.serial) if a.serial else "stdio"})
     specs += [_vm_spec(t, len(specs) + i) for i, t in enumerate(a.vm)]
@@ -478,7 +499,7 @@ def cmd_dumpdtb(a, path: str) -> int:
     machine = parse_machine(a.machine or ["virt"])
     machine.pop("dumpdtb", None)
     cfg = MachineConfig(kernel=_image(image) if image else None, ram_size=parse_size(a.mem), smp=parse_smp(a.smp),
-                        append=a.append, initrd=a.initrd, dtb=a.dtb, **machine)
+                        append=a.append, initrd=a.initrd, dtb=a.dtb, **_firmware(a), **machine)
     blob = boot_plan(cfg, _load_profile(a.profile)).dtb
     try:
         with open(path, "wb") as f:

@@ -21,6 +21,7 @@ from engine.layout import (
     INTID_PHYS_TIMER, INTID_SEC_PHYS_TIMER, INTID_VIRT_TIMER,
     PPI_BASE, UART_BASE, UART_SIZE, UART_SPI, RTC_BASE, RTC_SIZE, RTC_SPI,
     BENCH_IO_BASE, BENCH_IO_SIZE, BENCH_IO_SPI, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SPI,
+    FLASH_BASE, FLASH_BANK_SIZE, FLASH_BANK_WIDTH,
 )
 
 # Phandles as QEMU allocates them (any unique non-zero value would do).
@@ -47,6 +48,7 @@ class DtbConfig:
     initrd: tuple[int, int] | None = None   # (start, end) guest physical
     cpu_compatible: str = "arm,cortex-a57"
     timer_freq_in_dt: bool = False   # Linux binding: only for firmware that leaves CNTFRQ unset
+    flash: bool = False              # the two CFI flash banks are fitted (-bios / -drive if=pflash)
 
 
 class DtbError(ValueError):
@@ -221,6 +223,16 @@ def build_dtb(cfg: DtbConfig) -> bytes:
     chosen = _node("chosen", _strs("stdout-path", uart))
     root.append(chosen)
     _patch_chosen(chosen, cfg, 2)
+
+    if cfg.flash:
+        # Both banks as one node (QEMU virt_flash_fdt without a secure world).  Last, so
+        # the nodes a guest looks up before it keep their place in the blob.
+        root.append(_node(
+            f"flash@{FLASH_BASE:x}",
+            _words("bank-width", FLASH_BANK_WIDTH),
+            _words("reg", *_cells64(FLASH_BASE, FLASH_BANK_SIZE, FLASH_BASE + FLASH_BANK_SIZE, FLASH_BANK_SIZE)),
+            _strs("compatible", "cfi-flash"),
+        ))
 
     tree = fdt.FDT(entries=[])     # own list: the default one is shared (see module doc)
     tree.root = root

@@ -9,7 +9,7 @@ from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.devices.pl031 import Pl031
 from armvirt.devices.virtio_mmio import VirtioMmio
-from armvirt import boot
+from armvirt import boot, flash
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
 from armvirt.profile import CostProfile
@@ -40,6 +40,8 @@ class MachineConfig:
     append: str = ""
     initrd: str | None = None       # -initrd FILE: loaded above the kernel, range in /chosen
     dtb: str | None = None          # -dtb FILE: the user's blob (patched as QEMU does) instead of ours
+    bios: str | None = None         # -bios FILE: flash bank 0's contents, a firmware boot
+    pflash: tuple = ()              # -drive if=pflash,...: flash.PflashDrive per bank given
     nr_lr: int = 4
     max_insns: int | None = None
     no_reboot: bool = False
@@ -105,13 +107,15 @@ def dtb_config(cfg: MachineConfig, profile: CostProfile) -> DtbConfig:
     """What the generated device tree describes (the initrd range is added by the boot loader)."""
     return DtbConfig(ram_base=layout.RAM_BASE, ram_size=cfg.ram_size, mpidrs=tuple(range(cfg.smp)),
                      gic_version=cfg.gic_version, cpu_clock_hz=profile.cpu_hz,
-                     timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append)
+                     timer_freq_hz=profile.cntfrq_hz, bootargs=cfg.append,
+                     flash=flash.fitted(cfg.bios, cfg.pflash))
 
 
 def boot_plan(cfg: MachineConfig, profile: CostProfile) -> boot.BootPlan:
     """Load the kernel and initrd and build (or patch) the DTB, without creating the VM."""
     validate(cfg)
-    return boot.prepare(dtb_config(cfg, profile), cfg.kernel, cfg.initrd, cfg.dtb)
+    return boot.prepare(dtb_config(cfg, profile), cfg.kernel, cfg.initrd, cfg.dtb,
+                        firmware=flash.firmware_boot(cfg.bios, cfg.pflash))
 
 
 def make_host(cfg: MachineConfig, profile: CostProfile, trace: Tracer = NULL) -> Host:
@@ -169,19 +173,25 @@ class Machine:
         self.console = console or Console()
         # Load before building anything: a bad image must fail fast with one line.
         self.plan = boot_plan(cfg, profile)
-        if self.plan.image is None:
-            raise ConfigError(f"{cfg.name}: no kernel image")
-        self.image: KernelImage = self.plan.image
+        flash_images = flash.load_images(cfg.bios, cfg.pflash)
+        if self.plan.image is None and not self.plan.firmware:
+            raise ConfigError(f"{cfg.name}: no kernel image (give -kernel, or firmware with -bios or "
+                              f"-drive if=pflash,unit=0)")
+        self.image: KernelImage | None = self.plan.image       # None: a firmware boot
         self.dtb, self.dtb_addr = self.plan.dtb, self.plan.dtb_addr
         self.host = host or make_host(cfg, profile, trace)
         if self.host.gic_version != cfg.gic_version:
             raise ConfigError(f"{cfg.name}: gic-version={cfg.gic_version}, but the host has a GICv{self.host.gic_version}")
         vm = self.vm = self.host.create_vm(cfg.name, nr_vcpus=cfg.smp, vgic=cfg.vgic, vtimer=cfg.vtimer)
         self.ram = vm.add_ram(layout.RAM_BASE, cfg.ram_size, thp=cfg.thp)
-        if trace.on("in_asm") or trace.on("exec"):      # name the code in block logs
+        if cfg.kernel and (trace.on("in_asm") or trace.on("exec")):      # name the code in block logs
             from armvirt.symbols import Symbols
             trace.symbols[vm.stage2.vttbr] = Symbols.from_elf(cfg.kernel)
         self.user_bus = MmioBus("user space")
+        # the two CFI01 flash banks at 0x0 (with -bios / -drive if=pflash): read-only memory
+        # slots, their models on the bus
+        self.flash = (flash.VirtFlash(vm, self.user_bus, flash_images, thp=cfg.thp, log=self._unimp)
+                      if flash.fitted(cfg.bios, cfg.pflash) else None)
         self.now = 0                     # virtual time of the device work in progress
         self._mmio_vcpu = None           # the vCPU thread running it (None: the VMM's I/O thread)
         self.uart = Pl011(self.console, irq=lambda level: self._irq_line(layout.UART_SPI, level),
@@ -192,7 +202,7 @@ class Machine:
                          irq=lambda level: self._irq_line(layout.RTC_SPI, level))
         self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
         # virtio-mmio transport 0, with no device behind it (QEMU's empty transports)
-        self.virtio = VirtioMmio(log=self._device_guest_error)
+        self.virtio = VirtioMmio(log=self._device_guest_error, unimp=self._unimp)
         self.user_bus.register(layout.VIRTIO_MMIO_BASE, layout.VIRTIO_MMIO_SIZE, self.virtio)
         vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
@@ -208,7 +218,7 @@ class Machine:
         self.resets = 0
         self.reason, self.message = "", ""
         self._load()
-        if self.image.kind == "image":        # a Linux boot: when does it reach user space?
+        if self.image is not None and self.image.kind == "image":        # a Linux boot: when does it reach user space?
             vm.watch_first_el0()
         if cfg.max_insns is not None:
             for cpu in self.host.pcpus:
@@ -227,9 +237,11 @@ class Machine:
                 self._write_ram(addr + len(data), bytes(zeros))
         for cpu in self.host.pcpus:       # host writes do not invalidate translated code
             cpu.flush_code(layout.RAM_BASE, layout.RAM_BASE + self.cfg.ram_size)
+        if self.flash is not None:
+            self.flash.reset(self.host.pcpus)
         for v in self.vcpus[1:]:
             v.power_off()
-        self.vcpus[0].reset(BootState(entry=self.image.entry, x0=self.dtb_addr))
+        self.vcpus[0].reset(BootState(entry=self.plan.entry, x0=self.plan.x0))
 
     # --- user-space exits ----------------------------------------------------------
     def user_mmio(self, vcpu) -> None:
@@ -238,13 +250,17 @@ class Machine:
         led.charge_named(USER, "VMM: dispatch KVM_EXIT_MMIO on the device bus", "vmm_mmio_dispatch")
         hit = self.user_bus.find(acc.phys_addr)
         if hit is None:
-            vcpu.guest_error(f"{'write' if acc.is_write else 'read'} of {acc.size} bytes at IPA "
-                             f"{acc.phys_addr:#x}: no device there, external abort")
+            what = layout.unmodeled(acc.phys_addr)
+            access = f"{'write' if acc.is_write else 'read'} of {acc.size} bytes at IPA {acc.phys_addr:#x}"
+            if what is not None:
+                vcpu.unimplemented(f"{access}: {what} is not modeled, external abort")
+            else:
+                vcpu.guest_error(f"{access}: no device there, external abort")
             vcpu.set_external_abort(acc.phys_addr)
             return
         dev, off = hit
         led.charge_named(USER, f"VMM: {dev.name} register access", "user_mmio_device")
-        if acc.size not in (1, 2, 4):       # APB peripherals: 32-bit data bus
+        if acc.size not in getattr(dev, "access_sizes", (1, 2, 4)):   # APB peripherals: 32-bit data bus
             vcpu.guest_error(f"{acc.size}-byte access to {dev.name} at {acc.phys_addr:#x}: external abort")
             vcpu.set_external_abort(acc.phys_addr)
             return
@@ -256,6 +272,8 @@ class Machine:
                 acc.data = dev.read(off, acc.size, self.now)
             if dev is self.uart:
                 self.fast_mmio.accessed(vcpu, acc, self.now)
+            else:
+                self.uart.other_device_access()
         except DeviceError as e:
             vcpu.guest_error(f"{e}: external abort")
             vcpu.set_external_abort(acc.phys_addr)

@@ -323,9 +323,61 @@ def parse_count(text: str, what: str) -> int:
     return int(m.group(1))
 
 
+# --- -drive, -pflash -----------------------------------------------------------------
+# -drive keys armvirt reads; the others QEMU has are refused by name (cache=, aio=, ...).
+_DRIVE_KEYS = ("if", "file", "format", "unit", "index", "bus", "readonly", "id", "media")
+
+
+def parse_drive(text: str, used_units: set[int]):
+    """-drive if=pflash,format=raw,file=F[,unit=N|index=N][,bus=0][,readonly=on|off][,id=ID]:
+    a flash bank's image (armvirt.flash.PflashDrive).  Without unit/index it takes the
+    first free unit, as QEMU's drive_new.  Every other interface is one line naming it."""
+    from armvirt.flash import BANKS, PflashDrive
+    opts = _keyvals("-drive", text or "", None)
+    where = f"-drive {text}"
+    iface = opts.get("if", "virtio")             # QEMU virt's default block interface
+    if iface != "pflash":
+        raise UsageError(f"{where}: if={iface} is not supported by armvirt (it models no disks: "
+                         f"only if=pflash, the flash banks)")
+    for key in opts:
+        if key not in _DRIVE_KEYS:
+            raise UsageError(f"{where}: drive option '{key}' is not supported by armvirt "
+                             f"(if, file, format=raw, unit, index, bus=0, readonly)")
+    if not opts.get("file") or opts["file"] == "on":
+        raise UsageError(f"{where}: file=FILE is required (armvirt has no empty flash drive)")
+    fmt = opts.get("format", "raw")
+    if fmt != "raw":
+        raise UsageError(f"{where}: format={fmt} is not supported by armvirt (format=raw only)")
+    if opts.get("media", "disk") != "disk":
+        raise UsageError(f"{where}: media={opts['media']} is not supported for if=pflash")
+    if opts.get("bus", "0") != "0":
+        raise UsageError(f"{where}: machine type does not support if=pflash,bus={opts['bus']}")
+    if "unit" in opts and "index" in opts:
+        raise UsageError(f"{where}: index cannot be used with bus and unit")
+    text_unit = opts.get("unit", opts.get("index"))
+    if text_unit is None:
+        unit = next((u for u in range(BANKS) if u not in used_units), BANKS)
+    elif re.fullmatch(r"\d+", text_unit):
+        unit = int(text_unit)
+    else:
+        raise UsageError(f"{where}: invalid unit/index '{text_unit}' (a number)")
+    readonly = _bool(where, "readonly", opts["readonly"]) if "readonly" in opts else False
+    return PflashDrive(opts["file"], unit, readonly)
+
+
+def parse_drives(items: list[tuple[str, str]]) -> tuple:
+    """The -drive and -pflash options in command-line order (units are handed out in it)."""
+    drives, used = [], set()
+    for kind, text in items:
+        d = parse_drive(f"if=pflash,format=raw,file={text}" if kind == "-pflash" else text, used)
+        used.add(d.unit)
+        drives.append(d)
+    return tuple(drives)
+
+
 # Options of qemu-system-aarch64 that armvirt does not offer: named as such, not as typos.
-QEMU_ONLY = ("-drive", "-hda", "-hdb", "-cdrom", "-device", "-netdev", "-net", "-nic", "-monitor", "-qmp",
-             "-chardev", "-bios", "-pflash", "-accel", "-enable-kvm", "-display", "-vga", "-vnc", "-rtc",
+QEMU_ONLY = ("-hda", "-hdb", "-cdrom", "-device", "-netdev", "-net", "-nic", "-monitor", "-qmp",
+             "-chardev", "-accel", "-enable-kvm", "-display", "-vga", "-vnc", "-rtc",
              "-boot", "-object", "-global", "-fsdev", "-virtfs", "-snapshot", "-daemonize", "-pidfile",
              "-uuid", "-k", "-audiodev", "-usb", "-semihosting", "-semihosting-config", "-overcommit",
              "-mem-path", "-mem-prealloc", "-numa", "-L", "-trace", "-plugin", "-loadvm", "-incoming",

@@ -150,9 +150,10 @@ class Stage2Tables:
             return True
         return bool(d & DESC_TABLE) and not self.pool.read64((d & OA_MASK) + 8 * _index(ipa, 2)) & DESC_VALID
 
-    def map_block(self, ipa: int, pa: int) -> None:
+    def map_block(self, ipa: int, pa: int, *, writable: bool = True) -> None:
         """Map the 2 MiB block of RAM holding `ipa` to the one holding `pa` (both 2 MiB
-        aligned: the caller checks the whole block is RAM of one memory slot)."""
+        aligned: the caller checks the whole block is RAM of one memory slot);
+        `writable` False for a read-only memory slot."""
         if ipa & (BLOCK_SIZE - 1) or pa & (BLOCK_SIZE - 1):
             raise ValueError(f"block IPA {ipa:#x} / PA {pa:#x} not 2 MiB aligned")
         if not self.in_range(ipa):
@@ -163,7 +164,7 @@ class Stage2Tables:
             # KVM replaces a table of pages by the block (stage2_map_walk_table_pre);
             # here RAM is mapped one way or the other for a VM's whole life.
             raise ValueError(f"IPA {ipa:#x}: the 2 MiB range is already mapped")
-        self.pool.write64(slot, block_descriptor(pa))
+        self.pool.write64(slot, block_descriptor(pa, writable=writable))
         self.mapped_blocks += 1
         self.mapped_pages += PAGES_PER_BLOCK
 
@@ -175,6 +176,33 @@ class Stage2Tables:
         self.pool.write64(slot, 0)
         self.mapped_pages -= 1
         return True
+
+    def unmap_range(self, ipa: int, size: int) -> int:
+        """Remove every page and block mapping in [ipa, ipa+size) (both 2 MiB aligned), as
+        KVM's kvm_arch_flush_shadow_memslot does for a deleted memory slot; tables stay
+        allocated.  Returns the 4 KB pages unmapped; the caller invalidates TLBs."""
+        if ipa & (BLOCK_SIZE - 1) or size & (BLOCK_SIZE - 1):
+            raise ValueError(f"unmap_range {ipa:#x}+{size:#x}: not 2 MiB aligned")
+        gone = 0
+        for block in range(ipa, ipa + size, BLOCK_SIZE):
+            slot = self._slot(block, 2, create=False)
+            if slot is None:
+                continue
+            d = self.pool.read64(slot)
+            if not d & DESC_VALID:
+                continue
+            if not d & DESC_TABLE:               # a 2 MiB block
+                self.pool.write64(slot, 0)
+                self.mapped_blocks -= 1
+                gone += PAGES_PER_BLOCK
+                continue
+            table = d & OA_MASK
+            for i in range(PAGES_PER_BLOCK):
+                if self.pool.read64(table + 8 * i) & DESC_VALID:
+                    self.pool.write64(table + 8 * i, 0)
+                    gone += 1
+        self.mapped_pages -= gone
+        return gone
 
     def walk(self, ipa: int) -> Walk:
         """Software walk, as the hardware does it (for the host's own checks and tests)."""

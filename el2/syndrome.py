@@ -108,13 +108,16 @@ class DataAbort:
     s1ptw: bool
     ea: bool
     dfsc: int
+    cm: bool = False   # a cache maintenance instruction (DC/IC by VA) faulted
+
 
     @classmethod
     def decode(cls, esr_value: int) -> "DataAbort":
         iss = esr_value & 0x1FFFFFF
         return cls(isv=bool(iss >> 24 & 1), size=1 << (iss >> 22 & 3), sse=bool(iss >> 21 & 1),
                    srt=iss >> 16 & 0x1F, sf=bool(iss >> 15 & 1), wnr=bool(iss >> 6 & 1),
-                   s1ptw=bool(iss >> 7 & 1), ea=bool(iss >> 9 & 1), dfsc=iss & 0x3F)
+                   s1ptw=bool(iss >> 7 & 1), ea=bool(iss >> 9 & 1), dfsc=iss & 0x3F,
+                   cm=bool(iss >> 8 & 1))
 
 
 @dataclass(frozen=True)

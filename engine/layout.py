@@ -1,7 +1,10 @@
 """Guest physical memory map of the `virt` board (QEMU hw/arm/virt.c, base_memmap).
 
     0x0000_0000 +--------------------+
-                | flash (not fitted) |  accesses: synchronous external abort
+                | flash bank 0       |  CFI01 (Intel) 64 MiB: -bios / -drive if=pflash,unit=0;
+    0x0400_0000 | flash bank 1       |  -drive unit=1.  Read/executed in place (a read-only
+                |                    |  memory slot); writes exit to the VMM's device model.
+                |                    |  Fitted only with one of those: else accesses abort
     0x0800_0000 +--------------------+
                 | GIC distributor    |  in-kernel device (MMIO exit, stays in host kernel)
     0x0801_0000 | GICv2 CPU iface    |  stage-2 maps GICV here when the vGIC is on
@@ -19,8 +22,12 @@
     2^39        end of the guest IPA space (VTCR_EL2.T0SZ = 25)
     0x80_0000_0000 host memory (stage-2 tables): outside every guest IPA
 """
+from __future__ import annotations
 
 FLASH_BASE, FLASH_SIZE = 0x0000_0000, 0x0800_0000
+FLASH_BANK_SIZE = FLASH_SIZE // 2                     # two banks (QEMU virt_flash_map)
+FLASH_SECTOR_SIZE = 0x4_0000                          # 256 KiB (QEMU VIRT_FLASH_SECTOR_SIZE)
+FLASH_BANK_WIDTH, FLASH_DEVICE_WIDTH = 4, 2           # a 32-bit bank of two x16 parts
 GIC_DIST_BASE, GIC_DIST_SIZE = 0x0800_0000, 0x0001_0000
 GIC_CPU_BASE, GIC_CPU_SIZE = 0x0801_0000, 0x0001_0000
 GIC_HYP_BASE, GIC_HYP_SIZE = 0x0803_0000, 0x0001_0000
@@ -32,6 +39,27 @@ RTC_BASE, RTC_SIZE = 0x0901_0000, 0x0000_1000
 VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_COUNT = 0x0A00_0000, 0x200, 32
 BENCH_IO_BASE, BENCH_IO_SIZE = 0x0B00_0000, 0x1000     # free on QEMU virt (virtio ends at 0x0A00_4000)
 RAM_BASE = 0x4000_0000
+
+# Devices of QEMU's virt board that armvirt does not model (hw/arm/virt.c base_memmap):
+# an access gets what an access to nothing gets (a synchronous external abort, as QEMU
+# gives for unassigned addresses) and a line under -d unimp naming what is missing.
+QEMU_VIRT_UNMODELED = (
+    (0x0802_0000, 0x0000_1000, "QEMU virt's GICv2m MSI frame"),
+    (0x0808_0000, 0x0002_0000, "QEMU virt's GICv3 ITS"),
+    (0x0902_0000, 0x0000_0018, "QEMU virt's fw_cfg"),
+    (0x0903_0000, 0x0000_1000, "QEMU virt's PL061 GPIO"),
+    (VIRTIO_MMIO_BASE + VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SIZE * (VIRTIO_MMIO_COUNT - 1),
+     "QEMU virt's virtio-mmio transports 1-31"),
+    (0x0C00_0000, 0x0200_0000, "QEMU virt's platform bus"),
+    (0x1000_0000, 0x2EFF_0000, "QEMU virt's PCIe MMIO window"),
+    (0x3EFF_0000, 0x0001_0000, "QEMU virt's PCIe I/O window"),
+    (0x3F00_0000, 0x0100_0000, "QEMU virt's PCIe ECAM"),
+)
+
+
+def unmodeled(ipa: int) -> str | None:
+    """The QEMU virt device at `ipa` that armvirt does not model, or None."""
+    return next((what for base, size, what in QEMU_VIRT_UNMODELED if base <= ipa < base + size), None)
 RAM_MAX = 255 * 1024**3          # QEMU virt: RAM ends below 256 GiB
 IPA_BITS = 39
 HOST_MEM_BASE = 0x80_0000_0000    # host-private physical memory (stage-2 tables)

@@ -31,6 +31,8 @@ HOST_PT_BASE = 0x80_0000_0000        # host-private page-table memory: beyond ev
 HOST_PT_SIZE = 0x100_0000
 HOST_RAM_BASE = 0x10_0000_0000       # backing of guest RAM: mapped for a guest only by stage 2
 HOST_RAM_STRIDE = 0x4_0000_0000      # one 16 GiB window per VM
+HOST_ROM_BASE = 0xC0_0000_0000       # backing of read-only slots (ROM devices: the flash), per VM
+HOST_ROM_STRIDE = 0x1_0000_0000      # one 4 GiB window per VM
 HOST_GICV_BASE = 0x0804_0000         # each pCPU's GICv2 virtual CPU interface (host physical)
 NEVER = 2**64 - 1
 
@@ -227,6 +229,7 @@ class Vm:
         self.user_deadline: Callable[[Vcpu | None], int] = lambda blocking=None: NEVER
         self.gicc_unhandled: list = []
         self.first_el0: dict | None = None    # the first user-space instruction (watch_first_el0)
+        self._rom_used = 0                    # bytes of the VM's ROM window backing read-only slots
         backend = Dom0IoBackend() if host.design.name == "type1" else KvmIoBackend()
         self.bench_io = BenchIo(self, backend)
         self.kernel_bus.register(layout.BENCH_IO_BASE, layout.BENCH_IO_SIZE, self.bench_io)
@@ -362,6 +365,40 @@ class Vm:
         slot = MemSlot(ipa, size, host_pa, buf, thp)
         self.memslots.add(slot)
         return slot
+
+    def add_rom(self, ipa: int, size: int, thp: bool = True) -> MemSlot:
+        """KVM_SET_USER_MEMORY_REGION with KVM_MEM_READONLY: host memory the VMM fills (a
+        ROM device's array, QEMU's ROM-D region of the flash) read and executed in place
+        by the guest; stage 2 maps it without write permission (2 MiB blocks when
+        `thp`, as for RAM), and a write exits to user space as MMIO.  The slot is
+        returned for `delete_slot` / `restore_slot` (the device leaving and re-entering
+        ROM mode), its `buf` is the backing."""
+        used = self._rom_used
+        if used + size > HOST_ROM_STRIDE:
+            raise ValueError(f"ROM size {size:#x} exceeds the {HOST_ROM_STRIDE:#x} per-VM window")
+        host_pa = HOST_ROM_BASE + self.index * HOST_ROM_STRIDE + used
+        self._rom_used = used + size
+        buf = self.host.pcpus[0].map_memory(host_pa, size)
+        for cpu in self.host.pcpus[1:]:
+            cpu.map_shared(host_pa, buf)
+        slot = MemSlot(ipa, size, host_pa, buf, thp, readonly=True)
+        self.memslots.add(slot)
+        return slot
+
+    def delete_slot(self, slot: MemSlot) -> None:
+        """KVM_SET_USER_MEMORY_REGION with memory_size 0: the slot goes, its stage-2
+        mappings are flushed (kvm_arch_flush_shadow_memslot) and the TLBs of the VM's
+        pCPUs invalidated (TLBI VMALLS12E1IS; the engine's flush drops translated code
+        too, so code the guest runs there next is read anew).  Accesses to the range
+        then fault with no slot: MMIO exits to user space."""
+        self.memslots.remove(slot)
+        self.stage2.unmap_range(slot.ipa, slot.size)
+        for cpu in {id(v.cpu): v.cpu for v in self.vcpus}.values():
+            cpu.flush_tlb()
+
+    def restore_slot(self, slot: MemSlot) -> None:
+        """The slot again (KVM_SET_USER_MEMORY_REGION): pages fault in on first touch."""
+        self.memslots.add(slot)
 
     def create_vcpu(self, mpidr: int, pcpu: int = 0) -> Vcpu:
         v = Vcpu(self, len(self.vcpus), mpidr, self.host.lowvisors[pcpu], self.host.nr_lr)

@@ -14,27 +14,17 @@ _MAPPABLE = {syn.FSC_TRANSLATION + lvl for lvl in range(4)} | {syn.FSC_ACCESS + 
 
 
 def handle_guest_abort(vcpu, ex: Exit) -> int:
-    vm, led = vcpu.vm, vcpu.ledger
+    vm = vcpu.vm
     ipa = syn.hpfar_to_ipa(ex.hpfar, ex.far)
     fsc = ex.esr & 0x3F
     is_iabt = ex.ec == syn.EC_IABT_LOW
+    da = None if is_iabt else syn.DataAbort.decode(ex.esr)
     slot = vm.memslots.find(ipa)
+    write_fault = da is not None and (da.wnr or da.s1ptw)      # kvm_is_write_fault
+    if write_fault and slot is not None and slot.readonly:
+        slot = None                       # a write to a read-only slot (a ROM device): MMIO
     if slot is not None and fsc in _MAPPABLE:
-        block = huge_block(slot, ipa)
-        if block is not None and not vm.stage2.block_free(block):
-            block = None                  # pages of it are mapped already (the host mapped them)
-        if block is not None:
-            vm.stage2.map_block(block, slot.to_host_pa(block))
-            led.charge_named(HIGHVISOR, "user_mem_abort: map a 2 MiB THP block at stage 2", "stage2_map_block")
-            base, size = block, BLOCK_SIZE
-        else:
-            base, size = ipa & ~(PAGE_SIZE - 1), PAGE_SIZE
-            vm.stage2.map_page(base, slot.to_host_pa(base))
-            led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
-        vm.counters["stage2_faults"] += 1
-        if vcpu.trace.on("stage2"):
-            vcpu.trace.log("stage2", f"{vcpu.tag}: map IPA {base:#x} -> PA {slot.to_host_pa(base):#x} "
-                                     f"({size >> 10} KiB)")
+        map_fault(vcpu, slot, ipa)
         return RESUME
     if is_iabt:
         vcpu.guest_error(f"instruction fetch from IPA {ipa:#x} (no RAM): prefetch abort injected")
@@ -42,9 +32,35 @@ def handle_guest_abort(vcpu, ex: Exit) -> int:
     if slot is not None or not vm.stage2.in_range(ipa):
         why = "permission" if slot is not None else "outside the IPA space"
         vcpu.guest_error(f"data abort at IPA {ipa:#x} ({why}, FSC {fsc:#x}): external abort injected")
-        wnr = bool(ex.esr >> 6 & 1)
-        return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, wnr))
+        return inject_fault(vcpu, lambda ctx: inject.inject_dabt(ctx, ex.far, da.wnr))
+    if da.cm and not da.s1ptw:
+        # DC/IC by VA on an address that is no writable memory: KVM skips the instruction
+        # (kvm_handle_guest_abort: "cache maintenance ... there is no cache to maintain")
+        vcpu.skip_instruction("cache maintenance by VA outside writable memory")
+        return RESUME
     return io_mem_abort(vcpu, ex, ipa)
+
+
+def map_fault(vcpu, slot, ipa: int) -> None:
+    """user_mem_abort: map the page (or THP block) of `slot` holding `ipa`, read-only
+    for a read-only slot."""
+    vm, led = vcpu.vm, vcpu.ledger
+    writable = not slot.readonly
+    block = huge_block(slot, ipa)
+    if block is not None and not vm.stage2.block_free(block):
+        block = None                  # pages of it are mapped already (the host mapped them)
+    if block is not None:
+        vm.stage2.map_block(block, slot.to_host_pa(block), writable=writable)
+        led.charge_named(HIGHVISOR, "user_mem_abort: map a 2 MiB THP block at stage 2", "stage2_map_block")
+        base, size = block, BLOCK_SIZE
+    else:
+        base, size = ipa & ~(PAGE_SIZE - 1), PAGE_SIZE
+        vm.stage2.map_page(base, slot.to_host_pa(base), writable=writable)
+        led.charge_named(HIGHVISOR, "user_mem_abort: map a RAM page at stage 2", "stage2_map_page")
+    vm.counters["stage2_faults"] += 1
+    if vcpu.trace.on("stage2"):
+        vcpu.trace.log("stage2", f"{vcpu.tag}: map IPA {base:#x} -> PA {slot.to_host_pa(base):#x} "
+                                 f"({size >> 10} KiB{'' if writable else ', read-only'})")
 
 
 def huge_block(slot, ipa: int) -> int | None:

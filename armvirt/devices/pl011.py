@@ -21,8 +21,10 @@ input's bytes, never on when they reach armvirt):
     WFI with an RX interrupt unmasked (UARTIMSC.RXIM or RTIM) and the RX FIFO empty,
     or the guest polls the empty receiver with both RX interrupts masked: POLL_READS
     reads in a row of UARTFR showing RXFE (or of an empty UARTDR) with no other
-    access to the UART between them (Linux's console output reads UARTFR at most
-    twice between two UARTDR writes, and its open-time drain once: neither polls);
+    access to the UART, nor to another user-space device (`other_device_access`),
+    between them (Linux's console output reads UARTFR at most twice between two
+    UARTDR writes, and its open-time drain once: neither polls; U-Boot checking for
+    Ctrl-C between the flash operations of a `saveenv` is busy, not waiting);
   * an interrupt-driven guest gets it once its output has been quiet for QUIET_S of
     virtual time (as a person types the next command once the prompt is there);
   * it then sends characters one character time apart, up to and including the next
@@ -227,6 +229,11 @@ class Pl011:
         if offset in self.regs:
             return self.regs[offset]
         raise DeviceError(f"PL011 read of offset {offset:#x}, which is no register")
+
+    def other_device_access(self) -> None:
+        """The guest accessed another user-space device: reads of the receiver around it
+        are not in a row (a busy guest checking for input, not one waiting for it)."""
+        self.empty_reads = 0
 
     # --- the registers the engine serves (host_kernel/fast_mmio.py) -------------------------
     def fast_flags(self) -> tuple[bool, int, bool, int, bool]:

@@ -22,14 +22,20 @@ VENDOR = 0x554D_4551         # "QEMU": QEMU's VIRT_VENDOR, the value its guests 
 class VirtioMmio:
     name = "virtio-mmio"
 
-    def __init__(self, device_id: int = 0, log: Callable[[str], None] = lambda msg: None):
-        self.device_id, self.log = device_id, log
+    def __init__(self, device_id: int = 0, log: Callable[[str], None] = lambda msg: None,
+                 unimp: Callable[[str], None] = lambda msg: None):
+        """`log`: an access the guest should not make (-d guest_errors); `unimp`: what
+        armvirt does not model (-d unimp), here the device a driver probes for."""
+        self.device_id, self.log, self.unimp = device_id, log, unimp
         self.regs = {MAGIC_VALUE: MAGIC, VERSION: MODERN, DEVICE_ID: device_id, VENDOR_ID: VENDOR}
 
     def read(self, offset: int, size: int, now: int = 0) -> int:
         if size != 4:
             self.log(f"virtio-mmio: {size}-byte read at offset {offset:#x}: registers are 32-bit (RAZ)")
             return 0
+        if offset == DEVICE_ID and self.device_id == 0:
+            self.unimp("virtio-mmio: DeviceID read: 0, no device behind the transport "
+                       "(armvirt models no virtio devices)")
         return self.regs.get(offset, 0)
 
     def write(self, offset: int, size: int, value: int, now: int = 0) -> None:
