@@ -303,3 +303,69 @@ def test_virtqueue_chain_errors():
     avail(0)
     with pytest.raises(DmaError, match="outside guest RAM"):
         q.pop(mem)
+
+
+# --- the command line: -drive if=none and -device virtio-blk-device (QEMU's syntax) --------------
+from armvirt import cli, paths  # noqa: E402
+from armvirt.qemu_args import BlockDrive, parse_block_devices  # noqa: E402
+
+HELLO = paths.image_path("hello.elf")
+
+
+def _cli_error(capsys, *args):
+    rc = cli.main(["run", *args])
+    out, err = capsys.readouterr()
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, \
+        f"{args}: expected exit 2 and one line, got {rc}: {err!r}"
+    return err
+
+
+@pytest.fixture
+def disk(tmp_path):
+    p = tmp_path / "d.img"
+    p.write_bytes(bytes(4096))
+    return str(p)
+
+
+def test_drive_and_device_reach_the_config(disk):
+    items = [("-drive", f"if=none,id=hd0,file={disk},format=raw,readonly=on")]
+    got = parse_block_devices(items, ["virtio-blk-device,drive=hd0"], 1)
+    want = (BlockDrive("hd0", disk, True, ""),)
+    assert got == want, f"expected {want}, got {got}"
+    assert parse_block_devices(items, [], 1) == (), "a drive no -device uses puts no disk on the board"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-drive", "if=virtio,file={d}"], "armvirt has no PCI"),
+    (["-drive", "file={d}"], "-drive if=none,id=ID,file=F,format=raw -device virtio-blk-device,drive=ID"),
+    (["-drive", "if=ide,file={d}"], "if=ide is not supported"),
+    (["-drive", "if=none,file={d}"], "id=ID is required"),
+    (["-drive", "if=none,id=hd0,file={d},format=qcow2", "-device", "virtio-blk-device,drive=hd0"],
+     "format=qcow2 is not supported"),
+    (["-drive", "if=none,id=hd0,file=/nonexistent.img", "-device", "virtio-blk-device,drive=hd0"],
+     "Could not open '/nonexistent.img': No such file or directory"),
+    (["-drive", "if=none,id=hd0,file={d}", "-device", "virtio-blk-device,drive=hd1"], "can't find value 'hd1'"),
+    (["-drive", "if=none,id=hd0,file={d}", "-device", "virtio-blk-device,drive=hd0",
+      "-device", "virtio-blk-device,drive=hd0"], "it's in use"),
+    (["-drive", "if=none,id=hd0,file={d}", "-drive", "if=none,id=hd1,file={d}",
+      "-device", "virtio-blk-device,drive=hd0", "-device", "virtio-blk-device,drive=hd1"],
+     "no free virtio-mmio transport"),
+    (["-drive", "if=none,id=hd0,file={d}", "-drive", "if=none,id=hd0,file={d}"], "Duplicate ID 'hd0'"),
+    (["-device", "virtio-blk-pci,drive=hd0"], "armvirt has no PCI"),
+    (["-device", "virtio-net-device"], "'virtio-net-device' is not a valid device model name"),
+    (["-device", "virtio-blk-device"], "drive property not set"),
+])
+def test_bad_drive_and_device_options_are_one_line(capsys, disk, args, needle):
+    err = _cli_error(capsys, *[a.format(d=disk) for a in args], HELLO)
+    assert needle in err, f"expected {needle!r} in {err!r}"
+    assert err.startswith("armvirt: error: -d"), f"the line must name the option: {err!r}"
+
+
+def test_device_leaves_the_dtb_alone(tmp_path, disk):
+    """The transport's node is in every DTB (QEMU's first transport): a disk adds none."""
+    plain, with_disk = tmp_path / "a.dtb", tmp_path / "b.dtb"
+    assert cli.main(["run", "-M", f"virt,dumpdtb={plain}", HELLO]) == 0
+    assert cli.main(["run", "-M", f"virt,dumpdtb={with_disk}", "-drive", f"if=none,id=hd0,file={disk}",
+                     "-device", "virtio-blk-device,drive=hd0", HELLO]) == 0
+    a, b = plain.read_bytes(), with_disk.read_bytes()
+    assert a == b, f"expected the same DTB with and without the disk ({len(a)} vs {len(b)} bytes)"
