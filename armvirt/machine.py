@@ -261,6 +261,7 @@ class Machine:
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
         self.uart.reset()
+        self.virtio.reset()               # QEMU resets every device on a system reset
         for addr, data, zeros in self.plan.blobs():
             self._write_ram(addr, data)
             if zeros:

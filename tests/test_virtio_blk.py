@@ -227,6 +227,9 @@ def test_write_flag_checks(guest):
     assert any("device-readable after a device-writable" in m for m in guest.logged), \
         f"expected the ordering error logged, got {guest.logged}"
     assert guest.blk.broken, "a malformed chain must put the device in need of a reset"
+    got = (guest.r(vm.STATUS) & vm.DEVICE_NEEDS_RESET, guest.r(vm.INTERRUPT_STATUS) & vm.INT_CONFIG)
+    assert got == (vm.DEVICE_NEEDS_RESET, vm.INT_CONFIG), \
+        f"expected DEVICE_NEEDS_RESET and ISR bit 1 (config change), got {got}"
     guest.init()
     assert not guest.blk.broken, "Status = 0 must reset the device"
 

@@ -13,7 +13,8 @@ for features the device did not offer or without VIRTIO_F_VERSION_1 -, DRIVER_OK
 Status = 0 resets the device), feature words selected by DeviceFeaturesSel /
 DriverFeaturesSel, the queue registers of the queue QueueSel selects (QueueNumMax,
 QueueNum, QueueDesc/Driver/Device Low/High, QueueReady), QueueNotify (the device
-processes that queue at once, in the exit of the notify's store), InterruptStatus /
+processes that queue at once, in the exit of the notify's store; a malformed ring sets
+DEVICE_NEEDS_RESET with a configuration-change interrupt, as QEMU's virtio_error), InterruptStatus /
 InterruptACK (bit 0 used buffer, bit 1 configuration change) driving a level on the
 transport's SPI, ConfigGeneration (0: the configuration never changes) and the
 device-specific configuration from 0x100 (1, 2 and 4-byte accesses, 4.2.2.2).
@@ -161,8 +162,14 @@ class VirtioMmio:
         if not self.status & DRIVER_OK:
             self.log(f"virtio-mmio: QueueNotify {value} before DRIVER_OK (ignored)")
             return
-        if self.backend.process(value):
-            self.notify_used()
+        used = self.backend.process(value)
+        if self.backend.broken and not self.status & DEVICE_NEEDS_RESET:
+            # QEMU virtio_error: DEVICE_NEEDS_RESET and a configuration-change interrupt
+            self.status |= DEVICE_NEEDS_RESET
+            self.isr |= INT_CONFIG
+        if used:
+            self.isr |= INT_VRING
+        self._update_irq()
 
     def _ack(self, value: int) -> None:
         self.isr &= ~value
