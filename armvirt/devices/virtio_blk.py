@@ -177,6 +177,10 @@ class VirtioBlk:
         except DmaError as e:
             self.log(f"virtio-blk: request at descriptor {chain.head}: {e}: VIRTIO_BLK_S_IOERR")
             status = VIRTIO_BLK_S_IOERR
+        except OSError as e:                  # the host's I/O failed (QEMU: werror/rerror=report)
+            self.log(f"virtio-blk: request at descriptor {chain.head}: {self.path}: {e.strerror or e}: "
+                     f"VIRTIO_BLK_S_IOERR")
+            status = VIRTIO_BLK_S_IOERR
         try:
             self.mem.write(status_addr, bytes([status]))
         except DmaError as e:
