@@ -429,7 +429,7 @@ def parse_block_devices(items: list[tuple[str, str]], devices: list[str], transp
         where = f"-device {text}"
         name, _, rest = (text or "").partition(",")
         if is_help(name):
-            raise HelpRequest("Controller/Bridge/Hub devices:\n\nStorage devices:\n" +
+            raise HelpRequest("Storage devices:\n" +
                               "\n".join(f'name "{n}", {d}' for n, d in DEVICES.items()))
         if name in ("virtio-blk-pci", "virtio-blk"):
             raise UsageError(f"{where}: '{name}' is a PCI device and armvirt has no PCI "
