@@ -8,12 +8,14 @@ import struct
 
 import pytest
 
+from armvirt import cli, paths
 from armvirt.devices import virtio_mmio as vm
 from armvirt.devices.virtio_blk import (QUEUE_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR,
                                         VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
                                         VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk)
 from armvirt.devices.virtqueue import (VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE,
                                        ChainError, DmaError, GuestMemory, Virtqueue)
+from armvirt.qemu_args import BlockDrive, parse_block_devices
 from host_kernel.memslots import MemSlot, MemSlots
 
 RAM, RAM_SIZE = 0x4000_0000, 0x10_0000
@@ -309,9 +311,6 @@ def test_virtqueue_chain_errors():
 
 
 # --- the command line: -drive if=none and -device virtio-blk-device (QEMU's syntax) --------------
-from armvirt import cli, paths  # noqa: E402
-from armvirt.qemu_args import BlockDrive, parse_block_devices  # noqa: E402
-
 HELLO = paths.image_path("hello.elf")
 
 
@@ -372,3 +371,9 @@ def test_device_leaves_the_dtb_alone(tmp_path, disk):
                      "-device", "virtio-blk-device,drive=hd0", HELLO]) == 0
     a, b = plain.read_bytes(), with_disk.read_bytes()
     assert a == b, f"expected the same DTB with and without the disk ({len(a)} vs {len(b)} bytes)"
+
+
+def test_device_help_lists_virtio_blk(capsys):
+    rc = cli.main(["run", "-device", "help"])
+    out = capsys.readouterr().out
+    assert rc == 0 and 'name "virtio-blk-device"' in out, f"-device help: expected exit 0 and the device, got {rc}: {out!r}"
