@@ -18,9 +18,10 @@ from armvirt.machine import ConfigError, Machine, MachineConfig, boot_plan, make
 from armvirt.serial import SerialQuit, stdin_input
 from armvirt.trace_events import TraceWriter, tracing
 from armvirt.qemu_args import (DEFAULT_GDB_PORT, HelpRequest, UsageError, parse_count, parse_cpu, parse_debug,
-                               parse_drives, parse_gdb, parse_icount, parse_machine, parse_name, parse_serial,
+                               parse_block_devices, parse_drives, parse_gdb, parse_icount, parse_machine, parse_name, parse_serial,
                                parse_size, parse_smp, unknown_option)
 from el2.design import Design
+from engine.layout import VIRTIO_MMIO_MODELED as VIRTIO_TRANSPORTS
 from engine.trace import CATEGORIES, HELP as LOG_HELP, Timeline, Tracer
 
 EXIT_USAGE = 2
@@ -163,8 +164,11 @@ def _add_run_options(r: argparse.ArgumentParser) -> None:
     _opt(r, "-bios", dest="bios", default=None, metavar="FILE",
          help="firmware for flash bank 0 (a firmware boot: the DTB at RAM base, entered at 0x0)")
     _opt(r, "-drive", dest="drives", action=_InOrder, default=[],
-         metavar="if=pflash,format=raw,file=F[,unit=N][,readonly=on]",
-         help="a 64 MiB image for flash bank N (unit 0: a firmware boot); writes go back to F")
+         metavar="if=pflash|none,format=raw,file=F[,unit=N|id=ID][,readonly=on]",
+         help="if=pflash: a 64 MiB image for flash bank N (unit 0: a firmware boot); if=none: a disk "
+              "image for -device virtio-blk-device,drive=ID; writes go back to F")
+    _opt(r, "-device", dest="devices", action="append", default=[], metavar="virtio-blk-device,drive=ID",
+         help="a virtio-blk disk on the virtio-mmio transport at 0x0a000000 (-device help)")
     _opt(r, "-pflash", dest="drives", action=_InOrder, metavar="FILE", help="-drive if=pflash,format=raw,file=FILE")
     _opt(r, "-M", "-machine", dest="machine", action="append", default=[],
          metavar="virt[,gic-version=2|3|max][,dumpdtb=FILE]",
@@ -304,8 +308,10 @@ def _host_options(a) -> dict:
 
 
 def _firmware(a) -> dict:
-    """-bios and -drive if=pflash / -pflash: the flash banks' images (MachineConfig fields)."""
-    return {"bios": a.bios, "pflash": parse_drives(a.drives)}
+    """-bios and -drive if=pflash / -pflash: the flash banks' images; -drive if=none with
+    -device virtio-blk-device: the disks behind the virtio-mmio transports (MachineConfig fields)."""
+    return {"bios": a.bios, "pflash": parse_drives(a.drives),
+            "blk": parse_block_devices(a.drives, a.devices, VIRTIO_TRANSPORTS)}
 
 
 def _run_configs(a, host: dict) -> list[MachineConfig]:

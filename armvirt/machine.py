@@ -8,7 +8,9 @@ from engine import layout
 from armvirt.console import Console
 from armvirt.devices.pl011 import DeviceError, Pl011
 from armvirt.devices.pl031 import Pl031
+from armvirt.devices.virtio_blk import VirtioBlk
 from armvirt.devices.virtio_mmio import VirtioMmio
+from armvirt.devices.virtqueue import GuestMemory
 from armvirt import boot, flash
 from armvirt.dtb import DtbConfig
 from armvirt.loader import KernelImage
@@ -42,6 +44,7 @@ class MachineConfig:
     dtb: str | None = None          # -dtb FILE: the user's blob (patched as QEMU does) instead of ours
     bios: str | None = None         # -bios FILE: flash bank 0's contents, a firmware boot
     pflash: tuple = ()              # -drive if=pflash,...: flash.PflashDrive per bank given
+    blk: tuple = ()                 # -device virtio-blk-device,drive=ID: qemu_args.BlockDrive per transport
     nr_lr: int = 4
     max_insns: int | None = None
     no_reboot: bool = False
@@ -201,8 +204,11 @@ class Machine:
         self.rtc = Pl031(seconds=lambda c: counter.ticks(c) // hz, cycles_at=lambda s: counter.cycles_for(s * hz),
                          irq=lambda level: self._irq_line(layout.RTC_SPI, level))
         self.user_bus.register(layout.RTC_BASE, layout.RTC_SIZE, self.rtc)
-        # virtio-mmio transport 0, with no device behind it (QEMU's empty transports)
-        self.virtio = VirtioMmio(log=self._device_guest_error, unimp=self._unimp)
+        # virtio-mmio transport 0: a virtio-blk disk (-device virtio-blk-device), or no device
+        # behind it (QEMU's empty transports)
+        self.blk = self._virtio_blk(cfg.blk[0]) if cfg.blk else None
+        self.virtio = VirtioMmio(log=self._device_guest_error, unimp=self._unimp, backend=self.blk,
+                                 irq=lambda level: self._irq_line(layout.VIRTIO_MMIO_SPI, level))
         self.user_bus.register(layout.VIRTIO_MMIO_BASE, layout.VIRTIO_MMIO_SIZE, self.virtio)
         vm.user_deadline = self.vmm_deadline
         self.mpidrs = tuple(range(cfg.smp))
@@ -224,6 +230,30 @@ class Machine:
             for cpu in self.host.pcpus:
                 cpu.set_insn_limit(cfg.max_insns)
 
+    def _virtio_blk(self, drive) -> VirtioBlk:
+        """The disk's model: guest memory through the VM's memory slots, its work charged
+        to the vCPU whose QueueNotify runs it (QEMU without an iothread)."""
+        cpus = self.host.pcpus
+
+        def written(slot, off: int, n: int) -> None:
+            # The VMM's DMA into guest RAM: each engine writes the bytes again by physical
+            # address so that it drops translated code of those pages (QEMU's
+            # address_space_write -> invalidate_and_set_dirty); the buffer is shared.
+            data = bytes(slot.buf[off:off + n])
+            for cpu in cpus:
+                cpu.uc.mem_write(slot.host_pa + off, data)
+
+        def charge(key: str, what: str) -> None:
+            v = self._mmio_vcpu
+            if v is not None:
+                v.ledger.charge_named(USER, what, key)
+
+        try:
+            return VirtioBlk(drive.file, drive.readonly, GuestMemory(self.vm.memslots, written),
+                             log=self._device_guest_error, charge=charge)
+        except OSError as e:
+            raise ConfigError(f"{drive.text}: Could not open '{drive.file}': {e.strerror or e}") from None
+
     def _write_ram(self, addr: int, data: bytes) -> None:
         off = addr - layout.RAM_BASE
         self.ram.buf[off:off + len(data)] = data
@@ -231,6 +261,7 @@ class Machine:
     def _load(self) -> None:
         """What the boot loader does on power-on and on SYSTEM_RESET (QEMU hw/arm/boot.c)."""
         self.uart.reset()
+        self.virtio.reset()               # QEMU resets every device on a system reset
         for addr, data, zeros in self.plan.blobs():
             self._write_ram(addr, data)
             if zeros:

@@ -20,7 +20,8 @@ REQUIRED = ("exc_entry_el2", "eret", "exc_entry_el1", "gp_pair_store", "gp_pair_
             "ich_sysreg_read", "ich_sysreg_write", "icv_sysreg_read", "icv_sysreg_write",
             "ioeventfd_signal", "irqfd_inject", "linux_ttwu", "backend_ring_read", "sched_switch",
             "gicd_mmio_write", "gic_sgi_delivery", "icc_sysreg_read", "icc_sysreg_write",
-            "ioeventfd_write")
+            "ioeventfd_write", "virtqueue_desc", "virtio_blk_request", "blk_file_io", "blk_copy_page",
+            "blk_flush")
 
 
 class ProfileError(ValueError):

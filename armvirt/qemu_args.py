@@ -6,6 +6,7 @@ needs, or raises UsageError with one line naming the option.  `help` as a value
 raises HelpRequest with the text QEMU would print on stdout (exit 0)."""
 from __future__ import annotations
 
+import os
 import re
 from fractions import Fraction
 
@@ -323,33 +324,65 @@ def parse_count(text: str, what: str) -> int:
     return int(m.group(1))
 
 
-# --- -drive, -pflash -----------------------------------------------------------------
+# --- -drive, -pflash, -device ------------------------------------------------------
 # -drive keys armvirt reads; the others QEMU has are refused by name (cache=, aio=, ...).
 _DRIVE_KEYS = ("if", "file", "format", "unit", "index", "bus", "readonly", "id", "media")
+_BLOCK_DEVICE_FORM = "-drive if=none,id=ID,file=F,format=raw -device virtio-blk-device,drive=ID"
+
+
+class BlockDrive:
+    """-drive if=none,id=ID,file=F,format=raw[,readonly=on]: a block backend a -device uses."""
+    __slots__ = ("id", "file", "readonly", "text")
+
+    def __init__(self, id: str, file: str, readonly: bool, text: str):
+        self.id, self.file, self.readonly, self.text = id, file, readonly, text
+
+    def __eq__(self, other):
+        return isinstance(other, BlockDrive) and (self.id, self.file, self.readonly) == \
+            (other.id, other.file, other.readonly)
+
+    def __repr__(self):
+        return f"BlockDrive({self.id!r}, {self.file!r}, readonly={self.readonly})"
 
 
 def parse_drive(text: str, used_units: set[int]):
     """-drive if=pflash,format=raw,file=F[,unit=N|index=N][,bus=0][,readonly=on|off][,id=ID]:
     a flash bank's image (armvirt.flash.PflashDrive).  Without unit/index it takes the
-    first free unit, as QEMU's drive_new.  Every other interface is one line naming it."""
+    first free unit, as QEMU's drive_new.  -drive if=none,id=ID,file=F,format=raw
+    [,readonly=on]: a BlockDrive for -device virtio-blk-device,drive=ID.  Every other
+    interface is one line naming it."""
     from armvirt.flash import BANKS, PflashDrive
     opts = _keyvals("-drive", text or "", None)
     where = f"-drive {text}"
     iface = opts.get("if", "virtio")             # QEMU virt's default block interface
-    if iface != "pflash":
-        raise UsageError(f"{where}: if={iface} is not supported by armvirt (it models no disks: "
-                         f"only if=pflash, the flash banks)")
+    if iface == "virtio":
+        raise UsageError(f"{where}: if=virtio is not supported by armvirt: on QEMU virt it is a virtio-blk "
+                         f"PCI device, and armvirt has no PCI (give {_BLOCK_DEVICE_FORM})")
+    if iface not in ("pflash", "none"):
+        raise UsageError(f"{where}: if={iface} is not supported by armvirt (if=pflash for the flash banks, "
+                         f"or {_BLOCK_DEVICE_FORM})")
     for key in opts:
         if key not in _DRIVE_KEYS:
             raise UsageError(f"{where}: drive option '{key}' is not supported by armvirt "
-                             f"(if, file, format=raw, unit, index, bus=0, readonly)")
+                             f"(if, file, format=raw, unit, index, bus=0, readonly, id)")
     if not opts.get("file") or opts["file"] == "on":
-        raise UsageError(f"{where}: file=FILE is required (armvirt has no empty flash drive)")
+        raise UsageError(f"{where}: file=FILE is required (armvirt has no empty drive)")
     fmt = opts.get("format", "raw")
     if fmt != "raw":
         raise UsageError(f"{where}: format={fmt} is not supported by armvirt (format=raw only)")
     if opts.get("media", "disk") != "disk":
-        raise UsageError(f"{where}: media={opts['media']} is not supported for if=pflash")
+        raise UsageError(f"{where}: media={opts['media']} is not supported for if={iface}")
+    readonly = _bool(where, "readonly", opts["readonly"]) if "readonly" in opts else False
+    if iface == "none":
+        for key in ("unit", "index", "bus"):
+            if key in opts:
+                raise UsageError(f"{where}: {key}= has no meaning for if=none (a -device names the drive by id)")
+        if not opts.get("id") or opts["id"] == "on":
+            raise UsageError(f"{where}: id=ID is required for if=none (-device virtio-blk-device,drive=ID uses it)")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", opts["id"]):
+            raise UsageError(f"{where}: Parameter 'id' expects an identifier (a letter, then letters, "
+                             f"digits, '-', '.', '_')")
+        return BlockDrive(opts["id"], opts["file"], readonly, where)
     if opts.get("bus", "0") != "0":
         raise UsageError(f"{where}: machine type does not support if=pflash,bus={opts['bus']}")
     if "unit" in opts and "index" in opts:
@@ -361,22 +394,85 @@ def parse_drive(text: str, used_units: set[int]):
         unit = int(text_unit)
     else:
         raise UsageError(f"{where}: invalid unit/index '{text_unit}' (a number)")
-    readonly = _bool(where, "readonly", opts["readonly"]) if "readonly" in opts else False
     return PflashDrive(opts["file"], unit, readonly)
 
 
-def parse_drives(items: list[tuple[str, str]]) -> tuple:
-    """The -drive and -pflash options in command-line order (units are handed out in it)."""
+def _all_drives(items: list[tuple[str, str]]) -> list:
     drives, used = [], set()
     for kind, text in items:
         d = parse_drive(f"if=pflash,format=raw,file={text}" if kind == "-pflash" else text, used)
-        used.add(d.unit)
+        if isinstance(d, BlockDrive):
+            if any(isinstance(o, BlockDrive) and o.id == d.id for o in drives):
+                raise UsageError(f"{d.text}: Duplicate ID '{d.id}' for drive")
+        else:
+            used.add(d.unit)
         drives.append(d)
-    return tuple(drives)
+    return drives
+
+
+def parse_drives(items: list[tuple[str, str]]) -> tuple:
+    """The flash drives of the -drive and -pflash options in command-line order (units
+    are handed out in it); the if=none drives are parse_block_devices'."""
+    return tuple(d for d in _all_drives(items) if not isinstance(d, BlockDrive))
+
+
+DEVICES = {"virtio-blk-device": "virtio-blk on a virtio-mmio transport (bus virtio-bus), drive=ID"}
+
+
+def parse_block_devices(items: list[tuple[str, str]], devices: list[str], transports: int) -> tuple:
+    """-device virtio-blk-device,drive=ID against the if=none drives: the BlockDrive of each
+    device, in command-line order (transport 0 first).  Checked as QEMU checks them: an
+    unknown drive id, a drive two devices use, more devices than virtio-mmio transports."""
+    drives = {d.id: d for d in _all_drives(items) if isinstance(d, BlockDrive)}
+    out, users = [], {}
+    for text in devices:
+        where = f"-device {text}"
+        name, _, rest = (text or "").partition(",")
+        if is_help(name):
+            raise HelpRequest("Storage devices:\n" +
+                              "\n".join(f'name "{n}", {d}' for n, d in DEVICES.items()))
+        if name in ("virtio-blk-pci", "virtio-blk"):
+            raise UsageError(f"{where}: '{name}' is a PCI device and armvirt has no PCI "
+                             f"(give {_BLOCK_DEVICE_FORM})")
+        if name not in DEVICES:
+            raise UsageError(f"{where}: '{name}' is not a valid device model name for armvirt "
+                             f"(-device help lists: {', '.join(DEVICES)})")
+        opts = _keyvals("-device", rest, None)
+        for key in opts:
+            if key not in ("drive", "id"):
+                raise UsageError(f"{where}: Property '{name}.{key}' not found (armvirt: drive, id)")
+        if not opts.get("drive") or opts["drive"] == "on":
+            raise UsageError(f"{where}: drive property not set (drive=ID of a -drive if=none,id=ID)")
+        did = opts["drive"]
+        if did not in drives:
+            raise UsageError(f"{where}: Property '{name}.drive' can't find value '{did}' "
+                             f"(no -drive if=none,id={did})")
+        if did in users:
+            raise UsageError(f"{where}: Property '{name}.drive' can't take value '{did}', it's in use "
+                             f"(by -device {users[did]})")
+        users[did] = text
+        if len(out) >= transports:
+            raise UsageError(f"{where}: no free virtio-mmio transport: armvirt has {transports} "
+                             f"(0x0a000000), used by -device {devices[0]}")
+        d = drives[did]
+        _check_block_file(d)
+        out.append(d)
+    return tuple(out)
+
+
+def _check_block_file(d: BlockDrive) -> None:
+    """The image must open as QEMU's raw driver opens it (read-write unless readonly=on)."""
+    if not os.path.exists(d.file):
+        raise UsageError(f"{d.text}: Could not open '{d.file}': No such file or directory")
+    if os.path.isdir(d.file):
+        raise UsageError(f"{d.text}: Could not open '{d.file}': Is a directory")
+    if not os.access(d.file, os.R_OK) or (not d.readonly and not os.access(d.file, os.W_OK)):
+        raise UsageError(f"{d.text}: Could not open '{d.file}': Permission denied"
+                         + ("" if d.readonly else " (or give readonly=on)"))
 
 
 # Options of qemu-system-aarch64 that armvirt does not offer: named as such, not as typos.
-QEMU_ONLY = ("-hda", "-hdb", "-cdrom", "-device", "-netdev", "-net", "-nic", "-monitor", "-qmp",
+QEMU_ONLY = ("-hda", "-hdb", "-cdrom", "-netdev", "-net", "-nic", "-monitor", "-qmp",
              "-chardev", "-accel", "-enable-kvm", "-display", "-vga", "-vnc", "-rtc",
              "-boot", "-object", "-global", "-fsdev", "-virtfs", "-snapshot", "-daemonize", "-pidfile",
              "-uuid", "-k", "-audiodev", "-usb", "-semihosting", "-semihosting-config", "-overcommit",

@@ -14,7 +14,7 @@
     0x0900_0000 +--------------------+
                 | PL011 UART         |  user-space device (MMIO exit to the VMM)
     0x0901_0000 | PL031 RTC          |  user-space device
-    0x0A00_0000 | virtio-mmio        |  transport 0 (no device): user-space device
+    0x0A00_0000 | virtio-mmio        |  transport 0 (empty, or -device virtio-blk-device): user space
     0x0B00_0000 | bench-io           |  in-kernel test device with a back end (I/O latency)
     0x4000_0000 +--------------------+
                 | RAM (-m)           |  memory slot, stage-2 mapped on first touch
@@ -37,6 +37,7 @@ GIC_REDIST_STRIDE = 0x2_0000
 UART_BASE, UART_SIZE = 0x0900_0000, 0x0000_1000
 RTC_BASE, RTC_SIZE = 0x0901_0000, 0x0000_1000
 VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_COUNT = 0x0A00_0000, 0x200, 32
+VIRTIO_MMIO_MODELED = 1                               # transports armvirt has (QEMU: 32)
 BENCH_IO_BASE, BENCH_IO_SIZE = 0x0B00_0000, 0x1000     # free on QEMU virt (virtio ends at 0x0A00_4000)
 RAM_BASE = 0x4000_0000
 

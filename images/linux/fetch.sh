@@ -5,6 +5,9 @@
 # committed):
 #     vmlinuz              the kernel: an arm64 Image with an EFI/PE stub header
 #     initramfs.cpio.gz    cpio newc: busybox, /dev/console, /init (./init)
+#     initramfs-vda.cpio.gz  the same with the kernel's virtio_mmio, virtio_blk and ext4
+#                          modules (and what ext4 needs) in /lib/modules and /init = ./init-vda,
+#                          which loads them and switch_roots into root= (a virtio-blk disk)
 #     versions             the two package versions used
 # Needs root or sudo (dpkg --add-architecture, apt-get update) and the network.
 set -eu
@@ -32,6 +35,17 @@ dpkg-deb -x busybox-static_*_arm64.deb busybox
 
 cp kernel/boot/vmlinuz-* "$OUT/vmlinuz"
 python3 "$HERE/mkinitramfs.py" --busybox busybox/bin/busybox --init "$HERE/init" -o "$OUT/initramfs.cpio.gz"
+# Debian's kernel builds these as modules (CONFIG_VIRTIO_MMIO, VIRTIO_BLK, EXT4_FS =m):
+# the disk-root initramfs carries them, in the order they load (ext4 needs crc16, mbcache, jbd2 and a crc32c)
+MODS=$(ls -d kernel/lib/modules/*/kernel)
+FILES=""
+for m in drivers/virtio/virtio_mmio drivers/block/virtio_blk lib/crc16 fs/mbcache fs/jbd2/jbd2 crypto/crc32c_generic fs/ext4/ext4; do
+    [ -f "$MODS/$m.ko" ] || { echo "fetch.sh: $MODS/$m.ko missing (is it built in or compressed now?)" >&2; exit 1; }
+    FILES="$FILES --file $MODS/$m.ko=lib/modules/$(basename "$m").ko"
+done
+# shellcheck disable=SC2086
+python3 "$HERE/mkinitramfs.py" --busybox busybox/bin/busybox --init "$HERE/init-vda" $FILES \
+    -o "$OUT/initramfs-vda.cpio.gz"
 for deb in linux-image-*_arm64.deb busybox-static_*_arm64.deb; do
     dpkg-deb -W --showformat='${Package} ${Version}\n' "$deb"
 done > "$OUT/versions"
