@@ -232,16 +232,20 @@ class Machine:
 
     def _virtio_blk(self, drive) -> VirtioBlk:
         """The disk's model: guest memory through the VM's memory slots, its work charged
-        to the vCPU whose QueueNotify runs it (QEMU without an iothread)."""
+        to the vCPU whose QueueNotify runs it (QEMU without an iothread).
+
+        The device's writes into guest RAM go to the memory the engines execute from, but
+        translated code of those pages would survive them (no host write invalidates it:
+        unicorn-facts.md; Unicorn 2.1.4's mem_write and invalidate_and_set_dirty do not
+        either, and it has no invalidation by physical address).  A guest's own IC IVAU
+        cannot be relied on here: locally it is a no-op in the engine, whose stores are
+        caught by its own SMC detection instead.  So a write into RAM drops every engine's
+        translated code, as QEMU's address_space_write drops that of the written pages."""
         cpus = self.host.pcpus
 
         def written(slot, off: int, n: int) -> None:
-            # The VMM's DMA into guest RAM: each engine writes the bytes again by physical
-            # address so that it drops translated code of those pages (QEMU's
-            # address_space_write -> invalidate_and_set_dirty); the buffer is shared.
-            data = bytes(slot.buf[off:off + n])
             for cpu in cpus:
-                cpu.uc.mem_write(slot.host_pa + off, data)
+                cpu.uc.ctl_flush_tb()
 
         def charge(key: str, what: str) -> None:
             v = self._mmio_vcpu

@@ -37,8 +37,9 @@ class ChainError(Exception):
 
 class GuestMemory:
     """Guest physical memory through the VM's memory slots (`slots.find(ipa)` -> a MemSlot
-    with ipa, size, buf, readonly).  `written(slot, offset, n)`: the VMM changed guest RAM
-    (the engines drop translated code of that range, as QEMU's address_space_write does)."""
+    with ipa, size, buf, readonly; `buf` is the memory the engines execute from).
+    `written(slot, offset, n)`: told of each write into guest RAM (the machine drops
+    translated code then: armvirt/machine.py Machine._virtio_blk)."""
 
     def __init__(self, slots, written: Callable[[object, int, int], None] = lambda slot, off, n: None):
         self.slots, self.written = slots, written
