@@ -100,7 +100,15 @@ def pytest_collection_modifyitems(config, items):
         for i, item in enumerate(block):
             at.setdefault(groups.get(item, i), i)
         out += [it for _, it in sorted(enumerate(block), key=lambda e: at[groups.get(e[1], e[0])])]
-    items[:] = out
+    # Longest first (LPT): the few multi-second boots start at once, so no worker is left
+    # running one alone at the end while the other idles.  Stable, and the same on every
+    # worker (xdist requires one collection order).
+    items[:] = sorted(out, key=lambda it: -SLOW_MODULES.get(it.module.__name__.rsplit(".", 1)[-1], 0)
+                      if it.module is not None else 0)
+
+
+# Modules whose tests boot a guest for seconds (Linux, U-Boot, the wheel): their rank.
+SLOW_MODULES = {"test_uboot": 4, "test_linux_vblk": 3, "test_linux": 2, "test_packaging": 1}
 
 
 @pytest.fixture(scope="session")
