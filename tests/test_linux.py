@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.tools import need
+from tests.tools import console_section, need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LINUX_DIR = os.environ.get("ARMVIRT_LINUX_DIR", os.path.join(ROOT, "images", "linux", "out"))
@@ -67,14 +67,7 @@ def linux(request, tmp_path_factory):
 
 def answer(run: dict, key: str) -> list[str]:
     """The lines the shell printed for SESSION[key], up to its next prompt."""
-    lines = run["stdout"].splitlines()
-    try:
-        start = lines.index(f"=={key}==") + 1
-    except ValueError:
-        pytest.fail(f"{run['name']}: no answer to {SESSION[key]!r}; console tail:\n"
-                    + "\n".join(lines[-40:]), pytrace=False)
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("/ # ")), len(lines))
-    return lines[start:end]
+    return console_section(run, key, lambda line: line.startswith("/ # "), repr(SESSION[key]))
 
 
 def test_boots_to_the_shell_and_powers_off(linux):

@@ -24,7 +24,7 @@ import sys
 import pytest
 
 from tests.test_linux import LINUX_DIR, MAX_INSNS, ROOT, TIMEOUT_S
-from tests.tools import need
+from tests.tools import console_section, need
 
 KERNEL = os.path.join(LINUX_DIR, "vmlinuz")
 BUSYBOX_INITRD = os.path.join(LINUX_DIR, "initramfs.cpio.gz")
@@ -119,13 +119,10 @@ def vblk(request, tmp_path_factory):
 
 
 def _answer(run: dict, key: str) -> list[str]:
-    lines = run["stdout"].splitlines()
-    try:
-        start = lines.index(f"=={key}==") + 1
-    except ValueError:
-        pytest.fail(f"{run['name']}: no =={key}== in the console; tail:\n" + "\n".join(lines[-40:]), pytrace=False)
-    end = next(i for i in range(start, len(lines) + 1) if i == len(lines) or lines[i].startswith("=="))
-    return [l for l in lines[start:end] if not l.startswith("[")]
+    """What the disk's init printed after its =={key}== marker, up to the next marker,
+    without the kernel's own log lines."""
+    section = console_section(run, key, lambda line: line.startswith("=="), f"=={key}==")
+    return [l for l in section if not l.startswith("[")]
 
 
 def test_root_on_vda_and_power_off(vblk):
