@@ -146,8 +146,15 @@ class VirtFlash:
             self.banks.append(bank)
 
     def _romd(self, slot):
+        left_at = [0]                 # the bank's stores when it left ROM mode
+
         def romd(on: bool) -> None:
-            (self.vm.restore_slot if on else self.vm.delete_slot)(slot)
+            bank = self.banks[self.slots.index(slot)]
+            if on:
+                self.vm.restore_slot(slot, changed=bank.stores != left_at[0])
+            else:
+                left_at[0] = bank.stores
+                self.vm.delete_slot(slot)
         return romd
 
     def reset(self, cpus) -> None:
@@ -160,4 +167,4 @@ class VirtFlash:
                 slot.buf[:len(img.data)] = img.data
                 bank.dirty = False
                 for cpu in cpus:
-                    cpu.flush_tlb()           # drops translated code too
+                    cpu.drop_code()           # host writes leave translated code in place

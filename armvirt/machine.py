@@ -245,7 +245,7 @@ class Machine:
 
         def written(slot, off: int, n: int) -> None:
             for cpu in cpus:
-                cpu.uc.ctl_flush_tb()
+                cpu.drop_code()
 
         def charge(key: str, what: str) -> None:
             v = self._mmio_vcpu

@@ -74,5 +74,5 @@ class EngineEl2:
             # Nor is its translated code: a TB is found by virtual PC, so another VM's
             # code at the same IPA would run (measured: two VMs on one pCPU); drop it all.
             self.cpu.flush_tlb()
-            self.cpu.uc.ctl_flush_tb()
+            self.cpu.drop_code()
             self.loaded["vttbr"] = regs.vttbr

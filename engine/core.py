@@ -325,7 +325,9 @@ class PhysicalCpu:
         self.uc.mmio_map(pa, size, on_read, None, on_write, None)
 
     def flush_tlb(self) -> None:
-        """uc_ctl_flush_tlb (not wrapped by the Python binding); it drops translated code too."""
+        """uc_ctl_flush_tlb (not wrapped by the Python binding): the TLB and the jump cache.
+        Translated code stays (measured: a TB is found again by its physical page after
+        the flush, and neither mem_write nor a host write drops it): drop_code does that."""
         err = UC.uc_ctl(self.uch, unicorn.UC_CTL_TLB_FLUSH | (unicorn.UC_CTL_IO_WRITE << 30))
         if err:
             raise EngineFault(f"TLB flush failed: {err}")
@@ -390,6 +392,12 @@ class PhysicalCpu:
         for at in here:
             self.uc.ctl_remove_cache(at, at + PAGE)
         return True
+
+    def drop_code(self) -> None:
+        """All translated code (uc_ctl_flush_tb): after the host changed guest memory the
+        guest may execute (a device's DMA, a ROM device's array), as there is no
+        invalidation by physical address."""
+        self.uc.ctl_flush_tb()
 
     def flush_code(self, start: int, end: int) -> None:
         """Translated code is not invalidated by host writes (unicorn-facts.md)."""

@@ -102,7 +102,7 @@ class DebugUnit:
             kinds = ([unicorn.UC_HOOK_MEM_READ] if read else []) + ([unicorn.UC_HOOK_MEM_WRITE] if write else [])
             self._watches[key] = [uc.hook_add(k, self._on_access, begin=max(0, lo - MAX_ACCESS + 1), end=hi)
                                   for k in kinds]
-        self.cpu.flush_tlb()                         # accesses find the hooks at TLB fill; drops code too
+        self.cpu.flush_tlb()                         # accesses find the hooks at TLB fill
 
     def set_stepping(self, on: bool) -> None:
         if on == (self._step_hook is not None):

@@ -388,17 +388,25 @@ class Vm:
     def delete_slot(self, slot: MemSlot) -> None:
         """KVM_SET_USER_MEMORY_REGION with memory_size 0: the slot goes, its stage-2
         mappings are flushed (kvm_arch_flush_shadow_memslot) and the TLBs of the VM's
-        pCPUs invalidated (TLBI VMALLS12E1IS; the engine's flush drops translated code
-        too, so code the guest runs there next is read anew).  Accesses to the range
-        then fault with no slot: MMIO exits to user space."""
+        pCPUs invalidated (TLBI VMALLS12E1IS).  Accesses to the range then fault with no
+        slot: MMIO exits to user space."""
         self.memslots.remove(slot)
         self.stage2.unmap_range(slot.ipa, slot.size)
-        for cpu in {id(v.cpu): v.cpu for v in self.vcpus}.values():
+        for cpu in self._pcpus():
             cpu.flush_tlb()
 
-    def restore_slot(self, slot: MemSlot) -> None:
-        """The slot again (KVM_SET_USER_MEMORY_REGION): pages fault in on first touch."""
+    def restore_slot(self, slot: MemSlot, changed: bool = False) -> None:
+        """The slot again (KVM_SET_USER_MEMORY_REGION): pages fault in on first touch.
+        `changed`: the VMM rewrote its memory meanwhile, and translated code of the old
+        contents would survive that (PhysicalCpu.flush_tlb): drop it."""
         self.memslots.add(slot)
+        if changed:
+            for cpu in self._pcpus():
+                cpu.drop_code()
+
+    def _pcpus(self) -> list:
+        """The pCPUs this VM's vCPUs run on, each once."""
+        return list({id(v.cpu): v.cpu for v in self.vcpus}.values())
 
     def create_vcpu(self, mpidr: int, pcpu: int = 0) -> Vcpu:
         v = Vcpu(self, len(self.vcpus), mpidr, self.host.lowvisors[pcpu], self.host.nr_lr)

@@ -152,3 +152,26 @@ def test_drive_units_follow_the_command_line():
                         ("-drive", "if=pflash,index=1,file=c")])
     want = (PflashDrive("a", 0), PflashDrive("b", 1, True), PflashDrive("c", 1))
     assert got == want, f"expected {want}, observed {got}"
+
+
+# Firmware that runs code from bank 1, reprograms that code and runs it again after the
+# architecture's maintenance (source below): bank 1 starts as `mov x0, #1; ret`.
+#     mov x1, #0x04000000; blr x1; mov x19, x0
+#     mov w2, #0x40; str w2, [x1]; movz w3, #0x0040; movk w3, #0xd280, lsl #16; str w3, [x1]
+#     mov w2, #0xff; str w2, [x1]; ic iallu; dsb sy; isb; blr x1; mov x20, x0
+#     print '0' + x19, '0' + x20, '\n' to the PL011; PSCI SYSTEM_OFF
+REPROGRAM = bytes.fromhex(
+    "0180a0d220003fd6f30300aa0180a0d202088052220000b9030880520350ba72230000b9e21f8052220000b9"
+    "1f7508d59f3f03d5df3f03d520003fd6f40300aa0420a1d265c20011850000b985c20011850000b945018052"
+    "850000b9000180520080b072020000d400000014")
+BANK1_CODE = bytes.fromhex("200080d2c0035fd6")      # mov x0, #1; ret
+
+
+def test_code_reprogrammed_in_flash_runs_anew(tmp_path):
+    """A word programmed over code the guest ran from the bank, then IC IALLU: the next
+    call runs the new instruction (mov x0, #2), not the code translated before - host
+    writes and TLB flushes leave translated code in place (PhysicalCpu.flush_tlb)."""
+    fw = write(tmp_path / "fw.bin", REPROGRAM)
+    bank1 = write(tmp_path / "b1.bin", BANK1_CODE, 64 * MIB)
+    check_run(armvirt("-bios", fw, "-drive", f"if=pflash,format=raw,unit=1,file={bank1}"), ["12"],
+              "bank-1 code before and after reprogramming")

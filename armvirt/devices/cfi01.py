@@ -110,6 +110,7 @@ class Cfi01Flash:
         self.writeblock_size = (1 << self.cfi[0x2A]) * (bank_width // device_width)
         self.romd = True                  # read-array mode, the array mapped as ROM
         self.dirty = False                # the guest changed the array (programmed or erased)
+        self.stores = 0                   # array changes so far (the VMM re-reads code after one)
         self.reset()
 
     def reset(self) -> None:
@@ -264,6 +265,7 @@ class Cfi01Flash:
         end = min(offset + len(data), self.size)
         self.storage[offset:end] = data[:end - offset]
         self.dirty = True
+        self.stores += 1
 
     def _persist(self, offset: int, length: int) -> None:
         if self.persist is not None:
