@@ -41,7 +41,7 @@ import ctypes
 import os
 
 from el2.context import fp_bank
-from engine.fastpath import ffi
+from engine.fastpath import ffi, lib
 from gic.vgic import HCR_EN
 from el2.lowvisor import ARM_EXCEPTION_TRAP, Exit
 from host_kernel.handle_exit import exit_name
@@ -49,14 +49,15 @@ from host_kernel.handle_exit import exit_name
 NEVER = 2**64 - 1
 MODES = ("on", "off", "check")
 KEYS = (0, 1, 2, 3)          # WnR, +2: the guest changed FP/SIMD since the load (lazy FP/SIMD)
-FP_BYTES = 34 * 16           # fm_fp_at_load: Q0-Q31, FPCR, FPSR as el2/context.py fp_bank keeps them
+_FP_SCRATCH = fp_bank()      # fm_fp_at_load holds the bytes of this bank's registers (16 each)
+FP_BYTES = 16 * len(_FP_SCRATCH)
+assert len(_FP_SCRATCH) == lib.FP_REGS, "engine/fastpath.h FP_REGS and el2/context.py fp_bank differ"
 
 
 def fp_snapshot(regs: bytes) -> bytes:
     """The fp bank's snapshot (RegBank.snapshot) of these register bytes."""
-    bank = fp_bank()
-    ctypes.memmove(bank._plain, regs, FP_BYTES)
-    return bank.snapshot()
+    ctypes.memmove(_FP_SCRATCH._plain, regs, FP_BYTES)
+    return _FP_SCRATCH.snapshot()
 
 
 class FastMmioDrift(RuntimeError):
@@ -112,11 +113,9 @@ class FastMmio:
                 st.fm_c1[key], st.fm_c2[key] = self.memo.get(key, (0, 0))
             st.fm_multi, st.fm_quantum, st.fm_lookahead, st.fm_shared = multi, quantum, lookahead, shared
             st.fm_fp_lazy = self.fp_lazy
-        if self.fp_lazy:                              # the FP/SIMD registers at the vCPU's last load
-            if vcpu._fp_at_load is None:
-                st.fm_armed = 0
-                return False
-            ffi.memmove(st.fm_fp_at_load, vcpu._fp_at_load, FP_BYTES)
+        if not self._push_fp_at_load(vcpu):
+            st.fm_armed = 0
+            return False
         st.fr_ok, st.fr_value, st.fr_listening, st.fr_limit, st.dr_ok = self.device.fast_flags()
         st.dev_empty_reads = self.device.empty_reads
         vcpu.fm_pushed = True
@@ -150,8 +149,17 @@ class FastMmio:
         quiet = self.entry_quiet(vcpu, vcpu.paused)
         vcpu.cpu.st.fm_quiet = int(quiet)
         vcpu.fm_entry_quiet = quiet
-        if self.fp_lazy and vcpu._fp_at_load is not None:   # KVM_RUN's vcpu_load may have just moved it
-            ffi.memmove(vcpu.cpu.st.fm_fp_at_load, vcpu._fp_at_load, FP_BYTES)
+        self._push_fp_at_load(vcpu)                   # KVM_RUN's vcpu_load may have just moved it
+
+    def _push_fp_at_load(self, vcpu) -> bool:
+        """Lazy FP/SIMD: the registers at the vCPU's last load, for the engine to compare
+        with (False: not loaded yet, nothing to compare with)."""
+        if not self.fp_lazy:
+            return True
+        if vcpu._fp_at_load is None:
+            return False
+        ffi.memmove(vcpu.cpu.st.fm_fp_at_load, vcpu._fp_at_load, FP_BYTES)
+        return True
 
     def entry_quiet(self, vcpu, paused: bool) -> bool:
         """fm_quiet for an entry; `paused`: vcpu.paused then (Vcpu.run clears it before a
